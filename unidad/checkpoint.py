@@ -1,0 +1,478 @@
+"""Training checkpoints: atomic on disk, exact to resume from.
+
+Layout inside a run folder::
+
+    checkpoints/step00001000/weights.safetensors   exported modules, keys "{module}.{param}"
+                             state.pt              the training loop's state dict (optimisers, RNG, ...)
+                             meta.json             step, stage, module names, sha256 of the weights
+
+A checkpoint is built in a temporary folder next to its final place, every file is fsynced, and the
+folder is renamed into place in one step. A crash at any point therefore leaves either the complete
+`stepN` folder or none, plus at most a temporary folder, which the next save removes. One process
+writes a run folder at a time (the training job that owns it).
+
+Everything is loadable without pickled code: weights through safetensors, state through
+`torch.load(weights_only=True)`; `capture_rng_state` returns the RNG states in that form.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import tempfile
+import time
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import safetensors.torch
+import torch
+from torch import nn
+
+CHECKPOINTS_DIR = "checkpoints"
+WEIGHTS_FILE = "weights.safetensors"
+STATE_FILE = "state.pt"
+META_FILE = "meta.json"
+FORMAT_VERSION = 1
+
+_STEP_DIR = re.compile(r"^step(\d{8,})$")
+_TEMP_PREFIX = ".tmp-"
+_MODULE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_RESERVED_META_KEYS = ("format_version", "step", "modules", "weights_sha256", "created")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or weights file does not match what the caller asked for."""
+
+
+@dataclass
+class WeightsLoadReport:
+    """What `load_weights(strict=False)` could not match (all empty after a strict load)."""
+
+    absent_modules: list[str] = field(default_factory=list)
+    missing_keys: dict[str, list[str]] = field(default_factory=dict)
+    unexpected_keys: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.absent_modules or self.missing_keys or self.unexpected_keys)
+
+
+# ----------------------------------------------------------------------------------------------
+# Files
+
+
+def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_bytes):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_path(path: Path) -> None:
+    """Flush a file or a folder entry to disk (a folder fsync makes renames inside it durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _remove_tree_quietly(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Weights
+
+
+def _check_module_names(modules: Mapping[str, nn.Module]) -> None:
+    if not modules:
+        raise ValueError("no modules given; pass a dict {name: nn.Module} with at least one entry")
+    for name, module in modules.items():
+        if not isinstance(name, str) or not _MODULE_NAME.match(name):
+            raise ValueError(
+                f"module name {name!r} is not allowed in a weights file; use letters, digits, '_' or '-' "
+                "(no '.', which separates the module name from the parameter key)"
+            )
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"modules[{name!r}] is a {type(module).__name__}, expected a torch.nn.Module")
+
+
+def _flat_tensors(modules: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:
+    """All state_dict tensors as CPU tensors that safetensors accepts: each contiguous and owning
+    its memory (tied weights and views into bigger storages are copied, the rest are not)."""
+    flat: dict[str, torch.Tensor] = {}
+    seen_storages: set[tuple[str, int]] = set()
+    for module_name, module in modules.items():
+        for key, tensor in module.state_dict().items():
+            t = tensor.detach().to("cpu").contiguous()
+            storage = t.untyped_storage()
+            storage_id = (str(storage.device), storage.data_ptr())
+            owns_storage = storage.nbytes() == t.numel() * t.element_size()
+            if storage_id in seen_storages or not owns_storage:
+                t = t.clone()
+                storage_id = (str(t.device), t.untyped_storage().data_ptr())
+            seen_storages.add(storage_id)
+            flat[f"{module_name}.{key}"] = t
+    return flat
+
+
+def _write_weights_file(path: Path, modules: Mapping[str, nn.Module], metadata: Mapping[str, str] | None) -> None:
+    header = {"format": "pt", "modules": json.dumps(list(modules))}
+    header.update({str(k): str(v) for k, v in (metadata or {}).items()})
+    safetensors.torch.save_file(_flat_tensors(modules), str(path), metadata=header)
+    _fsync_path(path)
+
+
+def export_weights(
+    path: str | os.PathLike,
+    modules: Mapping[str, nn.Module],
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Write the modules to one safetensors file, atomically (temp file in the same folder, fsync,
+    rename). `metadata` goes into the safetensors header as strings."""
+    _check_module_names(modules)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f"{_TEMP_PREFIX}{path.name}-", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        _write_weights_file(tmp, modules, metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_path(path.parent)
+    return path
+
+
+def _weights_path(path_or_ckpt_dir: str | os.PathLike) -> Path:
+    path = Path(path_or_ckpt_dir)
+    if path.is_dir():
+        path = path / WEIGHTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}; pass a checkpoint folder or a .safetensors file")
+    return path
+
+
+def read_weights(path_or_ckpt_dir: str | os.PathLike) -> dict[str, dict[str, torch.Tensor]]:
+    """The tensors of a weights file (or checkpoint folder), split by module name (CPU tensors)."""
+    path = _weights_path(path_or_ckpt_dir)
+    by_module: dict[str, dict[str, torch.Tensor]] = {}
+    for full_key, tensor in safetensors.torch.load_file(str(path), device="cpu").items():
+        module_name, sep, key = full_key.partition(".")
+        if not sep:
+            raise CheckpointError(f"{path}: key {full_key!r} has no '<module>.' prefix; not a unidad weights file")
+        by_module.setdefault(module_name, {})[key] = tensor
+    return by_module
+
+
+def _first_few(keys: list[str], n: int = 5) -> str:
+    shown = ", ".join(keys[:n])
+    return shown + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
+
+
+def load_weights(
+    path_or_ckpt_dir: str | os.PathLike,
+    modules: Mapping[str, nn.Module],
+    strict: bool = True,
+) -> WeightsLoadReport:
+    """Copy weights from a file (or checkpoint folder) into `modules`, in place.
+
+    strict: every requested module must be in the file with exactly its keys, else CheckpointError.
+    With strict=False whatever matches is loaded and the rest is returned in the report. Modules in
+    the file that were not requested are ignored either way (e.g. loading only the generator).
+    """
+    _check_module_names(modules)
+    path = _weights_path(path_or_ckpt_dir)
+    stored = read_weights(path)
+    report = WeightsLoadReport()
+    for name, module in modules.items():
+        if name not in stored:
+            report.absent_modules.append(name)
+            continue
+        expected = set(module.state_dict())
+        missing = sorted(expected - stored[name].keys())
+        unexpected = sorted(stored[name].keys() - expected)
+        if missing:
+            report.missing_keys[name] = missing
+        if unexpected:
+            report.unexpected_keys[name] = unexpected
+        if strict and (missing or unexpected):
+            continue
+        try:
+            module.load_state_dict({k: v for k, v in stored[name].items() if k in expected}, strict=False)
+        except RuntimeError as e:  # shape mismatch: never silently skipped
+            first_line = str(e).strip().splitlines()[-1].strip()
+            raise CheckpointError(f"{path}: module '{name}' does not fit the stored weights: {first_line}") from None
+    if strict and not report.clean:
+        problems = []
+        if report.absent_modules:
+            problems.append(
+                f"modules not in the file: {', '.join(report.absent_modules)} (file has: {', '.join(sorted(stored))})"
+            )
+        for name, keys in report.missing_keys.items():
+            problems.append(f"'{name}' lacks keys {_first_few(keys)}")
+        for name, keys in report.unexpected_keys.items():
+            problems.append(f"'{name}' has extra keys {_first_few(keys)}")
+        raise CheckpointError(
+            f"{path} does not match the modules: {'; '.join(problems)}; "
+            "check the model config, or pass strict=False to load what matches"
+        )
+    return report
+
+
+# ----------------------------------------------------------------------------------------------
+# Training state
+
+
+# Exact types: subclasses (numpy scalars are float subclasses, defaultdict, namedtuples) are
+# pickled by class and refused by torch.load(weights_only=True).
+_WEIGHTS_ONLY_SCALARS = (str, bytes, int, float, bool, complex, type(None), torch.Size, torch.dtype, torch.device)
+_WEIGHTS_ONLY_MAPPINGS = (dict, OrderedDict)
+_WEIGHTS_ONLY_SEQUENCES = (list, tuple, set)
+
+
+def _check_weights_only_loadable(obj: Any, where: str = "state") -> None:
+    """Fail at save time, not at resume time hours later, on objects that
+    torch.load(weights_only=True) refuses (numpy arrays and scalars, custom classes...)."""
+    kind = type(obj)
+    if kind in _WEIGHTS_ONLY_MAPPINGS:
+        for k, v in obj.items():
+            _check_weights_only_loadable(k, f"{where} key {k!r}")
+            _check_weights_only_loadable(v, f"{where}[{k!r}]")
+    elif kind in _WEIGHTS_ONLY_SEQUENCES:
+        for i, v in enumerate(obj):
+            _check_weights_only_loadable(v, f"{where}[{i}]")
+    elif kind not in _WEIGHTS_ONLY_SCALARS and not isinstance(obj, torch.Tensor):
+        raise TypeError(
+            f"{where} is a {kind.__module__}.{kind.__qualname__}, which torch.load(weights_only=True) "
+            "cannot read back; convert it to tensors, numbers, strings, lists or dicts before saving"
+        )
+
+
+def load_state(ckpt_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(ckpt_dir) / STATE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no {STATE_FILE} in {ckpt_dir}; pass a folder from list_checkpoints()")
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def read_meta(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
+    return json.loads((Path(ckpt_dir) / META_FILE).read_text())
+
+
+def verify_checkpoint(ckpt_dir: str | os.PathLike) -> None:
+    """Raise CheckpointError when the weights file no longer has the hash recorded in meta.json."""
+    ckpt_dir = Path(ckpt_dir)
+    recorded = read_meta(ckpt_dir)["weights_sha256"]
+    actual = sha256_file(ckpt_dir / WEIGHTS_FILE)
+    if actual != recorded:
+        raise CheckpointError(f"{ckpt_dir / WEIGHTS_FILE} is corrupt (sha256 {actual}, meta.json says {recorded})")
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoint folders
+
+
+def _checkpoints_root(run_dir: str | os.PathLike) -> Path:
+    return Path(run_dir) / CHECKPOINTS_DIR
+
+
+def step_dir_name(step: int) -> str:
+    return f"step{step:08d}"
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """Complete checkpoints of a run, oldest first. Temporary and incomplete folders (no meta.json)
+    are not listed."""
+    root = _checkpoints_root(run_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for entry in root.iterdir():
+        match = _STEP_DIR.match(entry.name)
+        if match and entry.is_dir() and (entry / META_FILE).is_file():
+            found.append((int(match.group(1)), entry))
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    checkpoints = list_checkpoints(run_dir)
+    return checkpoints[-1][1] if checkpoints else None
+
+
+def _remove_stale_temp_dirs(root: Path, keep: Path | None = None) -> None:
+    for entry in root.glob(f"{_TEMP_PREFIX}*"):
+        if entry != keep:
+            if entry.is_dir():
+                _remove_tree_quietly(entry)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+def _retired_name(step_dir: Path) -> Path:
+    return step_dir.with_name(f"{_TEMP_PREFIX}retired-{step_dir.name}-{os.getpid()}-{time.monotonic_ns()}")
+
+
+def _retire(step_dir: Path) -> None:
+    """Delete a checkpoint folder so that a crash midway cannot leave a listed-but-broken one: first
+    rename it to a temporary name (atomic), then delete."""
+    trash = _retired_name(step_dir)
+    os.replace(step_dir, trash)
+    _remove_tree_quietly(trash)
+
+
+def _move_into_place(building: Path, final: Path) -> None:
+    """Rename the finished folder to its final name. A folder cannot be renamed over a non-empty one,
+    so an existing checkpoint of the same step is moved aside first and put back if the rename fails."""
+    if not final.exists():
+        os.replace(building, final)
+        return
+    previous = _retired_name(final)
+    os.replace(final, previous)
+    try:
+        os.replace(building, final)
+    except BaseException:
+        os.replace(previous, final)
+        raise
+    _remove_tree_quietly(previous)
+
+
+def _meta_record(step: int, modules: Mapping[str, nn.Module], weights_sha256: str, meta: Mapping[str, Any] | None) -> dict:
+    extra = dict(meta or {})
+    clashes = [k for k in _RESERVED_META_KEYS if k in extra]
+    if clashes:
+        raise ValueError(f"meta may not set {', '.join(clashes)}; save_checkpoint fills these in itself")
+    record = {
+        "format_version": FORMAT_VERSION,
+        "step": step,
+        "stage": extra.pop("stage", None),
+        "modules": list(modules),
+        "weights_sha256": weights_sha256,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+    try:
+        json.dumps(record)
+    except TypeError as e:
+        raise TypeError(f"checkpoint meta must be JSON-serialisable ({e}); pass plain numbers, strings, lists, dicts") from None
+    return record
+
+
+def save_checkpoint(
+    run_dir: str | os.PathLike,
+    step: int,
+    modules: Mapping[str, nn.Module],
+    state: Mapping[str, Any],
+    meta: Mapping[str, Any] | None = None,
+    keep_last: int | None = None,
+) -> Path:
+    """Write checkpoints/stepNNNNNNNN atomically and return its path.
+
+    An existing checkpoint of the same step is replaced. keep_last=N then deletes all but the N
+    newest checkpoints.
+    """
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"step must be a non-negative int, got {step!r}")
+    if keep_last is not None and keep_last < 1:
+        raise ValueError(f"keep_last must be >= 1 or None (keep all), got {keep_last}")
+    _check_module_names(modules)
+    state = dict(state)
+    _check_weights_only_loadable(state)
+
+    root = _checkpoints_root(run_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temp_dirs(root)
+    final = root / step_dir_name(step)
+    building = Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{final.name}-", dir=root))
+    try:
+        weights = building / WEIGHTS_FILE
+        _write_weights_file(weights, modules, {"step": str(step)})
+        with open(building / STATE_FILE, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        # meta.json last: a folder without it is incomplete by definition
+        _write_json(building / META_FILE, _meta_record(step, modules, sha256_file(weights), meta))
+        _fsync_path(building)
+        _move_into_place(building, final)
+    except BaseException:
+        _remove_tree_quietly(building)
+        raise
+    _fsync_path(root)
+
+    if keep_last is not None:
+        for _, old in list_checkpoints(run_dir)[:-keep_last]:
+            _retire(old)
+    return final
+
+
+# ----------------------------------------------------------------------------------------------
+# RNG state
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The global RNG states of python, numpy, torch (CPU and every CUDA device), as tensors, ints
+    and lists only, so that state.pt loads with weights_only=True."""
+    py_version, py_internal, py_gauss = random.getstate()
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state(legacy=True)
+    state: dict[str, Any] = {
+        "python": {"version": py_version, "internal": list(py_internal), "gauss_next": py_gauss},
+        "numpy": {
+            "kind": str(np_kind),
+            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "cached_gaussian": float(np_gauss),
+        },
+        "torch_cpu": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["torch_cuda"] = [s.cpu() for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((int(py["version"]), tuple(int(x) for x in py["internal"]), py["gauss_next"]))
+    np_state = state["numpy"]
+    np.random.set_state((
+        np_state["kind"],
+        np.asarray(torch.as_tensor(np_state["keys"]).numpy(), dtype=np.uint32),
+        int(np_state["pos"]),
+        int(np_state["has_gauss"]),
+        float(np_state["cached_gaussian"]),
+    ))
+    torch.set_rng_state(torch.as_tensor(state["torch_cpu"], dtype=torch.uint8).cpu())
+    cuda_states = state.get("torch_cuda")
+    if not cuda_states:
+        return
+    if not torch.cuda.is_available():
+        warnings.warn("checkpoint holds CUDA RNG states but CUDA is not available here; "
+                      "GPU random draws will differ from the original run", stacklevel=2)
+        return
+    n_devices = torch.cuda.device_count()
+    if n_devices != len(cuda_states):
+        warnings.warn(f"checkpoint holds {len(cuda_states)} CUDA RNG states, this machine has {n_devices} "
+                      "devices; restoring the first ones only", stacklevel=2)
+    for device, rng in enumerate(cuda_states[:n_devices]):
+        torch.cuda.set_rng_state(torch.as_tensor(rng, dtype=torch.uint8).cpu(), device)

@@ -1,0 +1,112 @@
+"""Workflow configuration: schema validation with defaults, one-line errors naming the key."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_PATH = PROJECT_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A bad configuration; the message is one line naming the key and the fix."""
+
+
+def _extend_with_defaults(validator_class):
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _extend_with_defaults(jsonschema.Draft7Validator)
+
+
+def load_schema() -> dict[str, Any]:
+    with open(SCHEMA_PATH) as f:
+        return yaml.safe_load(f)
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = _key_path(error)
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        known = ", ".join(sorted(error.schema.get("properties", {})))
+        keys = ", ".join(f"'{k}'" for k in extra)
+        prefix = f"{where}." if where != "(top level)" else ""
+        return f"unknown config key {prefix}{extra[0] if len(extra) == 1 else keys}" + (
+            f"; known keys here: {known}" if known else ""
+        )
+    if error.validator == "type":
+        return f"config key {where} must be of type {error.validator_value}, got {error.instance!r}"
+    if error.validator == "enum":
+        return f"config key {where} must be one of {error.validator_value}, got {error.instance!r}"
+    if error.validator == "required":
+        return f"config key {where}: {error.message}"
+    return f"config key {where}: {error.message}"
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate and fill defaults IN PLACE (Snakemake's config object is shared); returns it."""
+    validator = _Validator(load_schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), str(e.absolute_path)))
+    if errors:
+        raise ConfigError(_describe(errors[0]))
+    # a second pass: defaults filled inside newly created sub-objects
+    errors = list(validator.iter_errors(config))
+    if errors:
+        raise ConfigError(_describe(errors[0]))
+    _check_references(config)
+    return config
+
+
+def _check_references(config: dict[str, Any]) -> None:
+    datasets = config.get("datasets", {})
+    for t in config["targets"]:
+        if t not in datasets:
+            raise ConfigError(f"config key targets names dataset '{t}', which is not under datasets (known: {sorted(datasets)})")
+    src = config["source"]
+    if src["kind"] == "pretrain" and src["dataset"] not in datasets:
+        raise ConfigError(f"config key source.dataset names '{src['dataset']}', which is not under datasets (known: {sorted(datasets)})")
+    if src["kind"] == "file" and not src["weights"]:
+        raise ConfigError("config key source.weights is empty; with source.kind=file name a weights-manifest entry or a path")
+    for name, d in datasets.items():
+        if d["kind"] == "demo" and not d.get("domain"):
+            raise ConfigError(f"config key datasets.{name}.domain is required for kind demo (source, near or far)")
+        if d["kind"] == "folder" and not d.get("path"):
+            raise ConfigError(f"config key datasets.{name}.path is required for kind folder")
+
+
+def load_config_file(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} not found")
+    with open(path) as f:
+        config = yaml.safe_load(f) or {}
+    if overrides:
+        config = deep_merge(config, overrides)
+    return validate_config(config)
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out

@@ -1,0 +1,545 @@
+"""Procedural image domains with exact oracles: the embedded demo's stand-ins for the paper's data.
+
+  source  (for FFHQ)              one filled shape {circle, square, triangle} in one of 4 saturated
+                                  colours on a light, gently varying background; 12 modes.
+  near    (for Babies/Sunglasses) the same shapes and layout statistics, restyled: slate background,
+                                  another 2-colour palette; 6 modes.
+  far     (for MetFaces/AFHQ-Cat) no shapes at all: horizontal / vertical stripes or a checkerboard
+                                  in one of 2 colour pairs, random band width and phase; 6 modes.
+
+A tiny pixel-space UNet learns these at 16x16 in minutes on a CPU, and because every image is drawn
+from known modes, a rule-based oracle measures quality (is it in the domain at all?) and diversity
+(which modes, how often) of generated images exactly, with no learned feature extractor.
+
+Every image is a function of one row of uniform random numbers, so `sample(n, seed)` is a prefix of
+`sample(m, seed)` for m > n, and everything is deterministic from the seed.
+"""
+from __future__ import annotations
+
+import warnings
+import zlib
+from abc import ABC, abstractmethod
+from typing import Any, Sequence
+
+import numpy as np
+
+from unidad.data.folders import write_image_folder  # noqa: F401  (part of this module's API)
+from unidad.imageio import as_numpy
+from unidad.registry import Registry
+
+BASE_SIZE = 16  # layouts are designed at 16x16 and scaled for larger sizes
+FEWSHOT_CANON = 10  # the k-shot sets for k <= 10 are prefixes of one 10-image set
+FEWSHOT_MODE_SHARE = 2 / 3  # share of a domain's modes that its 10-shot set shows
+
+RGB = tuple[float, float, float]
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def _as_unit_hwc(images: Any) -> np.ndarray:
+    """uint8 NHWC or float NCHW in [-1, 1] -> float32 NHWC in [0, 1]."""
+    arr = as_numpy(images)
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4:
+        raise ValueError(f"expected an image batch (uint8 [N,H,W,3] or float [N,3,H,W]), got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        if arr.shape[-1] != 3:
+            raise ValueError(f"uint8 images must be [N,H,W,3], got shape {arr.shape}")
+        return arr.astype(np.float32) / np.float32(255.0)
+    if arr.shape[1] != 3:
+        raise ValueError(f"float images must be [N,3,H,W] in [-1, 1], got shape {arr.shape}")
+    return np.clip((np.moveaxis(arr.astype(np.float32), 1, -1) + 1.0) * 0.5, 0.0, 1.0)
+
+
+def _quantize(unit: np.ndarray) -> np.ndarray:
+    return np.floor(np.clip(unit, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _check_count(n: int, what: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"{what} must be a non-negative integer, got {n!r}")
+    return int(n)
+
+
+def _check_image_size(image_size: int) -> int:
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 12:
+        raise ValueError(f"image_size must be an integer >= 12 (demo default 16), got {image_size!r}")
+    return int(image_size)
+
+
+def _project_on_segment(pixels: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Position t along start->end (0 at start, 1 at end) and distance from that line, per pixel.
+
+    pixels [N,H,W,3]; start, end [N,3]. A clean two-colour image has every pixel on the segment;
+    soft edges and blur sit inside it; other colours sit off it.
+    """
+    seg = (end - start)[:, None, None, :]
+    rel = pixels - start[:, None, None, :]
+    seg_sq = np.maximum((seg * seg).sum(-1), 1e-6)
+    t = (rel * seg).sum(-1) / seg_sq
+    residual = np.linalg.norm(rel - t[..., None] * seg, axis=-1)
+    return t, residual
+
+
+def _masked_median(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-image median colour of the masked pixels; [N,H,W,3], [N,H,W] -> [N,3] (nan if empty)."""
+    flat = pixels.reshape(len(pixels), -1, 3).astype(np.float64)
+    flat = np.where(mask.reshape(len(mask), -1, 1), flat, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-nan rows are expected and become nan
+        return np.nanmedian(flat, axis=1)
+
+
+# ------------------------------------------------------------------------------------------ shapes
+SHAPE_KINDS = ("circle", "square", "triangle")
+
+
+def shape_coverage(
+    kinds: np.ndarray, cx: np.ndarray, cy: np.ndarray, w: np.ndarray, h: np.ndarray, image_size: int
+) -> np.ndarray:
+    """Anti-aliased coverage in [0, 1] of one axis-aligned shape per image, [N] params -> [N,H,W].
+
+    kind 0 = ellipse inscribed in the w x h box, 1 = the box, 2 = isosceles triangle with its apex
+    at the top centre and its base on the bottom edge. The edge is one pixel soft: coverage =
+    clip(0.5 - signed distance, 0, 1), distances in pixels, pixel centres at i + 0.5.
+    """
+    coords = np.arange(image_size, dtype=np.float32) + 0.5
+    x = coords[None, None, :] - cx[:, None, None]
+    y = coords[None, :, None] - cy[:, None, None]
+    half_w = np.maximum(w, 1e-3)[:, None, None] / 2
+    half_h = np.maximum(h, 1e-3)[:, None, None] / 2
+
+    # ellipse: first-order distance (k - 1) / |grad k| with k the normalised radius
+    k = np.sqrt((x / half_w) ** 2 + (y / half_h) ** 2)
+    grad = np.sqrt((x / half_w**2) ** 2 + (y / half_h**2) ** 2) / np.maximum(k, 1e-6)
+    ellipse = np.where(k > 1e-3, (k - 1.0) / np.maximum(grad, 1e-6), -np.minimum(half_w, half_h))
+
+    box = np.maximum(np.abs(x) - half_w, np.abs(y) - half_h)
+
+    # triangle: the largest of the signed distances to its three edges' lines
+    slant = (2 * half_h * np.abs(x) - half_w * (y + half_h)) / np.sqrt(half_w**2 + (2 * half_h) ** 2)
+    triangle = np.maximum(slant, y - half_h)
+
+    kind = kinds[:, None, None]
+    distance = np.where(kind == 0, ellipse, np.where(kind == 1, box, triangle))
+    return np.clip(0.5 - distance, 0.0, 1.0).astype(np.float32)
+
+
+def _shape_moments(cov: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Area, centroid and axis variances of coverage maps [N,H,W]."""
+    size = cov.shape[-1]
+    coords = np.arange(size, dtype=np.float64) + 0.5
+    area = cov.sum((1, 2)).astype(np.float64)
+    safe = np.maximum(area, 1e-6)
+    col_mass = cov.sum(1)
+    row_mass = cov.sum(2)
+    mx = (col_mass * coords).sum(1) / safe
+    my = (row_mass * coords).sum(1) / safe
+    vx = (col_mass * coords**2).sum(1) / safe - mx**2
+    vy = (row_mass * coords**2).sum(1) / safe - my**2
+    return area, mx, my, np.maximum(vx, 1e-6), np.maximum(vy, 1e-6)
+
+
+def _fit_templates(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Best-matching shape kind per coverage map and its relative L1 misfit.
+
+    Each kind's box is solved from the measured moments (box: var = w^2/12; ellipse: w^2/16;
+    triangle: var_x = w^2/24, var_y = h^2/18, centroid h/6 below the box centre), rendered, and
+    compared to the map. Misfit = sum |map - template| / area.
+    """
+    n, size = len(cov), cov.shape[-1]
+    area, mx, my, vx, vy = _shape_moments(cov)
+    boxes = {
+        0: (mx, my, 4 * np.sqrt(vx), 4 * np.sqrt(vy)),
+        1: (mx, my, np.sqrt(12 * vx), np.sqrt(12 * vy)),
+        2: (mx, my - np.sqrt(18 * vy) / 6, np.sqrt(24 * vx), np.sqrt(18 * vy)),
+    }
+    misfit = np.empty((n, len(SHAPE_KINDS)))
+    for kind, (cx, cy, w, h) in boxes.items():
+        template = shape_coverage(np.full(n, kind), cx, cy, w, h, size)
+        misfit[:, kind] = np.abs(cov - template).sum((1, 2)) / np.maximum(area, 1e-6)
+    best = misfit.argmin(1)
+    return best, misfit[np.arange(n), best]
+
+
+# ----------------------------------------------------------------------------------------- domains
+class Domain(ABC):
+    """A procedural image domain: a sampler over named modes plus an oracle that recovers them."""
+
+    name: str
+    analogue: str  # the real data set this domain stands in for
+    modes: list[str]
+    params_per_image: int  # uniform numbers that fully determine one image
+
+    def mode_distribution(self) -> np.ndarray:
+        """True probability of each mode (uniform)."""
+        return np.full(len(self.modes), 1.0 / len(self.modes))
+
+    def uniforms(self, n: int, seed: int, purpose: str) -> np.ndarray:
+        """[n, params_per_image] uniforms; row i does not depend on n (prefix property)."""
+        entropy = [zlib.crc32(self.name.encode()), zlib.crc32(purpose.encode()), int(seed)]
+        return np.random.default_rng(np.random.SeedSequence(entropy)).random((n, self.params_per_image))
+
+    def modes_from_uniform(self, u: np.ndarray) -> np.ndarray:
+        return np.minimum((u * len(self.modes)).astype(np.int64), len(self.modes) - 1)
+
+    def sample(self, n: int, seed: int, image_size: int = BASE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+        """n images uint8 [n,H,W,3] and their mode indices int64 [n]."""
+        n = _check_count(n, "n")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        u = self.uniforms(n, seed, "sample")
+        modes = self.modes_from_uniform(u[:, 0])
+        return self.render(modes, u, _check_image_size(image_size)), modes
+
+    @abstractmethod
+    def render(self, modes: np.ndarray, u: np.ndarray, image_size: int) -> np.ndarray:
+        """Images of the given modes; the rest of each image is drawn from its row of u."""
+
+    @abstractmethod
+    def checks(self, images: Any) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The oracle's rules one by one: ({rule: passed bool [N]}, mode each image would have)."""
+
+    def oracle(self, images: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(in_domain bool [N], mode int64 [N], -1 where not in the domain).
+
+        images: uint8 [N,H,W,3] or float [N,3,H,W] in [-1, 1].
+        """
+        rules, mode = self.checks(images)
+        in_domain = np.logical_and.reduce(list(rules.values())) if rules else np.zeros(0, bool)
+        return in_domain, np.where(in_domain, mode, -1).astype(np.int64)
+
+    def rejection_reasons(self, images: Any) -> dict[str, float]:
+        """Share of the images failing each rule (for diagnosing generated samples)."""
+        rules, _ = self.checks(images)
+        return {rule: float(1.0 - passed.mean()) if len(passed) else 0.0 for rule, passed in rules.items()}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, {len(self.modes)} modes)"
+
+
+class ShapeDomain(Domain):
+    """One soft-edged filled shape on a smoothly varying background."""
+
+    params_per_image = 16
+    colour_jitter = 0.03
+    size_range = (6.0, 11.0)  # shape box side at 16x16, before the aspect change
+    aspect_range = (0.85, 1.15)
+    margin = 1.5  # pixels between the shape's box and the border at 16x16: the border stays background
+
+    # oracle tolerances (unit colour scale); see oracle()
+    border_uniform_tol = 0.2
+    border_uniform_share = 0.85
+    min_contrast = 0.35
+    palette_tol = 0.25
+    off_segment_tol = 0.2
+    max_off_share = 0.03
+    max_misfit = 0.45
+
+    def __init__(self, name: str, analogue: str, palette: dict[str, RGB], background: RGB, background_spread: float):
+        self.name = name
+        self.analogue = analogue
+        self.palette_names = list(palette)
+        self.palette = np.array(list(palette.values()), dtype=np.float32)
+        self.background = np.array(background, dtype=np.float32)
+        self.background_spread = background_spread
+        self.modes = [f"{kind}/{colour}" for kind in SHAPE_KINDS for colour in self.palette_names]
+
+    # generation --------------------------------------------------------------------------------
+    def render(self, modes: np.ndarray, u: np.ndarray, image_size: int) -> np.ndarray:
+        n, s = len(modes), image_size
+        scale = s / BASE_SIZE
+        kinds, colours = np.divmod(np.asarray(modes, dtype=np.int64), len(self.palette))
+
+        side = (self.size_range[0] + (self.size_range[1] - self.size_range[0]) * u[:, 1]) * scale
+        aspect = self.aspect_range[0] + (self.aspect_range[1] - self.aspect_range[0]) * u[:, 2]
+        w, h = side * np.sqrt(aspect), side / np.sqrt(aspect)
+        margin = self.margin * scale
+        cx = margin + w / 2 + (s - 2 * margin - w) * u[:, 3]
+        cy = margin + h / 2 + (s - 2 * margin - h) * u[:, 4]
+        cov = shape_coverage(kinds, cx.astype(np.float32), cy.astype(np.float32), w, h, s)
+
+        background = self._background(u, s)
+        colour = self.palette[colours] + self.colour_jitter * (2 * u[:, 13:16] - 1)
+        image = background * (1 - cov[..., None]) + colour[:, None, None, :] * cov[..., None]
+        return _quantize(image)
+
+    def _background(self, u: np.ndarray, s: int) -> np.ndarray:
+        """Base tone +- spread, a faint tint, a linear gradient and a low-frequency ripple."""
+        base = self.background + self.background_spread * (2 * u[:, 5:6] - 1) + 0.015 * (2 * u[:, 6:9] - 1)
+        coords = (np.arange(s, dtype=np.float32) + 0.5) / s * 2 - 1  # [-1, 1] across the image
+        xx, yy = coords[None, None, :], coords[None, :, None]
+        angle = 2 * np.pi * u[:, 10, None, None]
+        gradient = 0.04 * (2 * u[:, 9, None, None] - 1) * (np.cos(angle) * xx + np.sin(angle) * yy)
+        direction = 2 * np.pi * u[:, 11, None, None]
+        ripple = 0.015 * np.cos(1.5 * np.pi * (np.cos(direction) * xx + np.sin(direction) * yy) + 2 * np.pi * u[:, 12, None, None])
+        return base[:, None, None, :] + (gradient + ripple)[..., None]
+
+    def background_ok(self, tone: np.ndarray) -> np.ndarray:
+        """Is the estimated background tone [N,3] this domain's (with room for colour drift)?"""
+        return np.abs(tone - self.background).max(1) <= self.background_spread + 0.1
+
+    # oracle --------------------------------------------------------------------------------------
+    def checks(self, images: Any) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Background from the border ring, the shape's colour from its most distinct pixels, every
+        pixel on the background->shape colour segment, and the shape's coverage map fits one of the
+        three shape templates."""
+        x = _as_unit_hwc(images)
+        n = len(x)
+        border = np.concatenate([x[:, 0], x[:, -1], x[:, 1:-1, 0], x[:, 1:-1, -1]], axis=1)
+        tone = np.median(border, axis=1)
+        border_dev = np.linalg.norm(border - tone[:, None], axis=-1)
+        rules = {"background_uniform": (border_dev <= self.border_uniform_tol).mean(1) >= self.border_uniform_share}
+        rules["background_tone"] = self.background_ok(tone)
+
+        distance = np.linalg.norm(x - tone[:, None, None], axis=-1)
+        peak = distance.reshape(n, -1).max(1) if n else np.zeros(0)
+        rules["shape_present"] = peak >= self.min_contrast
+        colour = _masked_median(x, distance >= 0.7 * peak[:, None, None])
+        colour = np.nan_to_num(colour, nan=-1.0)
+        palette_dist = np.linalg.norm(colour[:, None] - self.palette[None], axis=-1)
+        colour_index = palette_dist.argmin(1) if n else np.zeros(0, np.int64)
+        rules["shape_colour"] = palette_dist.min(1) <= self.palette_tol if n else np.zeros(0, bool)
+
+        t, residual = _project_on_segment(x, tone, colour)
+        off = (residual > self.off_segment_tol) | (t < -0.25) | (t > 1.25)
+        rules["two_colours_only"] = off.reshape(n, -1).mean(1) <= self.max_off_share
+
+        # stretch the soft edges: blur and noise leave the mid-edge (t = 0.5) where it was
+        coverage = np.clip((t - 0.2) / 0.6, 0.0, 1.0)
+        kind, misfit = _fit_templates(coverage)
+        rules["shape_fits_template"] = misfit <= self.max_misfit
+        return rules, kind * len(self.palette) + colour_index
+
+
+class LightShapeDomain(ShapeDomain):
+    """The source style: a light background, accepted as long as it stays light and near-neutral."""
+
+    def background_ok(self, tone: np.ndarray) -> np.ndarray:
+        return (tone.min(1) >= 0.66) & (tone.max(1) - tone.min(1) <= 0.2)
+
+
+PATTERN_KINDS = ("horizontal", "vertical", "checker")
+
+
+class PatternDomain(Domain):
+    """Two-colour stripes or checkerboards with random band width and phase."""
+
+    params_per_image = 11
+    band_widths = (2, 3, 4)  # pixels at 16x16
+    colour_jitter = 0.03
+
+    # oracle tolerances
+    pair_tol = 0.2  # distance of the image's colours from the pair's line
+    off_segment_tol = 0.2
+    max_off_share = 0.05
+    min_agreement = 0.92
+    min_transitions = 3
+    share_range = (0.25, 0.75)
+
+    def __init__(self, name: str, analogue: str, pairs: dict[str, tuple[RGB, RGB]]):
+        self.name = name
+        self.analogue = analogue
+        self.pair_names = list(pairs)
+        self.pairs = np.array(list(pairs.values()), dtype=np.float32)  # [P, 2, 3]
+        self.modes = [f"{kind}/{pair}" for kind in PATTERN_KINDS for pair in self.pair_names]
+
+    def render(self, modes: np.ndarray, u: np.ndarray, image_size: int) -> np.ndarray:
+        s = image_size
+        scale = s / BASE_SIZE
+        kinds, pairs = np.divmod(np.asarray(modes, dtype=np.int64), len(self.pairs))
+        widths = np.array(self.band_widths)[np.minimum((u[:, 1] * len(self.band_widths)).astype(int), len(self.band_widths) - 1)]
+        widths = np.maximum(np.round(widths * scale).astype(np.int64), 1)
+        phase_y = (u[:, 2] * 2 * widths).astype(np.int64)
+        phase_x = (u[:, 3] * 2 * widths).astype(np.int64)
+        idx = np.arange(s)
+        row_band = ((idx[None, :] + phase_y[:, None]) // widths[:, None]) % 2  # [N, S]
+        col_band = ((idx[None, :] + phase_x[:, None]) // widths[:, None]) % 2
+        rows, cols = row_band[:, :, None], col_band[:, None, :]
+        kind = kinds[:, None, None]
+        band = np.where(kind == 0, rows + 0 * cols, np.where(kind == 1, cols + 0 * rows, rows ^ cols))
+
+        brightness = 0.03 * (2 * u[:, 4:5] - 1)
+        first = self.pairs[pairs, 0] + self.colour_jitter * (2 * u[:, 5:8] - 1) + brightness
+        second = self.pairs[pairs, 1] + self.colour_jitter * (2 * u[:, 8:11] - 1) + brightness
+        image = np.where(band[..., None] == 0, first[:, None, None, :], second[:, None, None, :])
+        return _quantize(image)
+
+    def checks(self, images: Any) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Every pixel on the line between one colour pair's two colours (contrast may be lowered
+        by blur), and the binarised image a rank-one +-1 pattern (rows, columns or both
+        alternating) with at least three band changes."""
+        x = _as_unit_hwc(images)
+        n = len(x)
+        # the colour pair whose line explains most pixels
+        off_shares = np.zeros((n, len(self.pairs)))
+        for p, pair in enumerate(self.pairs):
+            start, end = np.broadcast_to(pair[0], (n, 3)), np.broadcast_to(pair[1], (n, 3))
+            t, residual = _project_on_segment(x, start, end)
+            off_shares[:, p] = ((residual > self.off_segment_tol) | (t < -0.25) | (t > 1.25)).reshape(n, -1).mean(1)
+        pair_index = off_shares.argmin(1) if n else np.zeros(0, np.int64)
+        proto = self.pairs[pair_index]
+
+        # the image's own two colours: medians of its most extreme pixels along that line, which
+        # blur pulls towards each other but not off the line
+        t, _ = _project_on_segment(x, proto[:, 0], proto[:, 1])
+        flat_t = t.reshape(n, -1)
+        low_cut = np.quantile(flat_t, 0.15, axis=1)[:, None, None] if n else np.zeros((0, 1, 1))
+        high_cut = np.quantile(flat_t, 0.85, axis=1)[:, None, None] if n else np.zeros((0, 1, 1))
+        first = np.nan_to_num(_masked_median(x, t <= low_cut), nan=-1.0)
+        second = np.nan_to_num(_masked_median(x, t >= high_cut), nan=-1.0)
+        ends = np.stack([first, second], 1).reshape(n, 2, 1, 3)
+        ends_t, ends_residual = _project_on_segment(ends, proto[:, 0], proto[:, 1])
+        ends_t, ends_residual = ends_t.reshape(n, 2), ends_residual.reshape(n, 2)
+        rules = {
+            "pair_colours": (ends_residual.max(1) <= self.pair_tol) & (ends_t[:, 0] <= 0.3) & (ends_t[:, 1] >= 0.7)
+        }
+
+        t, residual = _project_on_segment(x, first, second)
+        off = (residual > self.off_segment_tol) | (t < -0.25) | (t > 1.25)
+        rules["two_colours_only"] = off.reshape(n, -1).mean(1) <= self.max_off_share
+
+        signs = np.where(t > 0.5, 1.0, -1.0)
+        share = (signs > 0).reshape(n, -1).mean(1)
+        rules["balanced"] = (share >= self.share_range[0]) & (share <= self.share_range[1])
+        if n:
+            left, _, right = np.linalg.svd(signs)
+            row_signs = np.where(left[:, :, 0] >= 0, 1.0, -1.0)
+            col_signs = np.where(right[:, 0, :] >= 0, 1.0, -1.0)
+        else:
+            row_signs = col_signs = np.zeros((0, x.shape[1]))
+        fitted = row_signs[:, :, None] * col_signs[:, None, :]
+        rules["rank_one_pattern"] = (fitted == signs).reshape(n, -1).mean(1) >= self.min_agreement
+        row_changes = (np.diff(row_signs, axis=1) != 0).sum(1)
+        col_changes = (np.diff(col_signs, axis=1) != 0).sum(1)
+        rows_vary, cols_vary = row_changes >= self.min_transitions, col_changes >= self.min_transitions
+        kind = np.select(
+            [rows_vary & (col_changes == 0), cols_vary & (row_changes == 0), rows_vary & cols_vary],
+            [0, 1, 2],
+            default=-1,
+        )
+        rules["stripes_or_checker"] = kind >= 0
+        return rules, kind * len(self.pairs) + pair_index
+
+
+# ---------------------------------------------------------------------------------------- registry
+DOMAINS: Registry[Domain] = Registry("domain")
+
+DOMAINS.add(
+    "source",
+    LightShapeDomain(
+        "source",
+        analogue="FFHQ",
+        palette={
+            "red": (0.85, 0.12, 0.12),
+            "green": (0.15, 0.70, 0.20),
+            "blue": (0.15, 0.25, 0.85),
+            "yellow": (0.92, 0.82, 0.10),
+        },
+        background=(0.88, 0.88, 0.88),
+        background_spread=0.06,
+    ),
+)
+DOMAINS.add(
+    "near",
+    ShapeDomain(
+        "near",
+        analogue="Babies / Sunglasses",
+        palette={"orange": (1.00, 0.50, 0.10), "cyan": (0.25, 0.95, 0.95)},
+        background=(0.26, 0.30, 0.44),
+        background_spread=0.04,
+    ),
+)
+DOMAINS.add(
+    "far",
+    PatternDomain(
+        "far",
+        analogue="MetFaces / AFHQ-Cat",
+        pairs={
+            "navy-gold": ((0.12, 0.14, 0.40), (0.96, 0.78, 0.18)),
+            "maroon-mint": ((0.50, 0.06, 0.16), (0.62, 0.96, 0.78)),
+        },
+    ),
+)
+
+
+def get_domain(name: str | Domain) -> Domain:
+    """The registered domain of that name (a Domain passes through)."""
+    return name if isinstance(name, Domain) else DOMAINS.get(name)
+
+
+# -------------------------------------------------------------------------------- data set builders
+def fewshot_modes(domain: str | Domain, seed: int = 0) -> list[int]:
+    """The modes the canonical 10-shot set shows, in the order its images cycle through them."""
+    dom = get_domain(domain)
+    n_modes = len(dom.modes)
+    shown = min(FEWSHOT_CANON, max(2, int(round(FEWSHOT_MODE_SHARE * n_modes))))
+    rng = np.random.default_rng(np.random.SeedSequence([zlib.crc32(dom.name.encode()), zlib.crc32(b"fewshot-modes"), int(seed)]))
+    return [int(m) for m in rng.permutation(n_modes)[:shown]]
+
+
+def make_fewshot(domain: str | Domain, k: int, seed: int = 0, image_size: int = BASE_SIZE) -> np.ndarray:
+    """The k-shot training set, uint8 [k,H,W,3].
+
+    Like a real few-shot set it shows several modes but not all: the first 10 images cycle through
+    fewshot_modes() (2/3 of the modes); images past the 10th come from the full distribution.
+    Sets are nested: make_fewshot(d, k) is a prefix of make_fewshot(d, k') for k < k'.
+    """
+    dom = get_domain(domain)
+    k = _check_count(k, "k")
+    if k == 0:
+        raise ValueError("k must be >= 1 for a few-shot set")
+    u = dom.uniforms(k, seed, "fewshot")
+    shown = fewshot_modes(dom, seed)
+    modes = dom.modes_from_uniform(u[:, 0])
+    head = min(k, FEWSHOT_CANON)
+    modes[:head] = [shown[i % len(shown)] for i in range(head)]
+    return dom.render(modes, u, _check_image_size(image_size))
+
+
+def make_full(domain: str | Domain, n: int = 5000, seed: int = 0, image_size: int = BASE_SIZE) -> np.ndarray:
+    """The 'full data set' of a domain, the reference for the metrics: n images from all modes."""
+    dom = get_domain(domain)
+    n = _check_count(n, "n")
+    u = dom.uniforms(n, seed, "full")
+    return dom.render(dom.modes_from_uniform(u[:, 0]), u, _check_image_size(image_size))
+
+
+def oracle_report(images: Any, domain: str | Domain) -> dict:
+    """Quality and diversity of a set of images as judged by the domain's oracle (JSON-ready).
+
+    mode_histogram counts in-domain images per mode; tv_distance is the total variation between
+    that histogram (normalised) and the true mode distribution: 1.0 when nothing is in the domain.
+    """
+    dom = get_domain(domain)
+    in_domain, modes = dom.oracle(images)
+    n = int(len(in_domain))
+    counts = np.bincount(modes[in_domain], minlength=len(dom.modes))
+    truth = dom.mode_distribution()
+    hits = int(counts.sum())
+    tv = 0.5 * float(np.abs(counts / hits - truth).sum()) if hits else 1.0
+    return {
+        "n": n,
+        "in_domain_rate": float(in_domain.mean()) if n else 0.0,
+        "mode_coverage": float((counts > 0).mean()),
+        "mode_histogram": [int(c) for c in counts],
+        "true_histogram": [float(p) for p in truth],
+        "tv_distance": tv,
+        "modes": list(dom.modes),
+    }
+
+
+__all__: Sequence[str] = (
+    "DOMAINS",
+    "Domain",
+    "ShapeDomain",
+    "LightShapeDomain",
+    "PatternDomain",
+    "get_domain",
+    "fewshot_modes",
+    "make_fewshot",
+    "make_full",
+    "oracle_report",
+    "write_image_folder",
+    "shape_coverage",
+)

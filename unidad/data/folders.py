@@ -1,0 +1,141 @@
+"""Image folders: the few-shot training sets and the reference sets on disk.
+
+A folder is a flat directory of image files read in sorted file-name order, so "the first k shots"
+means the same files on every machine. Reading validates everything a user can get wrong and says
+what to do about it in one line; writing is all-or-nothing.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from unidad.imageio import as_numpy, pil_to_rgb, to_uint8_hwc
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+WRONG_SIZE_POLICIES = ("resize", "error")
+WRONG_SIZE_KEY = "data.on_wrong_size"
+
+
+class ImageFolderError(ValueError):
+    """An image folder cannot be used as given; the message names the problem and the fix."""
+
+
+def list_image_files(path: str | os.PathLike) -> list[Path]:
+    """Image files directly inside `path`, sorted by name; hidden files and other types are skipped."""
+    folder = Path(path)
+    if not folder.exists():
+        raise ImageFolderError(f"image folder {folder} does not exist; create it or fix the path in the config")
+    if not folder.is_dir():
+        raise ImageFolderError(f"{folder} is not a folder; point the config at a folder of images")
+    files = [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+    ]
+    return sorted(files, key=lambda p: p.name)
+
+
+def _read_rgb(file: Path) -> Image.Image:
+    try:
+        with Image.open(file) as img:
+            img.load()
+            return Image.fromarray(pil_to_rgb(img))
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise ImageFolderError(f"cannot read image {file}: {reason}; replace or remove the file") from None
+
+
+def load_image_folder(
+    path: str | os.PathLike,
+    shots: int | None = None,
+    image_size: int = 16,
+    on_wrong_size: str = "resize",
+) -> np.ndarray:
+    """Load the images of a folder as uint8 [N, image_size, image_size, 3] in sorted file order.
+
+    shots: keep only the first `shots` files (sorted by name); None keeps all.
+    on_wrong_size: "resize" (PIL bilinear to image_size x image_size, aspect not kept, the same
+    resize the metrics use for reference sets) or "error".
+    Grayscale and palette images become RGB; transparency is composited on white.
+    """
+    if on_wrong_size not in WRONG_SIZE_POLICIES:
+        raise ImageFolderError(
+            f"{WRONG_SIZE_KEY} is '{on_wrong_size}'; use one of: {', '.join(WRONG_SIZE_POLICIES)}"
+        )
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 1:
+        raise ImageFolderError(f"image_size must be a positive integer, got {image_size!r}")
+    if shots is not None and (isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots < 1):
+        raise ImageFolderError(f"shots must be a positive integer or None, got {shots!r}")
+
+    files = list_image_files(path)
+    if not files:
+        raise ImageFolderError(
+            f"no images in {path}; expected PNG/JPEG files ({', '.join(IMAGE_EXTENSIONS)})"
+        )
+    if shots is not None:
+        if len(files) < shots:
+            raise ImageFolderError(
+                f"{path} has {len(files)} images but shots={shots} were requested; "
+                f"add images or lower the number of shots"
+            )
+        files = files[:shots]
+
+    size = int(image_size)
+    out = np.empty((len(files), size, size, 3), dtype=np.uint8)
+    for i, file in enumerate(files):
+        img = _read_rgb(file)
+        if img.size != (size, size):
+            if on_wrong_size == "error":
+                raise ImageFolderError(
+                    f"{file} is {img.size[0]}x{img.size[1]} but {size}x{size} is expected; "
+                    f"resize the images or set {WRONG_SIZE_KEY}: resize"
+                )
+            img = img.resize((size, size), Image.BILINEAR)
+        out[i] = np.asarray(img, dtype=np.uint8)
+    return out
+
+
+def write_image_folder(images: Any, out_dir: str | os.PathLike) -> Path:
+    """Write images as 00000.png, 00001.png, ... into out_dir, all or nothing.
+
+    images: uint8 [N,H,W,3] (or float NCHW in [-1, 1]). The files are written into a temporary
+    sibling folder that is renamed into place at the end, so an error leaves no partial folder; an
+    existing out_dir is replaced as a whole.
+    """
+    arr = as_numpy(images)
+    if arr.dtype != np.uint8:
+        arr = to_uint8_hwc(arr)
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ImageFolderError(f"expected images [N,H,W,3], got shape {arr.shape}")
+    if len(arr) == 0:
+        raise ImageFolderError(f"no images to write to {out_dir}; pass at least one image")
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    digits = max(5, len(str(len(arr) - 1)))
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+    try:
+        for i, image in enumerate(arr):
+            Image.fromarray(np.ascontiguousarray(image)).save(staging / f"{i:0{digits}d}.png", format="PNG")
+        if out_dir.exists():
+            retired = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old-"))
+            os.replace(out_dir, retired / "old")
+            try:
+                os.replace(staging, out_dir)
+            except BaseException:
+                os.replace(retired / "old", out_dir)  # put the previous folder back
+                raise
+            finally:
+                shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir

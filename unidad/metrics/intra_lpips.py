@@ -1,0 +1,215 @@
+"""Intra-cluster LPIPS (diversity of few-shot generators; Ojha et al. 2021, "CDC").
+
+Every generated image joins the cluster of its nearest training image (by the injected distance);
+the score of a cluster is the mean distance over its member pairs i < j, and the metric is the mean
+over clusters. Two explicitly parameterised variants:
+
+* ``cdc``: up to M = 50 members drawn at random (seeded) per cluster; clusters with < 2 members are
+  excluded from the mean.
+* ``unidad_compat``: the first M = 100 members in generation order; clusters with < 2 members count
+  as 0; and the generated images reach the distance in [0, 1] instead of [-1, 1] (a defect of the
+  official Uni-DAD evaluation code, reproduced only to compare with the paper's tables).
+
+Inputs are float tensors (N, C, H, W) in [-1, 1]. `distance_fn(a, b)` takes two equally shaped
+batches and returns one distance per pair (shape (B,)), so real LPIPS or any LPIPS-like learned
+distance can be injected.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+DistanceFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+VARIANTS = {
+    "cdc": {"members": 50, "selection": "random", "small_clusters": "excluded", "generated_range": "[-1,1]"},
+    "unidad_compat": {"members": 100, "selection": "first", "small_clusters": "zero",
+                      "generated_range": "[0,1] (official-code defect)"},
+}
+
+
+def _check_images(x, what: str) -> torch.Tensor:
+    if not torch.is_tensor(x) or x.ndim != 4 or not x.is_floating_point():
+        shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
+        raise ValueError(f"{what} must be a float tensor (N, C, H, W) in [-1, 1], got {shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{what} is empty")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{what} contains NaN or Inf")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1.001 or hi > 1.001:
+        raise ValueError(f"{what} has values in [{lo:.3g}, {hi:.3g}]; scale images to [-1, 1] (2 * x - 1 for [0, 1])")
+    return x
+
+
+def _distances(distance_fn: DistanceFn, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    d = torch.as_tensor(distance_fn(a, b)).reshape(-1)
+    if d.shape[0] != a.shape[0]:
+        raise ValueError(f"distance_fn returned {d.shape[0]} values for {a.shape[0]} pairs; it must return one per pair")
+    return d.double().cpu()
+
+
+def assign_to_nearest(generated: torch.Tensor, train_images: torch.Tensor, distance_fn: DistanceFn,
+                      batch_size: int = 64) -> np.ndarray:
+    """Index of the nearest training image for every generated image (ties go to the lower index)."""
+    n = generated.shape[0]
+    dist = torch.empty(n, train_images.shape[0], dtype=torch.float64)
+    for t in range(train_images.shape[0]):
+        for start in range(0, n, batch_size):
+            batch = generated[start:start + batch_size]
+            target = train_images[t:t + 1].expand(batch.shape[0], *train_images.shape[1:])
+            dist[start:start + batch.shape[0], t] = _distances(distance_fn, batch, target)
+    return dist.argmin(dim=1).numpy()
+
+
+def mean_pairwise_distance(images: torch.Tensor, distance_fn: DistanceFn, batch_size: int = 64) -> float:
+    """Mean distance over all pairs i < j of `images` (needs at least 2 images)."""
+    i_idx, j_idx = torch.triu_indices(images.shape[0], images.shape[0], offset=1)
+    if i_idx.numel() == 0:
+        raise ValueError("mean pairwise distance needs at least 2 images")
+    total = 0.0
+    for start in range(0, i_idx.numel(), batch_size):
+        sl = slice(start, start + batch_size)
+        total += float(_distances(distance_fn, images[i_idx[sl]], images[j_idx[sl]]).sum())
+    return total / i_idx.numel()
+
+
+def intra_lpips(generated: torch.Tensor, train_images: torch.Tensor, distance_fn: DistanceFn,
+                variant: str = "cdc", members: int | None = None, seed: int = 0,
+                batch_size: int = 64) -> dict:
+    """Intra-cluster LPIPS of `generated` (N, C, H, W) around `train_images` (k, C, H, W), both in [-1, 1].
+
+    members: cap per cluster (default 50 for cdc, 100 for unidad_compat); seed: member draw (cdc only).
+    Returns value, the variant's parameters, cluster sizes before the cap and the clusters used.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown intra-LPIPS variant '{variant}'; use one of {sorted(VARIANTS)}")
+    spec = VARIANTS[variant]
+    members = spec["members"] if members is None else int(members)
+    if members < 2:
+        raise ValueError(f"members must be >= 2 (pairs are needed), got {members}")
+    generated = _check_images(generated, "generated images")
+    train_images = _check_images(train_images, "training images")
+    if generated.shape[1:] != train_images.shape[1:]:
+        raise ValueError(f"generated {tuple(generated.shape[1:])} and training {tuple(train_images.shape[1:])} "
+                         "images differ in shape; resize them to one resolution first")
+    if variant == "unidad_compat":
+        generated = (generated + 1.0) / 2.0  # reproduces the official code's un-normalised [0,1] input
+
+    with torch.no_grad():
+        assignment = assign_to_nearest(generated, train_images, distance_fn, batch_size)
+        rng = np.random.default_rng(seed)
+        cluster_sizes = [int((assignment == c).sum()) for c in range(train_images.shape[0])]
+        cluster_scores: list[float | None] = []
+        for c in range(train_images.shape[0]):
+            idx = np.flatnonzero(assignment == c)  # generation order
+            if spec["selection"] == "random" and idx.size > members:
+                idx = np.sort(rng.choice(idx, size=members, replace=False))
+            else:
+                idx = idx[:members]
+            cluster_scores.append(mean_pairwise_distance(generated[idx], distance_fn, batch_size) if idx.size >= 2 else None)
+
+    used = [s for s in cluster_scores if s is not None]
+    if spec["small_clusters"] == "excluded":
+        if not used:
+            raise ValueError("no cluster has 2 or more generated images; generate more images "
+                             f"(cluster sizes {cluster_sizes})")
+        value = float(np.mean(used))
+    else:
+        value = float(np.mean([0.0 if s is None else s for s in cluster_scores]))
+    return {
+        "value": value,
+        "variant": variant,
+        "n_clusters_used": len(used),
+        "n_clusters": train_images.shape[0],
+        "cluster_sizes": cluster_sizes,
+        "cluster_scores": cluster_scores,
+        "members": members,
+        "member_selection": spec["selection"],
+        "small_clusters": spec["small_clusters"],
+        "generated_range": spec["generated_range"],
+        "n_generated": generated.shape[0],
+        "seed": seed,
+    }
+
+
+# ------------------------------------------------------------------------------------ LPIPS (VGG, v0.1)
+
+LPIPS_VGG_ID = "lpips-vgg-v0.1"
+_LIN_WEIGHTS = "lpips_vgg_lin_v01"
+_VGG_WEIGHTS = "lpips_vgg16"
+# torchvision vgg16().features indices of the conv layers, grouped by LPIPS' five slices
+_VGG_SLICES = {1: (0, 2), 2: (5, 7), 3: (10, 12, 14), 4: (17, 19, 21), 5: (24, 26, 28)}
+
+
+def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if str(path).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def build_lpips_vgg(vgg_weights_path: str | Path | None = None, weights_dir: str | Path | None = None,
+                    device: str | torch.device = "cpu"):
+    """lpips.LPIPS(net="vgg", version="0.1") assembled from local files only.
+
+    The lpips constructor would download torchvision's VGG16, so the trunk is built random
+    (pnet_rand=True) and both the trunk (torchvision vgg16-397923af.pth) and the linear layers
+    (shipped in the lpips package, checked against the pinned sha256) are loaded here.
+    Returns (model, provenance dict with the two files' sha256).
+    """
+    import warnings
+
+    import lpips
+
+    from unidad import weights
+
+    vgg_path = Path(vgg_weights_path) if vgg_weights_path is not None else weights.resolve(_VGG_WEIGHTS, weights_dir)
+    vgg_sha256 = weights.file_sha256(vgg_path)
+    weights.check_sha256(weights.get_entry(_VGG_WEIGHTS), vgg_sha256, str(vgg_path))
+    lin_report = weights.verify(_LIN_WEIGHTS)
+    with warnings.catch_warnings():  # torchvision's deprecation notice for the random-trunk constructor
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net="vgg", version="0.1", pretrained=False, pnet_rand=True, verbose=False)
+
+    vgg_state = _load_state_dict(vgg_path)
+    trunk = {}
+    for slice_no, layers in _VGG_SLICES.items():
+        for layer in layers:
+            for param in ("weight", "bias"):
+                key = f"features.{layer}.{param}"
+                if key not in vgg_state:
+                    raise ValueError(f"{vgg_path} lacks '{key}'; it is not a torchvision VGG16 state_dict")
+                trunk[f"slice{slice_no}.{layer}.{param}"] = vgg_state[key]
+    model.net.load_state_dict(trunk, strict=True)
+
+    lin_state = _load_state_dict(lin_report.path)
+    for i, lin in enumerate(model.lins):
+        lin.load_state_dict({"model.1.weight": lin_state[f"lin{i}.model.1.weight"]}, strict=True)
+    model = model.to(device).eval().requires_grad_(False)
+    provenance = {
+        "id": LPIPS_VGG_ID,
+        "vgg_weights_sha256": vgg_sha256,
+        "lin_weights_sha256": lin_report.sha256,
+    }
+    return model, provenance
+
+
+def lpips_vgg_distance(weights_path_or_none: str | Path | None = None, weights_dir: str | Path | None = None,
+                       device: str | torch.device = "cpu") -> DistanceFn:
+    """A batched LPIPS (VGG, v0.1) distance for inputs in [-1, 1]; raises WeightsError if the VGG file is absent.
+
+    The returned function carries `.provenance` (ids and weights sha256) for the result record.
+    """
+    model, provenance = build_lpips_vgg(weights_path_or_none, weights_dir, device)
+
+    def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model(a.to(device), b.to(device)).reshape(-1)
+
+    distance.provenance = provenance
+    return distance

@@ -1,0 +1,101 @@
+"""Denoising training of a many-step diffusion model: source-teacher pretraining (`pretrain`).
+
+The fine-tune baseline (`ft`, baselines/ft.py) is this stage with other defaults and weights loaded
+from the source teacher instead of a random initialisation.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from unidad.edm import sample_grid_sigmas
+from unidad.losses.denoising import denoising_loss
+from unidad.stages.base import Stage, TrainConfig, Update, register_stage
+
+
+@dataclass
+class DenoiseConfig(TrainConfig):
+    iterations: int = 3000
+    batch_size: int = 64
+    lr: float = 2e-3
+    warmup_iters: int = 100
+    weight_decay: float = 0.0
+    checkpoint_every: int = 1000
+    # "lognormal" (EDM training: ln sigma ~ N(p_mean, p_std)) or "grid" (index ~ U{0..999} on the Karras
+    # grid, what the Uni-DAD code uses for every denoising loss)
+    sigma_sampling: str = "lognormal"
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    ema_decay: float = 0.999  # 0 disables the EMA; the EMA weights are the product when enabled
+    sample_steps: int = 25
+    sampler: str = "euler"
+
+    def validate(self, where: str = "") -> None:
+        super().validate(where)
+        if self.sigma_sampling not in ("lognormal", "grid"):
+            raise ValueError(f"{where}sigma_sampling must be lognormal or grid, got {self.sigma_sampling!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"{where}ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.sampler not in ("euler", "heun", "ddim"):
+            raise ValueError(f"{where}sampler must be euler, heun or ddim, got {self.sampler!r}")
+
+
+def draw_training_sigmas(cfg: DenoiseConfig, batch: int, device) -> torch.Tensor:
+    if cfg.sigma_sampling == "lognormal":
+        return (torch.randn(batch, device=device) * cfg.p_std + cfg.p_mean).exp()
+    return sample_grid_sigmas(batch, device=device)
+
+
+def denoising_terms(model, real: torch.Tensor, sigma: torch.Tensor, cond=None) -> dict[str, torch.Tensor]:
+    """The weighted denoising loss of `model` on clean images `real` at noise levels `sigma`."""
+    noisy = real + sigma.view(-1, 1, 1, 1) * torch.randn_like(real)
+    loss = denoising_loss(model.denoise(noisy, sigma, cond), real, sigma, sigma_data=model.sigma_data)
+    return {"loss": loss}
+
+
+@register_stage("pretrain")
+class DenoiseStage(Stage):
+    """Trains a many-step denoiser with the EDM-weighted loss on the stage's images."""
+
+    config_cls = DenoiseConfig
+    primary = "model"
+    #: weights role the model starts from; None = random initialisation
+    init_role: str | None = None
+
+    def build(self) -> None:
+        model = self.add("model", self.new_backbone(self.init_role))
+        if self.config.ema_decay > 0:
+            self.add("ema", copy.deepcopy(model), frozen=True)
+        if self.ctx.real_images is None:
+            raise ValueError(f"stage {self.stage_id} needs training images")
+
+    @classmethod
+    def product_module(cls, config) -> str:
+        return "ema" if config.ema_decay > 0 else "model"
+
+    def exported_modules(self):
+        out = self.trainable_modules()
+        if "ema" in self.modules:
+            out["ema"] = self.modules["ema"]
+        return out
+
+    @torch.no_grad()
+    def _ema_step(self) -> None:
+        d = self.config.ema_decay
+        for p_ema, p in zip(self.modules["ema"].parameters(), self.modules["model"].parameters()):
+            p_ema.lerp_(p.detach(), 1 - d)
+
+    def _loss(self, batch):
+        real = batch["real"]
+        sigma = draw_training_sigmas(self.config, real.shape[0], real.device)
+        return denoising_terms(self.modules["model"], self.modules["model"].encode(real), sigma)
+
+    def updates(self):
+        after = self._ema_step if self.config.ema_decay > 0 else None
+        return [Update("model", ["model"], self._loss, every=1, after_step=after)]
+
+    @classmethod
+    def sampling_of(cls, config):
+        return {"kind": "many_step", "sampler": config.sampler, "steps": config.sample_steps}

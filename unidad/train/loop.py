@@ -1,0 +1,239 @@
+"""The one training loop every stage runs through.
+
+It owns: seeding, the per-iteration data order, the update schedule (`Update.every`), gradient
+accumulation, bf16 autocast, gradient clipping, AdamW with linear warm-up, checkpoints (exact resume:
+weights, optimisers, schedulers, RNG states, step), preemption (SIGTERM / SIGUSR1 -> checkpoint and
+exit), progress lines and a jsonl of every loss term and gradient norm.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from unidad.checkpoint import (
+    capture_rng_state,
+    latest_checkpoint,
+    load_state,
+    load_weights,
+    restore_rng_state,
+    save_checkpoint,
+)
+from unidad.stages.base import Stage, Update
+
+PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: the job should be requeued / retried and will resume
+
+
+class Preempted(SystemExit):
+    def __init__(self) -> None:
+        super().__init__(PREEMPTED_EXIT_CODE)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def batch_indices(seed: int, iteration: int, micro: int, n_items: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which real images (and which of them flipped) iteration `iteration` uses. A pure function of
+    (seed, iteration, micro): the data order needs no state to resume."""
+    g = torch.Generator().manual_seed((seed * 1_000_003 + iteration * 7919 + micro * 104_729) % 2**63)
+    idx = torch.randint(0, n_items, (batch,), generator=g)
+    flip = torch.rand(batch, generator=g) < 0.5
+    return idx, flip
+
+
+def make_batch(stage: Stage, iteration: int, micro: int) -> dict[str, torch.Tensor]:
+    cfg, ctx = stage.config, stage.ctx
+    if ctx.real_images is None:
+        return {}
+    idx, flip = batch_indices(ctx.seed, iteration, micro, ctx.real_images.shape[0], cfg.batch_size)
+    real = ctx.real_images[idx]
+    if cfg.flip_augment:
+        real = torch.where(flip[:, None, None, None], real.flip(-1), real)
+    return {"real": real.to(ctx.device)}
+
+
+@dataclass
+class _Optim:
+    update: Update
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+
+
+def _build_optimizers(stage: Stage) -> list[_Optim]:
+    cfg = stage.config
+    out = []
+    for upd in stage.updates():
+        params = [p for name in upd.modules for p in stage.modules[name].parameters()]
+        opt = torch.optim.AdamW(
+            params, lr=upd.lr if upd.lr is not None else cfg.lr,
+            betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay,
+        )
+        warm = max(1, cfg.warmup_iters // max(1, upd.every))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k, warm=warm: min(1.0, (k + 1) / warm))
+        out.append(_Optim(upd, params, opt, sched))
+    return out
+
+
+class _SignalFlag:
+    """Turns SIGTERM / SIGUSR1 into a flag checked between iterations."""
+
+    def __init__(self) -> None:
+        self.raised: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. inside some test runners)
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.raised = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
+def _set_trainable(stage: Stage, active: set[str]) -> None:
+    for name, module in stage.modules.items():
+        module.requires_grad_(name in active and name not in stage.frozen)
+
+
+def train(
+    stage: Stage,
+    run_dir: Path,
+    tracker=None,
+    stop_at: int | None = None,
+    log=print,
+) -> dict[str, Any]:
+    """Train `stage` to `config.iterations` (or to `stop_at`, for segmented runs), resuming from the
+    newest checkpoint in run_dir. Returns the run summary (also written to run_dir/summary.json when
+    the stage is complete)."""
+    cfg, ctx = stage.config, stage.ctx
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(ctx.seed)
+    stage.build()
+    optims = _build_optimizers(stage)
+    checkpoint_steps = set(cfg.checkpoint_steps())
+    target = cfg.iterations if stop_at is None else min(cfg.iterations, stop_at)
+
+    start, elapsed_before, images_before = 0, 0.0, 0
+    resumed = latest_checkpoint(run_dir)
+    if resumed is not None:
+        state = load_state(resumed)
+        load_weights(resumed, stage.exported_modules(), strict=True)
+        for o, sd, sch in zip(optims, state["optimizers"], state["schedulers"]):
+            o.optimizer.load_state_dict(sd)
+            o.scheduler.load_state_dict(sch)
+        restore_rng_state(state["rng"])
+        start = int(state["step"])
+        elapsed_before = float(state.get("wall_seconds", 0.0))
+        images_before = int(state.get("images_seen", 0))
+        log(f"[train] resumed {run_dir} at step {start} from {resumed.name}")
+
+    stats_path = run_dir / "stats.jsonl"
+    if start == 0 and stats_path.exists():
+        stats_path.unlink()  # a fresh start: stats of an aborted earlier attempt are stale
+    images_seen = images_before
+    t0 = time.perf_counter()
+    last_log_t, last_log_step = t0, start
+
+    def save(step: int) -> Path:
+        state = {
+            "step": step,
+            "optimizers": [o.optimizer.state_dict() for o in optims],
+            "schedulers": [o.scheduler.state_dict() for o in optims],
+            "rng": capture_rng_state(),
+            "wall_seconds": elapsed_before + time.perf_counter() - t0,
+            "images_seen": images_seen,
+        }
+        meta = {"stage": getattr(stage, "stage_id", type(stage).__name__), "primary": stage.product_module(cfg),
+                "sampling": stage.sampling()}
+        return save_checkpoint(run_dir, step, stage.exported_modules(), state, meta=meta,
+                               keep_last=cfg.keep_checkpoints or None)
+
+    for m in stage.trainable_modules().values():
+        m.train()
+    with _SignalFlag() as flag, open(stats_path, "a") as stats_file:
+        for it in range(start, target):
+            record: dict[str, float] = {}
+            for o in optims:
+                if it % o.update.every:
+                    continue
+                _set_trainable(stage, set(o.update.modules))
+                o.optimizer.zero_grad(set_to_none=True)
+                for micro in range(cfg.grad_accum):
+                    batch = make_batch(stage, it, micro)
+                    with _autocast(ctx.device, cfg.precision):
+                        terms = o.update.loss(batch)
+                    (terms["loss"].float() / cfg.grad_accum).backward()
+                    for k, v in terms.items():
+                        record[f"{o.update.name}/{k}"] = record.get(f"{o.update.name}/{k}", 0.0) + float(v.detach()) / cfg.grad_accum
+                norm = torch.nn.utils.clip_grad_norm_(o.params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+                record[f"{o.update.name}/grad_norm"] = float(norm)
+                o.optimizer.step()
+                o.scheduler.step()
+                if o.update.after_step is not None:
+                    o.update.after_step()
+                record[f"{o.update.name}/lr"] = o.scheduler.get_last_lr()[0]
+            _set_trainable(stage, set())
+            images_seen += cfg.batch_size * cfg.grad_accum
+            step = it + 1
+            if step % cfg.log_every == 0 or step == target:
+                now = time.perf_counter()
+                rate = (step - last_log_step) / max(now - last_log_t, 1e-9)
+                eta = (target - step) / max(rate, 1e-9)
+                record.update(step=step, it_per_s=rate, images_seen=images_seen)
+                stats_file.write(json.dumps(record) + "\n")
+                stats_file.flush()
+                losses = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k.endswith("/loss"))
+                log(f"[train] step {step}/{target} {rate:.2f} it/s ETA {eta:.0f}s {losses}")
+                if tracker is not None:
+                    tracker.log_metrics({k: v for k, v in record.items() if k != "step" and math.isfinite(v)}, step=step)
+                last_log_t, last_log_step = now, step
+            if step in checkpoint_steps or step == target or flag.raised:
+                save(step)
+            if flag.raised and step < target:
+                log(f"[train] {flag.raised} received: checkpoint at step {step} saved, exiting for requeue")
+                raise Preempted()
+    wall = elapsed_before + time.perf_counter() - t0
+    summary = {
+        "step": target,
+        "iterations": cfg.iterations,
+        "complete": target >= cfg.iterations,
+        "images_seen": images_seen,
+        "wall_seconds": wall,
+        "device": str(ctx.device),
+        "device_hours": wall / 3600.0,
+        "gpus": torch.cuda.device_count() if ctx.device.type == "cuda" else 0,
+        **stage.describe(),
+    }
+    if summary["complete"]:
+        tmp = run_dir / "summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2))
+        os.replace(tmp, run_dir / "summary.json")
+    return summary

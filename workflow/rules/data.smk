@@ -1,0 +1,22 @@
+rule demo_split:
+    """One split of a procedural demo dataset, written as a folder of PNGs like a real dataset."""
+    output:
+        directory(f"{R}/data/{{dataset}}/{{split}}"),
+    log:
+        f"{R}/logs/data/{{dataset}}_{{split}}.log",
+    resources:
+        **resources_for("small"),
+    script:
+        "../scripts/demo_split.py"
+
+
+rule domain_grids:
+    """A picture of every demo domain and of each target's 10-shot set."""
+    output:
+        f"{R}/figures/domains.png",
+    log:
+        f"{R}/logs/figures/domains.log",
+    resources:
+        **resources_for("small"),
+    script:
+        "../scripts/domain_grids.py"
