@@ -173,6 +173,9 @@ def test_keep_last_prunes_oldest_and_same_step_is_replaced(tmp_path):
         save_checkpoint(tmp_path, 50, modules, {}, keep_last=0)
     with pytest.raises(ValueError, match="meta may not set step"):
         save_checkpoint(tmp_path, 50, modules, {}, meta={"step": 3})
+    with pytest.raises(TypeError, match="meta must be JSON-serialisable"):
+        save_checkpoint(tmp_path, 50, modules, {}, meta={"device": torch.device("cpu")})
+    assert [step for step, _ in list_checkpoints(tmp_path)] == [40, 100_000_000]
 
 
 def _train_steps(model, optimizer, scheduler, n, seed):

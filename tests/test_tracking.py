@@ -6,7 +6,10 @@ import os
 import random
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -64,7 +67,12 @@ def no_network():
 
 @pytest.fixture(scope="module")
 def tracking_uri(tmp_path_factory):
-    return f"sqlite:///{tmp_path_factory.mktemp('tracking') / 'mlflow.db'}"
+    """A fresh database, created through the tracker (the locked first-use path)."""
+    db = tmp_path_factory.mktemp("tracking") / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    MlflowTracker(uri, EXPERIMENT)._connect()
+    assert db.is_file() and db.with_name("mlflow.db.lock").is_file()
+    return uri
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +101,9 @@ def test_flatten_params_and_keys():
     assert flat["method.stages.1.name"] == "unidad"
     assert flat["empty"] == "{}"
     assert mlflow_key("train.lr") == "train.lr"
-    assert mlflow_key("prompt[0]").startswith("prompt_0_~") and mlflow_key("prompt[0]") != mlflow_key("prompt_0_")
-    assert mlflow_key("../up").startswith("_up~") and mlflow_key("a//b").startswith("a__b~")
-    assert mlflow_key(".").startswith("_~")
+    assert mlflow_key("prompt[0]").startswith("prompt_0_-") and mlflow_key("prompt[0]") != mlflow_key("prompt_0_")
+    assert mlflow_key("../up").startswith("_up-") and mlflow_key("a//b").startswith("a__b-")
+    assert mlflow_key(".").startswith("_-")
     assert len(mlflow_key("k" * 400)) == 250
 
 
@@ -178,6 +186,39 @@ def test_parallel_writers_on_one_database(tracking_uri, client, tmp_path):
         t.join()
     for worker in range(4):
         assert len(client.get_metric_history(run_id, f"worker{worker}")) == 10
+
+
+JOB = """
+import sys
+from unidad.tracking import MlflowTracker
+uri, run_dir = sys.argv[1], sys.argv[2]
+tracker = MlflowTracker(uri, "unidad-bench/parallel")
+tracker.start_run(run_dir, tags={}, params={"job": run_dir}, run_dir=run_dir)
+for step in range(20):
+    tracker.log_metrics({"loss": float(step)}, step=step)
+tracker.end_run()
+sys.exit(1 if tracker.disabled else 0)
+"""
+
+
+@pytest.mark.slow
+def test_parallel_jobs_on_a_fresh_database(tmp_path, client):
+    """Jobs that start together on a new database: table creation must happen once (concurrent
+    migrations corrupt it), the experiment is created once, every write arrives."""
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    jobs = [subprocess.Popen([sys.executable, "-c", JOB, uri, str(tmp_path / f"run{i}")], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    outputs = [job.communicate(timeout=120)[0] for job in jobs]
+    assert [job.returncode for job in jobs] == [0, 0], outputs
+    assert not any("tracking:" in out for out in outputs), outputs
+
+    from mlflow.tracking import MlflowClient
+
+    fresh = MlflowClient(tracking_uri=uri)
+    runs = fresh.search_runs([fresh.get_experiment_by_name("unidad-bench/parallel").experiment_id])
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 2
+    assert all(len(fresh.get_metric_history(r.info.run_id, "loss")) == 20 for r in runs)
 
 
 def test_transient_errors_are_retried_and_others_are_not(tracking_uri):

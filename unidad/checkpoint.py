@@ -320,13 +320,12 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     return checkpoints[-1][1] if checkpoints else None
 
 
-def _remove_stale_temp_dirs(root: Path, keep: Path | None = None) -> None:
+def _remove_stale_temp_dirs(root: Path) -> None:
     for entry in root.glob(f"{_TEMP_PREFIX}*"):
-        if entry != keep:
-            if entry.is_dir():
-                _remove_tree_quietly(entry)
-            else:
-                entry.unlink(missing_ok=True)
+        if entry.is_dir():
+            _remove_tree_quietly(entry)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def _retired_name(step_dir: Path) -> Path:
@@ -357,25 +356,29 @@ def _move_into_place(building: Path, final: Path) -> None:
     _remove_tree_quietly(previous)
 
 
-def _meta_record(step: int, modules: Mapping[str, nn.Module], weights_sha256: str, meta: Mapping[str, Any] | None) -> dict:
+def _checked_meta(meta: Mapping[str, Any] | None) -> dict[str, Any]:
     extra = dict(meta or {})
     clashes = [k for k in _RESERVED_META_KEYS if k in extra]
     if clashes:
         raise ValueError(f"meta may not set {', '.join(clashes)}; save_checkpoint fills these in itself")
-    record = {
+    try:
+        json.dumps(extra)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"checkpoint meta must be JSON-serialisable ({e}); pass plain numbers, strings, "
+                        "lists, dicts") from None
+    return extra
+
+
+def _meta_record(step: int, modules: Mapping[str, nn.Module], weights_sha256: str, extra: dict[str, Any]) -> dict:
+    return {
         "format_version": FORMAT_VERSION,
         "step": step,
-        "stage": extra.pop("stage", None),
+        "stage": extra.get("stage"),
         "modules": list(modules),
         "weights_sha256": weights_sha256,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **extra,
+        **{k: v for k, v in extra.items() if k != "stage"},
     }
-    try:
-        json.dumps(record)
-    except TypeError as e:
-        raise TypeError(f"checkpoint meta must be JSON-serialisable ({e}); pass plain numbers, strings, lists, dicts") from None
-    return record
 
 
 def save_checkpoint(
@@ -396,6 +399,7 @@ def save_checkpoint(
     if keep_last is not None and keep_last < 1:
         raise ValueError(f"keep_last must be >= 1 or None (keep all), got {keep_last}")
     _check_module_names(modules)
+    extra_meta = _checked_meta(meta)
     state = dict(state)
     _check_weights_only_loadable(state)
 
@@ -412,7 +416,7 @@ def save_checkpoint(
             f.flush()
             os.fsync(f.fileno())
         # meta.json last: a folder without it is incomplete by definition
-        _write_json(building / META_FILE, _meta_record(step, modules, sha256_file(weights), meta))
+        _write_json(building / META_FILE, _meta_record(step, modules, sha256_file(weights), extra_meta))
         _fsync_path(building)
         _move_into_place(building, final)
     except BaseException:

@@ -140,7 +140,7 @@ def run_stage(config: dict[str, Any], slug: str, threads: int | None = None, sto
     )
     stage = cls(cfg, ctx)
     resolved = {"run": run.to_dict(), "backbone": config["backbone"], "benchmark": config["benchmark"],
-                "git_commit": git_commit(), "torch": torch.__version__, "device": str(device)}
+                "git_commit": git_commit(), "torch": str(torch.__version__), "device": str(device)}
     (run_dir / "run.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     tr = config["tracking"]
     tracker = make_tracker(tr["kind"], tr["uri"] or None, f"{tr['experiment']}/{config['benchmark']}",

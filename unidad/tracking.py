@@ -32,6 +32,7 @@ import os
 import posixpath
 import random
 import re
+import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -176,7 +177,7 @@ def mlflow_key(raw: str) -> str:
     if key == raw and len(key) <= MAX_KEY_LENGTH:
         return key
     digest = hashlib.sha1(str(raw).encode()).hexdigest()[:8]
-    return f"{key[: MAX_KEY_LENGTH - 9]}~{digest}"
+    return f"{key[: MAX_KEY_LENGTH - 9]}-{digest}"
 
 
 def _truncate(value: str, limit: int) -> str:
@@ -228,19 +229,20 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[:300]}"
 
 
-def _tracked(default: Any = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
-    """Apply the failure policy to a public MlflowTracker method."""
+def _tracked(fallback: Callable[["MlflowTracker"], Any] = lambda tracker: None):
+    """Apply the failure policy to a public MlflowTracker method; `fallback(tracker)` is returned
+    instead of raising."""
 
     def wrap(method: Callable[..., T]) -> Callable[..., T]:
         @functools.wraps(method)
         def guarded(self: "MlflowTracker", *args, **kwargs):
             if self.disabled:
-                return default
+                return fallback(self)
             try:
                 result = method(self, *args, **kwargs)
             except Exception as e:
-                self._failed(method.__name__, e)
-                return default
+                self._failed(method.__name__.lstrip("_"), e)
+                return fallback(self)
             self._consecutive_failures = 0
             return result
 
@@ -261,15 +263,15 @@ def _exclusive_lock(lock_path: Path):
 
 
 def _import_mlflow_client():
+    switched_off_here = "MLFLOW_DISABLE_TELEMETRY" not in os.environ
+    imported_before = "mlflow" in sys.modules
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from mlflow.tracking import MlflowClient
 
-    try:  # mlflow imported earlier by someone else: re-read the switch
+    if switched_off_here and imported_before:  # MLflow read the switch at its import: make it re-read
         from mlflow.telemetry import set_telemetry_client
 
         set_telemetry_client()
-    except ImportError:
-        pass
     return MlflowClient
 
 
@@ -280,7 +282,7 @@ def _import_mlflow_client():
 class MlflowTracker:
     """Mirror a run into MLflow through `MlflowClient` (no global MLflow state)."""
 
-    def __init__(self, tracking_uri: str, experiment: str, attempts: int = 4, backoff_s: float = 0.5):
+    def __init__(self, tracking_uri: str | None, experiment: str, attempts: int = 3, backoff_s: float = 0.5):
         if not experiment:
             raise ValueError("an MLflow experiment name is needed, e.g. 'unidad-bench/demo'")
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
@@ -321,12 +323,11 @@ class MlflowTracker:
         """The client, created once; the first use of a new SQLite file creates its tables, which
         must not run in two processes at once."""
         if self._client is None:
-            client = _import_mlflow_client()(tracking_uri=self.tracking_uri)
+            client_class = _import_mlflow_client()
             db_path = _sqlite_path(self.tracking_uri)
             lock = _exclusive_lock(db_path.with_name(db_path.name + ".lock")) if db_path else contextlib.nullcontext()
-            with lock:
-                self._retry(client.search_experiments, max_results=1)
-            self._client = client
+            with lock:  # MlflowClient() opens the store, which creates/migrates the tables
+                self._client = self._retry(client_class, tracking_uri=self.tracking_uri)
         return self._client
 
     def _experiment_id(self) -> str:
@@ -375,10 +376,10 @@ class MlflowTracker:
 
     # -- the Tracker interface --------------------------------------------------------------
 
-    @_tracked(default="")
+    @_tracked(fallback=lambda tracker: tracker.run_id)
     def start_run(self, run_name: str, tags: Mapping[str, Any], params: Mapping[str, Any], run_dir: Path) -> str:
-        """New run; writes run_dir/mlflow_run.json first, so later jobs can resume it even if
-        logging the params fails."""
+        """New run; writes run_dir/mlflow_run.json right after creating it, so the run stays usable
+        (and resumable) even if logging its tags or params fails."""
         run_dir = Path(run_dir)
         experiment_id = self._experiment_id()
         run = self._retry(self._connect().create_run, experiment_id, run_name=run_name)

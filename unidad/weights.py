@@ -30,6 +30,10 @@ class WeightsError(RuntimeError):
     """A missing, corrupt or unknown weights file; the message is one line naming the fix."""
 
 
+class MissingWeightsError(WeightsError):
+    """The weights are not in any searched location."""
+
+
 @dataclass(frozen=True)
 class WeightsEntry:
     name: str
@@ -201,7 +205,7 @@ def resolve(name: str, weights_dir: str | os.PathLike | None = None) -> Path:
     if entry.kind == "package_file":
         path = _package_file(entry)
         if path is None:
-            raise WeightsError(
+            raise MissingWeightsError(
                 f"missing weights '{name}': {entry.package_path} not found in the installed package "
                 f"'{entry.package}'; install it with: pip install {entry.package}"
             )
@@ -214,7 +218,7 @@ def resolve(name: str, weights_dir: str | os.PathLike | None = None) -> Path:
             for snap in _hf_snapshots(entry):
                 if (snap / entry.filename).is_file():
                     return snap / entry.filename
-        raise WeightsError(
+        raise MissingWeightsError(
             f"missing weights '{name}': file {entry.filename} not found in {_searched_text(entry, weights_dir)}; "
             f"expected sha256 {entry.expected_hash_text}; get it with: unidad weights fetch {name} "
             f"(on a machine with internet) or place {entry.filename} in $UNIDAD_WEIGHTS_DIR"
@@ -225,7 +229,7 @@ def resolve(name: str, weights_dir: str | os.PathLike | None = None) -> Path:
         if folder.is_dir() and not _dir_is_complete(folder, entry.hf_files):
             return folder
     required = ", ".join("|".join(f) if isinstance(f, tuple) else f for f in entry.hf_files)
-    raise WeightsError(
+    raise MissingWeightsError(
         f"missing weights '{name}': folder {entry.filename} (HF repo {entry.hf_repo}) with files [{required}] "
         f"not found in {_searched_text(entry, weights_dir)}; get it with: unidad weights fetch {name} "
         f"(on a machine with internet) or place the folder {entry.filename} in $UNIDAD_WEIGHTS_DIR"
@@ -352,12 +356,16 @@ def _cmd_verify(args) -> int:
     for name in names:
         try:
             report = verify(name, args.weights_dir)
-            print(f"{name}: {report.message} ({report.path})")
+        except MissingWeightsError:
+            if args.name:
+                raise
+            print(f"{name}: absent")  # verifying all: a partial install is normal
+            continue
         except WeightsError as err:
-            missing = str(err).startswith("missing weights")
-            if args.name or not missing:
-                failed = True
-            print(f"{name}: {err}", file=sys.stderr if (args.name or not missing) else sys.stdout)
+            failed = True
+            print(f"error: {err}", file=sys.stderr)
+            continue
+        print(f"{name}: {report.message} ({report.path})")
     return 1 if failed else 0
 
 

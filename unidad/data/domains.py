@@ -16,7 +16,6 @@ Every image is a function of one row of uniform random numbers, so `sample(n, se
 """
 from __future__ import annotations
 
-import warnings
 import zlib
 from abc import ABC, abstractmethod
 from typing import Any, Sequence
@@ -83,11 +82,26 @@ def _project_on_segment(pixels: np.ndarray, start: np.ndarray, end: np.ndarray) 
 
 def _masked_median(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Per-image median colour of the masked pixels; [N,H,W,3], [N,H,W] -> [N,3] (nan if empty)."""
-    flat = pixels.reshape(len(pixels), -1, 3).astype(np.float64)
-    flat = np.where(mask.reshape(len(mask), -1, 1), flat, np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-nan rows are expected and become nan
-        return np.nanmedian(flat, axis=1)
+    n = len(pixels)
+    flat = pixels.reshape(n, -1, 3)
+    keep = mask.reshape(n, -1, 1)
+    ordered = np.sort(np.where(keep, flat, np.inf), axis=1)  # masked-out values sort to the end
+    count = keep.sum(1)  # [N,1]
+    lower = np.take_along_axis(ordered, np.maximum((count - 1) // 2, 0)[:, None, :], axis=1)[:, 0]
+    upper = np.take_along_axis(ordered, (count // 2).clip(max=flat.shape[1] - 1)[:, None, :], axis=1)[:, 0]
+    with np.errstate(invalid="ignore"):
+        return np.where(count > 0, (lower + upper) / 2, np.nan)
+
+
+def _solid_patches(mask: np.ndarray) -> np.ndarray:
+    """Pixels whose whole 3x3 neighbourhood is in the mask (a 3x3 erosion); [N,H,W] bool."""
+    h, w = mask.shape[1:]
+    padded = np.pad(mask, ((0, 0), (1, 1), (1, 1)))
+    solid = np.ones_like(mask)
+    for dy in range(3):
+        for dx in range(3):
+            solid &= padded[:, dy : dy + h, dx : dx + w]
+    return solid
 
 
 # ------------------------------------------------------------------------------------------ shapes
@@ -170,6 +184,7 @@ class Domain(ABC):
     analogue: str  # the real data set this domain stands in for
     modes: list[str]
     params_per_image: int  # uniform numbers that fully determine one image
+    factor_sizes: tuple[int, int]  # mode = outer * factor_sizes[1] + inner (e.g. kind, colour)
 
     def mode_distribution(self) -> np.ndarray:
         """True probability of each mode (uniform)."""
@@ -196,9 +211,19 @@ class Domain(ABC):
     def render(self, modes: np.ndarray, u: np.ndarray, image_size: int) -> np.ndarray:
         """Images of the given modes; the rest of each image is drawn from its row of u."""
 
-    @abstractmethod
     def checks(self, images: Any) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """The oracle's rules one by one: ({rule: passed bool [N]}, mode each image would have)."""
+        """The oracle's rules one by one: ({rule: passed bool [N]}, mode each image would have).
+
+        images: uint8 [N,H,W,3] or float [N,3,H,W] in [-1, 1].
+        """
+        x = _as_unit_hwc(images)
+        if len(x) == 0:
+            return {}, np.zeros(0, np.int64)
+        return self._judge(x)
+
+    @abstractmethod
+    def _judge(self, x: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """checks() on a non-empty float [N,H,W,3] batch in [0, 1]."""
 
     def oracle(self, images: Any) -> tuple[np.ndarray, np.ndarray]:
         """(in_domain bool [N], mode int64 [N], -1 where not in the domain).
@@ -206,13 +231,15 @@ class Domain(ABC):
         images: uint8 [N,H,W,3] or float [N,3,H,W] in [-1, 1].
         """
         rules, mode = self.checks(images)
-        in_domain = np.logical_and.reduce(list(rules.values())) if rules else np.zeros(0, bool)
+        if not rules:
+            return np.zeros(0, bool), mode
+        in_domain = np.logical_and.reduce(list(rules.values()))
         return in_domain, np.where(in_domain, mode, -1).astype(np.int64)
 
     def rejection_reasons(self, images: Any) -> dict[str, float]:
         """Share of the images failing each rule (for diagnosing generated samples)."""
         rules, _ = self.checks(images)
-        return {rule: float(1.0 - passed.mean()) if len(passed) else 0.0 for rule, passed in rules.items()}
+        return {rule: float(1.0 - passed.mean()) for rule, passed in rules.items()}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {len(self.modes)} modes)"
@@ -227,14 +254,15 @@ class ShapeDomain(Domain):
     aspect_range = (0.85, 1.15)
     margin = 1.5  # pixels between the shape's box and the border at 16x16: the border stays background
 
-    # oracle tolerances (unit colour scale); see oracle()
+    # oracle tolerances (unit colour scale); see _judge()
     border_uniform_tol = 0.2
     border_uniform_share = 0.85
     min_contrast = 0.35
     palette_tol = 0.25
     off_segment_tol = 0.2
     max_off_share = 0.03
-    max_misfit = 0.45
+    max_half_tone_patch = 1  # pixels whose whole 3x3 neighbourhood is half-tone
+    max_misfit = 0.32
 
     def __init__(self, name: str, analogue: str, palette: dict[str, RGB], background: RGB, background_spread: float):
         self.name = name
@@ -244,6 +272,7 @@ class ShapeDomain(Domain):
         self.background = np.array(background, dtype=np.float32)
         self.background_spread = background_spread
         self.modes = [f"{kind}/{colour}" for kind in SHAPE_KINDS for colour in self.palette_names]
+        self.factor_sizes = (len(SHAPE_KINDS), len(self.palette_names))
 
     # generation --------------------------------------------------------------------------------
     def render(self, modes: np.ndarray, u: np.ndarray, image_size: int) -> np.ndarray:
@@ -272,7 +301,8 @@ class ShapeDomain(Domain):
         angle = 2 * np.pi * u[:, 10, None, None]
         gradient = 0.04 * (2 * u[:, 9, None, None] - 1) * (np.cos(angle) * xx + np.sin(angle) * yy)
         direction = 2 * np.pi * u[:, 11, None, None]
-        ripple = 0.015 * np.cos(1.5 * np.pi * (np.cos(direction) * xx + np.sin(direction) * yy) + 2 * np.pi * u[:, 12, None, None])
+        along = np.cos(direction) * xx + np.sin(direction) * yy
+        ripple = 0.015 * np.cos(1.5 * np.pi * along + 2 * np.pi * u[:, 12, None, None])
         return base[:, None, None, :] + (gradient + ripple)[..., None]
 
     def background_ok(self, tone: np.ndarray) -> np.ndarray:
@@ -280,11 +310,10 @@ class ShapeDomain(Domain):
         return np.abs(tone - self.background).max(1) <= self.background_spread + 0.1
 
     # oracle --------------------------------------------------------------------------------------
-    def checks(self, images: Any) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def _judge(self, x: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Background from the border ring, the shape's colour from its most distinct pixels, every
         pixel on the background->shape colour segment, and the shape's coverage map fits one of the
         three shape templates."""
-        x = _as_unit_hwc(images)
         n = len(x)
         border = np.concatenate([x[:, 0], x[:, -1], x[:, 1:-1, 0], x[:, 1:-1, -1]], axis=1)
         tone = np.median(border, axis=1)
@@ -293,17 +322,22 @@ class ShapeDomain(Domain):
         rules["background_tone"] = self.background_ok(tone)
 
         distance = np.linalg.norm(x - tone[:, None, None], axis=-1)
-        peak = distance.reshape(n, -1).max(1) if n else np.zeros(0)
+        peak = distance.reshape(n, -1).max(1)
         rules["shape_present"] = peak >= self.min_contrast
         colour = _masked_median(x, distance >= 0.7 * peak[:, None, None])
         colour = np.nan_to_num(colour, nan=-1.0)
         palette_dist = np.linalg.norm(colour[:, None] - self.palette[None], axis=-1)
-        colour_index = palette_dist.argmin(1) if n else np.zeros(0, np.int64)
-        rules["shape_colour"] = palette_dist.min(1) <= self.palette_tol if n else np.zeros(0, bool)
+        colour_index = palette_dist.argmin(1)
+        rules["shape_colour"] = palette_dist.min(1) <= self.palette_tol
 
         t, residual = _project_on_segment(x, tone, colour)
         off = (residual > self.off_segment_tol) | (t < -0.25) | (t > 1.25)
         rules["two_colours_only"] = off.reshape(n, -1).mean(1) <= self.max_off_share
+
+        # soft edges are a thin band of half-tones; a solid half-tone patch is a ghost (two shapes
+        # blended, a shape fading in or out)
+        half_tone_patch = _solid_patches(np.abs(t - 0.5) < 0.25).reshape(n, -1).sum(1)
+        rules["no_half_tone_patch"] = half_tone_patch <= self.max_half_tone_patch
 
         # stretch the soft edges: blur and noise leave the mid-edge (t = 0.5) where it was
         coverage = np.clip((t - 0.2) / 0.6, 0.0, 1.0)
@@ -331,8 +365,10 @@ class PatternDomain(Domain):
 
     # oracle tolerances
     pair_tol = 0.2  # distance of the image's colours from the pair's line
+    min_contrast = 0.7  # the image's colours sit at t <= 0.3 and t >= 0.7 along the pair's line
     off_segment_tol = 0.2
-    max_off_share = 0.05
+    level_tol = 0.3
+    max_off_share = 0.08
     min_agreement = 0.92
     min_transitions = 3
     share_range = (0.25, 0.75)
@@ -343,21 +379,23 @@ class PatternDomain(Domain):
         self.pair_names = list(pairs)
         self.pairs = np.array(list(pairs.values()), dtype=np.float32)  # [P, 2, 3]
         self.modes = [f"{kind}/{pair}" for kind in PATTERN_KINDS for pair in self.pair_names]
+        self.factor_sizes = (len(PATTERN_KINDS), len(self.pair_names))
 
     def render(self, modes: np.ndarray, u: np.ndarray, image_size: int) -> np.ndarray:
         s = image_size
         scale = s / BASE_SIZE
         kinds, pairs = np.divmod(np.asarray(modes, dtype=np.int64), len(self.pairs))
-        widths = np.array(self.band_widths)[np.minimum((u[:, 1] * len(self.band_widths)).astype(int), len(self.band_widths) - 1)]
-        widths = np.maximum(np.round(widths * scale).astype(np.int64), 1)
+        choice = np.minimum((u[:, 1] * len(self.band_widths)).astype(np.int64), len(self.band_widths) - 1)
+        widths = np.maximum(np.round(np.array(self.band_widths)[choice] * scale).astype(np.int64), 1)
         phase_y = (u[:, 2] * 2 * widths).astype(np.int64)
         phase_x = (u[:, 3] * 2 * widths).astype(np.int64)
         idx = np.arange(s)
         row_band = ((idx[None, :] + phase_y[:, None]) // widths[:, None]) % 2  # [N, S]
         col_band = ((idx[None, :] + phase_x[:, None]) // widths[:, None]) % 2
-        rows, cols = row_band[:, :, None], col_band[:, None, :]
+        rows = np.broadcast_to(row_band[:, :, None], (len(modes), s, s))
+        cols = np.broadcast_to(col_band[:, None, :], (len(modes), s, s))
         kind = kinds[:, None, None]
-        band = np.where(kind == 0, rows + 0 * cols, np.where(kind == 1, cols + 0 * rows, rows ^ cols))
+        band = np.where(kind == 0, rows, np.where(kind == 1, cols, rows ^ cols))
 
         brightness = 0.03 * (2 * u[:, 4:5] - 1)
         first = self.pairs[pairs, 0] + self.colour_jitter * (2 * u[:, 5:8] - 1) + brightness
@@ -365,11 +403,10 @@ class PatternDomain(Domain):
         image = np.where(band[..., None] == 0, first[:, None, None, :], second[:, None, None, :])
         return _quantize(image)
 
-    def checks(self, images: Any) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def _judge(self, x: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Every pixel on the line between one colour pair's two colours (contrast may be lowered
         by blur), and the binarised image a rank-one +-1 pattern (rows, columns or both
         alternating) with at least three band changes."""
-        x = _as_unit_hwc(images)
         n = len(x)
         # the colour pair whose line explains most pixels
         off_shares = np.zeros((n, len(self.pairs)))
@@ -377,37 +414,35 @@ class PatternDomain(Domain):
             start, end = np.broadcast_to(pair[0], (n, 3)), np.broadcast_to(pair[1], (n, 3))
             t, residual = _project_on_segment(x, start, end)
             off_shares[:, p] = ((residual > self.off_segment_tol) | (t < -0.25) | (t > 1.25)).reshape(n, -1).mean(1)
-        pair_index = off_shares.argmin(1) if n else np.zeros(0, np.int64)
+        pair_index = off_shares.argmin(1)
         proto = self.pairs[pair_index]
 
-        # the image's own two colours: medians of its most extreme pixels along that line, which
-        # blur pulls towards each other but not off the line
+        # the image's own two colours (the medians of its two classes), which blur may pull towards
+        # each other along the pair's line but not off it
         t, _ = _project_on_segment(x, proto[:, 0], proto[:, 1])
-        flat_t = t.reshape(n, -1)
-        low_cut = np.quantile(flat_t, 0.15, axis=1)[:, None, None] if n else np.zeros((0, 1, 1))
-        high_cut = np.quantile(flat_t, 0.85, axis=1)[:, None, None] if n else np.zeros((0, 1, 1))
-        first = np.nan_to_num(_masked_median(x, t <= low_cut), nan=-1.0)
-        second = np.nan_to_num(_masked_median(x, t >= high_cut), nan=-1.0)
+        first = np.nan_to_num(_masked_median(x, t <= 0.5), nan=-1.0)
+        second = np.nan_to_num(_masked_median(x, t > 0.5), nan=-1.0)
         ends = np.stack([first, second], 1).reshape(n, 2, 1, 3)
         ends_t, ends_residual = _project_on_segment(ends, proto[:, 0], proto[:, 1])
         ends_t, ends_residual = ends_t.reshape(n, 2), ends_residual.reshape(n, 2)
         rules = {
-            "pair_colours": (ends_residual.max(1) <= self.pair_tol) & (ends_t[:, 0] <= 0.3) & (ends_t[:, 1] >= 0.7)
+            "pair_colours": (ends_residual.max(1) <= self.pair_tol)
+            & (ends_t[:, 0] <= 1 - self.min_contrast)
+            & (ends_t[:, 1] >= self.min_contrast)
         }
 
+        # nearly every pixel is one of those two colours; blends of patterns or shapes over
+        # patterns make extra levels
         t, residual = _project_on_segment(x, first, second)
-        off = (residual > self.off_segment_tol) | (t < -0.25) | (t > 1.25)
+        off = (residual > self.off_segment_tol) | (np.minimum(np.abs(t), np.abs(t - 1)) > self.level_tol)
         rules["two_colours_only"] = off.reshape(n, -1).mean(1) <= self.max_off_share
 
         signs = np.where(t > 0.5, 1.0, -1.0)
         share = (signs > 0).reshape(n, -1).mean(1)
         rules["balanced"] = (share >= self.share_range[0]) & (share <= self.share_range[1])
-        if n:
-            left, _, right = np.linalg.svd(signs)
-            row_signs = np.where(left[:, :, 0] >= 0, 1.0, -1.0)
-            col_signs = np.where(right[:, 0, :] >= 0, 1.0, -1.0)
-        else:
-            row_signs = col_signs = np.zeros((0, x.shape[1]))
+        left, _, right = np.linalg.svd(signs)
+        row_signs = np.where(left[:, :, 0] >= 0, 1.0, -1.0)
+        col_signs = np.where(right[:, 0, :] >= 0, 1.0, -1.0)
         fitted = row_signs[:, :, None] * col_signs[:, None, :]
         rules["rank_one_pattern"] = (fitted == signs).reshape(n, -1).mean(1) >= self.min_agreement
         row_changes = (np.diff(row_signs, axis=1) != 0).sum(1)
@@ -470,12 +505,22 @@ def get_domain(name: str | Domain) -> Domain:
 
 # -------------------------------------------------------------------------------- data set builders
 def fewshot_modes(domain: str | Domain, seed: int = 0) -> list[int]:
-    """The modes the canonical 10-shot set shows, in the order its images cycle through them."""
+    """The modes the canonical 10-shot set shows, in the order its images cycle through them.
+
+    About 2/3 of the modes, chosen so that every value of each factor (every shape kind and every
+    colour, say) appears: the missing modes are new combinations of things the shots do show.
+    """
     dom = get_domain(domain)
     n_modes = len(dom.modes)
     shown = min(FEWSHOT_CANON, max(2, int(round(FEWSHOT_MODE_SHARE * n_modes))))
-    rng = np.random.default_rng(np.random.SeedSequence([zlib.crc32(dom.name.encode()), zlib.crc32(b"fewshot-modes"), int(seed)]))
-    return [int(m) for m in rng.permutation(n_modes)[:shown]]
+    entropy = [zlib.crc32(dom.name.encode()), zlib.crc32(b"fewshot-modes"), int(seed)]
+    rng = np.random.default_rng(np.random.SeedSequence(entropy))
+    outer, inner = dom.factor_sizes
+    for _ in range(1000):
+        chosen = rng.permutation(n_modes)[:shown]
+        if len(set(chosen // inner)) == outer and len(set(chosen % inner)) == inner:
+            break
+    return [int(m) for m in chosen]
 
 
 def make_fewshot(domain: str | Domain, k: int, seed: int = 0, image_size: int = BASE_SIZE) -> np.ndarray:

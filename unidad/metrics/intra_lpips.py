@@ -169,6 +169,9 @@ def build_lpips_vgg(vgg_weights_path: str | Path | None = None, weights_dir: str
     from unidad import weights
 
     vgg_path = Path(vgg_weights_path) if vgg_weights_path is not None else weights.resolve(_VGG_WEIGHTS, weights_dir)
+    if not vgg_path.is_file():
+        raise weights.WeightsError(f"LPIPS VGG16 trunk not found at {vgg_path}; pass an existing file or None "
+                                   "to use the staged one (unidad weights path lpips_vgg16)")
     vgg_sha256 = weights.file_sha256(vgg_path)
     weights.check_sha256(weights.get_entry(_VGG_WEIGHTS), vgg_sha256, str(vgg_path))
     lin_report = weights.verify(_LIN_WEIGHTS)
@@ -209,7 +212,7 @@ def lpips_vgg_distance(weights_path_or_none: str | Path | None = None, weights_d
 
     def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return model(a.to(device), b.to(device)).reshape(-1)
+            return model(a.to(device, torch.float32), b.to(device, torch.float32)).reshape(-1)
 
     distance.provenance = provenance
     return distance

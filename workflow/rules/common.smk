@@ -52,4 +52,63 @@ def stage_inputs(wildcards):
 def all_outputs():
     outs = [f"{R}/source_teacher/report.json", f"{R}/figures/domains.png"]
     outs += [str(PLAN.summary(slug)) for slug in PLAN.runs]
+    outs += [f"{R}/tables/results_tidy.csv"]
     return outs
+
+
+wildcard_constraints:
+    step=r"\d{8}",
+    nfe=r"\d+",
+    metric=r"[a-z_]+",
+    extractor=r"[a-z0-9_-]+",
+
+
+from unidad.evaluate import (
+    FEATURE_METRICS,
+    check_metric_names,
+    extractor_file,
+    metric_file,
+    needs_demo_extractor,
+    reference_file,
+    samples_file,
+)
+
+try:
+    check_metric_names(config["evaluation"]["metrics"])
+except ValueError as err:
+    raise WorkflowError(f"invalid config: {err}") from None
+
+EXTRACTOR_FILES = [str(extractor_file(PLAN))] if needs_demo_extractor(config) else []
+
+
+def reference_inputs(wildcards):
+    return {"data": data_dir(wildcards.dataset, wildcards.split), "extractor": EXTRACTOR_FILES}
+
+
+def metric_inputs(wildcards):
+    slug = wildcards.slug
+    run = PLAN.runs[slug]
+    dataset = run.target or run.data["dataset"]
+    inputs = {"samples": f"{R}/eval/{slug}/step{wildcards.step}_nfe{wildcards.nfe}/samples.npz"}
+    if wildcards.metric in FEATURE_METRICS:
+        inputs["reference"] = [str(reference_file(PLAN, dataset, "full")), str(reference_file(PLAN, dataset, "val"))]
+        inputs["extractor"] = EXTRACTOR_FILES
+    elif wildcards.metric == "intra_lpips":
+        inputs["shots"] = data_dir(dataset, "shots", run.shots)
+        inputs["extractor"] = EXTRACTOR_FILES
+    return inputs
+
+
+def metric_files():
+    return sorted({str(metric_file(PLAN, unit, m)) for unit in PLAN.eval_units for m in config["evaluation"]["metrics"]})
+
+
+def run_metric_job(config, wildcards, input, output, log, threads):
+    import contextlib
+
+    from unidad.evaluate import compute_metric
+
+    Path(log[0]).parent.mkdir(parents=True, exist_ok=True)
+    with open(log[0], "w") as fh, contextlib.redirect_stdout(fh):
+        compute_metric(config, wildcards.metric, wildcards.slug, int(wildcards.step), int(wildcards.nfe),
+                       input.samples, output[0], threads=threads)

@@ -1,0 +1,98 @@
+# unidad-bench: the commands the README and CI use.
+#   make install        Python venv in .venv with the project and its dev tools
+#   make demo           the embedded demo, end to end, on this machine
+#   make test           unit tests, workflow lint, dry runs, SLURM smoke run (what CI runs)
+# `make help` lists every target.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+# The test steps share a SLURM node and a smoke directory; run them one after another.
+.NOTPARALLEL:
+.DEFAULT_GOAL := help
+
+PYTHON_FOR_VENV ?= python3
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+SNAKEMAKE := $(VENV)/bin/snakemake
+PYTEST := $(VENV)/bin/pytest
+# Rewritten whenever pyproject.toml changes, so `make install` is a no-op otherwise.
+INSTALL_STAMP := $(VENV)/.unidad-install-stamp
+
+# Every workflow configuration; each gets a dry run under each profile below.
+CONFIGS := $(sort $(wildcard config/*.yaml))
+DRY_RUN_PROFILES := local slurm
+# The SLURM smoke run writes its results (config key results_dir), SLURM logs and
+# Snakemake log into its own directory, never into results/ of the checkout.
+SMOKE_CONFIG := config/smoke.yaml
+SMOKE_DIR ?= $(CURDIR)/.slurm-ci/smoke
+
+export HF_HUB_OFFLINE := 1
+
+.PHONY: help install demo test test-unit test-lint test-dry-run test-slurm \
+        slurm-start slurm-stop clean-results
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
+	    | awk 'BEGIN {FS = ":.*?## "} {printf "  make %-15s %s\n", $$1, $$2}'
+
+install: $(INSTALL_STAMP) ## create .venv and install the project with its dev extras
+
+$(INSTALL_STAMP): pyproject.toml
+	@test -x $(PYTHON) || { echo "creating $(VENV) with $(PYTHON_FOR_VENV)"; $(PYTHON_FOR_VENV) -m venv $(VENV); }
+	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: install ## run the embedded demo (config/config.yaml) on this machine
+	$(SNAKEMAKE) --profile profiles/local all
+
+test: install test-unit test-lint test-dry-run test-slurm ## everything CI checks, in order
+	@echo "make test: all steps passed"
+
+test-unit: install ## pytest (offline)
+	@echo "== pytest"
+	@# Exit status 5 means pytest collected no tests: a broken suite, not a pass.
+	@$(PYTEST) -q || { status=$$?; \
+	    if [ $$status -eq 5 ]; then echo "pytest collected no tests; failing." >&2; fi; \
+	    exit $$status; }
+
+test-lint: install ## snakemake --lint (fails on any lint)
+	@echo "== snakemake --lint"
+	$(SNAKEMAKE) --lint
+
+test-dry-run: install ## snakemake -n for every config/*.yaml under the local and slurm profiles
+	@test -n "$(CONFIGS)" || { echo "no config/*.yaml to dry-run" >&2; exit 1; }
+	@for config in $(CONFIGS); do \
+	    for profile in $(DRY_RUN_PROFILES); do \
+	        echo "== dry run: $$config with profiles/$$profile"; \
+	        $(SNAKEMAKE) all --dry-run --quiet host rules --profile profiles/$$profile --configfile $$config; \
+	    done; \
+	done
+
+test-slurm: install ## real run of config/smoke.yaml through SLURM (profiles/slurm-ci); starts SLURM if needed
+	@if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "###################################################################"; \
+	    echo "### SKIPPED: the SLURM smoke run needs root to start SLURM.     ###"; \
+	    echo "### Run 'sudo make test-slurm', or let CI (root) run it.        ###"; \
+	    echo "###################################################################"; \
+	    exit 0; \
+	fi
+	@echo "== SLURM smoke run: $(SMOKE_CONFIG) with profiles/slurm-ci in $(SMOKE_DIR)"
+	bash ci/slurm/start_slurm.sh
+	rm -rf $(SMOKE_DIR) && mkdir -p $(SMOKE_DIR)
+	@# Runs in the checkout (config paths stay valid); only results_dir moves to the smoke dir.
+	$(SNAKEMAKE) all --profile profiles/slurm-ci \
+	    --slurm-logdir $(SMOKE_DIR)/logs/slurm \
+	    --configfile $(SMOKE_CONFIG) --config results_dir=$(SMOKE_DIR)/results \
+	    </dev/null 2>&1 | tee $(SMOKE_DIR)/snakemake.log
+	python3 ci/slurm/check_jobs_went_through_slurm.py $(SMOKE_DIR)/snakemake.log $(SMOKE_DIR)/logs/slurm
+	@echo "SLURM is still running; stop it with: make slurm-stop"
+
+slurm-start: ## start the single-node CI SLURM on this machine (root)
+	bash ci/slurm/start_slurm.sh
+
+slurm-stop: ## stop it again
+	bash ci/slurm/stop_slurm.sh
+
+clean-results: ## delete workflow outputs: results/ (keeps its README.md), logs/, the smoke run
+	find results -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
+	rm -rf logs $(SMOKE_DIR)

@@ -1,0 +1,74 @@
+"""Config validation: typos and wrong types fail early, naming the key, at `snakemake -n` too."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from unidad.config import ConfigError, load_config_file, validate_config
+from unidad.plan import Plan
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = sorted((ROOT / "config").glob("*.yaml"))
+
+
+def _demo():
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if p.name != "methods.yaml"], ids=lambda p: p.name)
+def test_shipped_configs_validate_and_plan(path):
+    cfg = load_config_file(path)
+    plan = Plan(cfg)
+    assert plan.method_runs and plan.eval_units
+
+
+def test_defaults_are_filled():
+    cfg = validate_config({"datasets": {"source": {"kind": "demo", "domain": "source"},
+                                        "near": {"kind": "demo", "domain": "near"},
+                                        "far": {"kind": "demo", "domain": "far"}}})
+    assert cfg["evaluation"]["n_samples"] == 1000 and cfg["backbone"]["kind"] == "tiny"
+    assert cfg["datasets"]["near"]["full_size"] == 5000
+
+
+@pytest.mark.parametrize("mutate,needle", [
+    (lambda c: c.update(seedz=[0]), "seedz"),
+    (lambda c: c["evaluation"].update(n_sampels=10), "evaluation.n_sampels"),
+    (lambda c: c.update(seeds="0"), "seeds"),
+    (lambda c: c["backbone"].update(kind="unet9000"), "backbone.kind"),
+    (lambda c: c["datasets"]["near"].update(ful_size=3), "datasets.near.ful_size"),
+    (lambda c: c.update(targets=["nowhere"]), "nowhere"),
+    (lambda c: c.update(methods=["ft", "made_up"]), "made_up"),
+    (lambda c: c["stage_params"]["unidad"].update(dual_wieght=0.3), "dual_wieght"),
+])
+def test_bad_config_names_the_key(mutate, needle):
+    cfg = _demo()
+    mutate(cfg)
+    with pytest.raises(ConfigError) as err:
+        Plan(validate_config(cfg))
+    msg = str(err.value)
+    assert needle in msg and "\n" not in msg
+
+
+def test_unknown_stage_lists_known_stages():
+    cfg = _demo()
+    cfg["extra_methods"] = {"mine": {"stages": [{"stage": "nonexistent_stage"}]}}
+    cfg["methods"] = ["mine"]
+    with pytest.raises(ConfigError, match="known stages: .*dmd2.*ft"):
+        Plan(validate_config(cfg))
+
+
+def test_snakemake_dry_run_fails_on_a_misspelt_key(tmp_path):
+    bad = _demo()
+    bad["evaluation"]["n_sampels"] = 5
+    cfg_file = tmp_path / "bad.yaml"
+    cfg_file.write_text(yaml.safe_dump(bad))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(cfg_file), "--directory", str(tmp_path),
+         "--snakefile", str(ROOT / "Snakefile")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "evaluation.n_sampels" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()

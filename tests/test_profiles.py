@@ -1,0 +1,119 @@
+"""The Snakemake profiles parse the way Snakemake parses them and set the keys the
+workflow, the Makefile and the CI SLURM check rely on."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.profiles import ProfileConfigFileParser
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILES = REPO / "profiles"
+PROFILE_NAMES = ["local", "slurm", "slurm-ci"]
+
+
+def parse_profile(name):
+    """The profile as Snakemake turns it into command-line defaults (YTE rendered)."""
+    path = PROFILES / name / "config.yaml"
+    with open(path) as stream:
+        return ProfileConfigFileParser().parse(stream)
+
+
+def render_profile(name):
+    """The profile as a nested mapping after YTE templating."""
+    import yte
+
+    with open(PROFILES / name / "config.yaml") as stream:
+        return yte.process_yaml(stream, require_use_yte=True)
+
+
+@pytest.fixture(scope="module")
+def snakemake_options():
+    """Every long option the installed Snakemake and its SLURM plugin accept."""
+    help_text = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    ).stdout
+    return {word.rstrip(",") for word in help_text.split() if word.startswith("--")}
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_profile_is_plain_yaml_mapping(name):
+    loaded = yaml.safe_load((PROFILES / name / "config.yaml").read_text())
+    assert isinstance(loaded, dict) and loaded
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_every_profile_key_is_a_snakemake_option(name, snakemake_options):
+    unknown = [key for key in parse_profile(name) if f"--{key}" not in snakemake_options]
+    assert not unknown, f"profiles/{name}: not Snakemake options: {unknown}"
+
+
+def test_local_profile():
+    profile = render_profile("local")
+    assert profile["cores"] in ("all", 2)
+    assert profile["rerun-incomplete"] is True
+    assert profile["printshellcmds"] is True
+    assert profile["keep-going"] is False
+    assert "executor" not in profile
+
+
+def test_slurm_profile_keys():
+    profile = render_profile("slurm")
+    assert profile["executor"] == "slurm"
+    assert profile["jobs"] == 100
+    assert profile["retries"] == 2
+    assert profile["rerun-incomplete"] is True
+    assert profile["latency-wait"] > 0
+    assert profile["printshellcmds"] is True
+    assert profile["slurm-logdir"] == "logs/slurm"
+    assert profile["slurm-status-command"] == "squeue"
+    resources = profile["default-resources"]
+    for key in ("slurm_partition", "slurm_account", "qos", "runtime", "mem_mb"):
+        assert key in resources, key
+    assert {"sample", "metrics"} <= set(profile["group-components"])
+
+
+def test_slurm_profile_reads_partition_account_qos_from_environment(monkeypatch):
+    monkeypatch.delenv("UNIDAD_SLURM_PARTITION", raising=False)
+    monkeypatch.delenv("UNIDAD_SLURM_ACCOUNT", raising=False)
+    monkeypatch.delenv("UNIDAD_SLURM_QOS", raising=False)
+    fallback = render_profile("slurm")["default-resources"]
+    assert fallback["slurm_partition"] == "gpu"
+    # None keeps the flag out of the sbatch call.
+    assert fallback["slurm_account"] is None and fallback["qos"] is None
+
+    monkeypatch.setenv("UNIDAD_SLURM_PARTITION", "a100")
+    monkeypatch.setenv("UNIDAD_SLURM_ACCOUNT", "proj42")
+    monkeypatch.setenv("UNIDAD_SLURM_QOS", "short")
+    from_env = render_profile("slurm")["default-resources"]
+    assert (from_env["slurm_partition"], from_env["slurm_account"], from_env["qos"]) == (
+        "a100",
+        "proj42",
+        "short",
+    )
+    # What Snakemake hands to --default-resources.
+    assert "slurm_partition=a100" in parse_profile("slurm")["default-resources"]
+
+
+def test_slurm_ci_profile_fits_the_ci_node():
+    profile = render_profile("slurm-ci")
+    assert profile["executor"] == "slurm"
+    assert profile["jobs"] == 2
+    assert profile["slurm-status-command"] == "squeue"
+    # check_jobs_went_through_slurm.py counts one kept log per SLURM job.
+    assert profile["slurm-keep-successful-logs"] is True
+    resources = profile["default-resources"]
+    assert resources["slurm_partition"] == "debug"
+    assert resources["gpu"] == 0
+    # An account would make the plugin validate it with sacctmgr/sshare, which
+    # fail without an accounting database.
+    assert "slurm_account" not in resources
+    # The workflow's schema rejects unknown top-level config keys.
+    assert "config" not in profile

@@ -1,0 +1,333 @@
+"""Evaluation jobs: sample a checkpoint, reference statistics, one metric per job, the tidy table.
+
+Every number written here carries its metric id, protocol variant, extractor id and weights SHA-256,
+the numbers of generated and reference images and the checkpoint it came from (metrics.md).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unidad.plan import Plan
+from unidad.runner import log, plan_image_size, sample_product, set_threads, write_json_atomic
+
+FEATURE_METRICS = ("fid", "kid", "prdc")
+KNOWN_METRICS = ("fid", "kid", "prdc", "intra_lpips", "oracle", "speed")
+LOWER_IS_BETTER = {"fid", "kid", "oracle_tv"}
+
+
+def check_metric_names(names) -> None:
+    unknown = [m for m in names if m not in KNOWN_METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown} in evaluation.metrics; known metrics: {', '.join(KNOWN_METRICS)}")
+
+
+# ----------------------------------------------------------------------------------- extractors
+def extractor_file(plan: Plan) -> Path:
+    return plan.root / "extractors" / "demo-cnn.safetensors"
+
+
+def needs_demo_extractor(config: dict[str, Any]) -> bool:
+    ev = config["evaluation"]
+    return ev["extractor"] == "demo" or ev["lpips"] == "demo"
+
+
+def train_extractor(config: dict[str, Any], out: Path, threads=None) -> dict:
+    from unidad.metrics.demo_extractor import train_demo_extractor
+
+    set_threads(threads)
+    params = dict(config["evaluation"].get("extractor_train") or {})
+    return train_demo_extractor(out, image_size=plan_image_size(config), log=log, **params)
+
+
+def load_extractor(config: dict[str, Any]):
+    name = config["evaluation"]["extractor"]
+    if name == "demo":
+        from unidad.metrics.demo_extractor import DemoFeatureExtractor
+
+        return DemoFeatureExtractor(extractor_file(Plan(config)))
+    if name == "inception":
+        from unidad.metrics.extractors import InceptionV3Extractor
+        from unidad.weights import resolve
+
+        return InceptionV3Extractor(resolve("inception_v3_tf"))
+    raise ValueError(f"evaluation.extractor '{name}' is unknown; use demo or inception")
+
+
+def load_distance(config: dict[str, Any]):
+    name = config["evaluation"]["lpips"]
+    if name == "demo":
+        from unidad.metrics.demo_extractor import DemoPerceptualDistance
+
+        d = DemoPerceptualDistance(extractor_file(Plan(config)))
+        return d, {"id": d.id, "weights_sha256": getattr(d, "weights_sha256", "")}
+    if name == "vgg":
+        from unidad.metrics.intra_lpips import lpips_vgg_distance
+
+        fn = lpips_vgg_distance()
+        prov = getattr(fn, "provenance", {})
+        return fn, {"id": "lpips-vgg-v0.1", **(prov if isinstance(prov, dict) else {"provenance": str(prov)})}
+    raise ValueError(f"evaluation.lpips '{name}' is unknown; use demo or vgg")
+
+
+def reference_file(plan: Plan, dataset: str, split: str) -> Path:
+    ext = plan.config["evaluation"]["extractor"]
+    return plan.root / "reference" / dataset / f"{split}_{ext}.npz"
+
+
+def reference_statistics(config: dict[str, Any], dataset: str, split: str, out: Path, threads=None) -> None:
+    """Features, mean and covariance of a dataset split, resized to the working resolution first
+    (PIL bilinear), cached with the extractor's id and weights hash."""
+    from unidad.data.folders import load_image_folder
+    from unidad.metrics.frechet import feature_statistics
+
+    set_threads(threads)
+    plan = Plan(config)
+    folder = plan.dataset_dir(dataset, split)
+    size = plan_image_size(config)
+    images = load_image_folder(folder, image_size=size, on_wrong_size="resize")
+    if split == "full":
+        images = images[:5000]  # metrics.md: the first 5000 files in sorted order
+    extractor = load_extractor(config)
+    feats = extractor(images)
+    mu, sigma = feature_statistics(feats)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.stem + ".tmp.npz")
+    np.savez(tmp, features=feats, mu=mu, sigma=sigma, extractor=extractor.id,
+             extractor_sha256=extractor.weights_sha256, resize_protocol=str(extractor.resize_protocol),
+             n=len(feats), folder=str(folder), image_size=size)
+    os.replace(tmp, out)
+    log(f"[reference] {dataset}/{split}: {len(feats)} images -> {out}")
+
+
+def _load_reference(path: Path, extractor) -> dict[str, Any]:
+    ref = dict(np.load(path, allow_pickle=False))
+    if str(ref["extractor_sha256"]) != extractor.weights_sha256:
+        raise ValueError(f"reference statistics {path} were made with other extractor weights "
+                         f"({str(ref['extractor_sha256'])[:12]} vs {extractor.weights_sha256[:12]}); delete it to recompute")
+    return ref
+
+
+# ------------------------------------------------------------------------------------- sampling
+def find_unit(plan: Plan, slug: str, step: int, nfe: int):
+    for u in plan.eval_units:
+        if u.slug == slug and u.step == step and u.nfe == nfe:
+            return u
+    raise KeyError(f"no evaluation unit {slug} step {step} nfe {nfe} in this config's plan")
+
+
+def sample_checkpoint(config: dict[str, Any], slug: str, step: int, nfe: int, out_npz: Path, out_grid: Path,
+                      threads=None) -> None:
+    from unidad.imageio import save_grid
+
+    plan = Plan(config)
+    run = plan.runs[slug]
+    ev = config["evaluation"]
+    sampling = dict(run.sampling)
+    if sampling["kind"] == "few_step":
+        sampling["steps"] = nfe
+    seeds = [ev["sample_seed_offset"] + i for i in range(ev["n_samples"])]
+    weights = plan.checkpoint_weights(slug, step)
+    images, timing = sample_product(config, weights, run.product_module, sampling, seeds, ev["batch_size"], threads)
+    out_npz = Path(out_npz)
+    out_npz.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_npz.with_name(out_npz.stem + ".tmp.npz")
+    # uint8 and lossless: the same values PNG files would hold
+    np.savez_compressed(tmp, images=images, seeds=np.asarray(seeds), timing=json.dumps(timing),
+                        sampling=json.dumps(sampling), checkpoint=str(weights), step=step, nfe=nfe)
+    os.replace(tmp, out_npz)
+    save_grid(images[:64], out_grid, nrow=8)
+
+
+def _load_samples(path: Path) -> dict[str, Any]:
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+# -------------------------------------------------------------------------------------- metrics
+def compute_metric(config: dict[str, Any], metric: str, slug: str, step: int, nfe: int, samples: Path, out: Path,
+                   threads=None) -> dict[str, Any]:
+    set_threads(threads)
+    check_metric_names([metric])
+    plan = Plan(config)
+    run = plan.runs[slug]
+    s = _load_samples(Path(samples))
+    images = s["images"]
+    record: dict[str, Any] = {
+        "metric": metric, "slug": slug, "step": step, "nfe": nfe, "checkpoint": str(s["checkpoint"]),
+        "n_generated": int(len(images)), "variant": "", "extractor": "", "extractor_sha256": "",
+        "n_reference": 0, "values": {}, "values_val": {}, "params": {},
+    }
+    dataset = run.target or run.data["dataset"]
+    if metric in FEATURE_METRICS:
+        extractor = load_extractor(config)
+        gen = extractor(images)
+        test = _load_reference(reference_file(plan, dataset, "full"), extractor)
+        val_path = reference_file(plan, dataset, "val")
+        val = _load_reference(val_path, extractor) if val_path.exists() else None
+        record.update(extractor=extractor.id, extractor_sha256=extractor.weights_sha256,
+                      variant=str(extractor.resize_protocol), n_reference=int(test["n"]))
+        record["values"] = _feature_metric(metric, test, gen)
+        if val is not None:
+            record["values_val"] = _feature_metric(metric, val, gen)
+            record["n_reference_val"] = int(val["n"])
+    elif metric == "intra_lpips":
+        import torch
+
+        from unidad.data.folders import load_image_folder
+        from unidad.imageio import to_float_nchw
+        from unidad.metrics.intra_lpips import intra_lpips
+
+        variant = config["evaluation"]["intra_lpips_variant"]
+        dist, prov = load_distance(config)
+        shots = load_image_folder(plan.dataset_dir(dataset, "shots", run.shots or max(config["shots"])),
+                                  shots=run.shots, image_size=plan_image_size(config))
+        res = intra_lpips(torch.from_numpy(to_float_nchw(images)), torch.from_numpy(to_float_nchw(shots)), dist,
+                          variant=variant)
+        record.update(variant=variant, extractor=prov["id"], extractor_sha256=prov.get("weights_sha256", ""),
+                      n_reference=int(len(shots)))
+        record["values"] = {"intra_lpips": float(res["value"])}
+        record["params"] = {k: v for k, v in res.items() if k != "value"}
+    elif metric == "oracle":
+        from unidad.data.domains import oracle_report
+
+        d = config["datasets"][dataset]
+        if d["kind"] != "demo":
+            record["values"] = {}
+            record["params"] = {"skipped": f"dataset {dataset} has no oracle (not a demo domain)"}
+        else:
+            rep = oracle_report(images, d["domain"])
+            record.update(variant="rule-based", extractor=f"oracle:{d['domain']}")
+            record["values"] = {"oracle_in_domain": rep["in_domain_rate"], "oracle_mode_coverage": rep["mode_coverage"],
+                                "oracle_tv": rep["tv_distance"]}
+            record["params"] = {"mode_histogram": rep["mode_histogram"], "true_histogram": rep["true_histogram"],
+                                "modes": rep["modes"]}
+    elif metric == "speed":
+        timing = json.loads(str(s["timing"]))
+        record.update(variant=f"device={timing['device']},batch={timing['batch_size']}")
+        record["values"] = {"speed_images_per_s": timing["images_per_second"],
+                            "speed_s_per_image": timing["seconds_per_image"], "speed_nfe": float(timing["nfe"])}
+    write_json_atomic(Path(out), record)
+    _mirror_to_tracker(plan, slug, step, nfe, record)
+    return record
+
+
+def _feature_metric(metric: str, ref: dict[str, Any], gen: np.ndarray) -> dict[str, float]:
+    from unidad.metrics.frechet import feature_statistics, frechet_distance
+
+    if metric == "fid":
+        mu, sigma = feature_statistics(gen)
+        return {"fid": frechet_distance(ref["mu"], ref["sigma"], mu, sigma)}
+    if metric == "kid":
+        from unidad.metrics.kid import kid_from_features
+
+        size = min(1000, len(gen), len(ref["features"]))
+        mean, std = kid_from_features(ref["features"], gen, subsets=100, subset_size=size)
+        return {"kid": float(mean), "kid_std": float(std)}
+    from unidad.metrics.prdc import prdc
+
+    n = min(len(ref["features"]), len(gen))
+    res = prdc(ref["features"][:n], gen, k=5)
+    return {f"prdc_{k}": float(v) for k, v in res.items()}
+
+
+def _mirror_to_tracker(plan: Plan, slug: str, step: int, nfe: int, record: dict[str, Any]) -> None:
+    """Step-indexed copies of the numbers in the training run's MLflow entry (files stay the truth)."""
+    try:
+        from unidad.tracking import tracker_for_run_dir
+
+        tracker = tracker_for_run_dir(plan.run_dir(slug))
+        tracker.log_metrics({f"eval/{k}/nfe{nfe}": float(v) for k, v in record["values"].items()}, step=step)
+    except Exception as exc:  # tracking never fails an evaluation
+        log(f"[evaluate] warning: could not mirror metrics to MLflow: {exc}")
+
+
+# ------------------------------------------------------------------------------------ tidy table
+def metric_file(plan: Plan, unit, metric: str) -> Path:
+    return plan.eval_dir(unit) / "metrics" / f"{metric}.json"
+
+
+def samples_file(plan: Plan, unit) -> Path:
+    return plan.eval_dir(unit) / "samples.npz"
+
+
+def method_compute(plan: Plan, method_run) -> dict[str, float]:
+    """The method's compute so far: the sum over its stages (shared stages counted in full)."""
+    tot = {"iterations": 0, "images_seen": 0, "device_hours": 0.0, "wall_seconds": 0.0}
+    seen = set()
+    for slug in method_run.stages:
+        if slug in seen:
+            continue
+        seen.add(slug)
+        s = json.loads(plan.summary(slug).read_text())
+        for k in tot:
+            tot[k] += s.get(k if k != "iterations" else "step", 0)
+    return tot
+
+
+def collect_tidy(config: dict[str, Any]):
+    """One row per measured number (tables.py reads nothing else)."""
+    import pandas as pd
+
+    plan = Plan(config)
+    rows = []
+    for unit in plan.eval_units:
+        mr = unit.method_run
+        run = plan.runs[unit.slug]
+        compute = method_compute(plan, mr)
+        for metric in config["evaluation"]["metrics"]:
+            path = metric_file(plan, unit, metric)
+            rec = json.loads(path.read_text())
+            for split, values in (("test", rec["values"]), ("val", rec.get("values_val", {}))):
+                for name, value in values.items():
+                    rows.append({
+                        "benchmark": config["benchmark"], "dataset": mr.target, "shots": mr.shots, "method": mr.method,
+                        "stage": run.stage, "seed": mr.seed, "slug": unit.slug, "step": unit.step, "nfe": unit.nfe,
+                        "method_nfe": plan.method_nfe(unit.slug),
+                        "final": unit.final, "split": split, "metric": name, "variant": rec["variant"],
+                        "extractor": rec["extractor"], "extractor_sha256": rec["extractor_sha256"], "value": float(value),
+                        "n_generated": rec["n_generated"],
+                        "n_reference": rec.get("n_reference_val" if split == "val" else "n_reference", rec["n_reference"]),
+                        "checkpoint": rec["checkpoint"], **compute, "ablation": "", "ablation_param": "",
+                        "ablation_value": "",
+                    })
+    return pd.DataFrame(rows)
+
+
+def with_selection(tidy):
+    """Adds rows per checkpoint-selection rule. 'all' = every checkpoint; final = last; best_val =
+    lowest FID on the validation split; best_test = lowest FID on the test reference (the official
+    code's optimistic choice, flagged in every table that uses it). Selection is over checkpoints at
+    the method's own NFE."""
+    import pandas as pd
+
+    test = tidy[tidy["split"] == "test"].copy()
+    test["selection"] = "all"
+    out = [test]
+    keys = ["benchmark", "dataset", "shots", "method", "seed"]
+    for sel in ("final", "best_val", "best_test"):
+        picks = []
+        for _, group in test.groupby(keys):
+            g = group[group["nfe"] == group["method_nfe"]]
+            own_nfe = int(g["nfe"].iloc[0])
+            steps = sorted(g["step"].unique())
+            if sel == "final":
+                step = steps[-1]
+            else:
+                split = "val" if sel == "best_val" else "test"
+                fid = tidy[(tidy["split"] == split) & (tidy["metric"] == "fid") & (tidy["slug"] == g["slug"].iloc[0])
+                           & (tidy["nfe"] == own_nfe)]
+                if fid.empty:
+                    continue
+                step = int(fid.loc[fid["value"].idxmin(), "step"])
+            picked = g[g["step"] == step].copy()
+            picked["selection"] = sel
+            picks.append(picked)
+        if picks:
+            out.append(pd.concat(picks))
+    return pd.concat(out, ignore_index=True)

@@ -1,0 +1,421 @@
+"""Feature extractor and LPIPS-style distance for the embedded demo, trained on the demo domains.
+
+No published network knows the procedural demo domains, so the demo's metrics use a small CNN
+trained here, inside the workflow, in well under a minute on a CPU. It classifies every
+(domain, mode) pair of the registered domains plus one "garbage" class (noise, blends of two
+images, heavy blur, heavy noise), so its features also move away from the data for images that
+belong to no domain.
+
+* DemoFeatureExtractor: the 128-d penultimate layer (before its ReLU), the stand-in for Inception
+  pool3 in FID / KID / PRDC.
+* DemoPerceptualDistance: an LPIPS-style distance on the same network (channel-normalised conv
+  activations, squared difference, spatial mean, uniform layer weights). It is NOT LPIPS; the
+  stand-in for it in Intra-LPIPS.
+
+Numbers from these extractors compare runs of the demo with each other only; they are on no
+published scale.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unidad.checkpoint import export_weights, load_weights
+from unidad.data.domains import DOMAINS, get_domain
+from unidad.weights import file_sha256
+
+EXTRACTOR_ID = "demo-cnn-v1"
+DISTANCE_ID = "demo-cnn-v1-lpips-style"
+GARBAGE_CLASS = "garbage"
+_MODULE_NAME = "demo_cnn"  # the module name inside the weights file
+_FORMAT = "unidad-demo-cnn/1"
+
+
+# ------------------------------------------------------------------------------------------- network
+@dataclass(frozen=True)
+class DemoCNNConfig:
+    n_classes: int
+    widths: tuple[int, ...] = (32, 64, 96)
+    feature_dim: int = 128
+    pooled_size: int = 4  # adaptive pooling grid before the feature layer: any input size works
+
+
+class DemoCNN(nn.Module):
+    """Three 3x3 conv layers (the last two stride 2), adaptive average pooling, a feature layer, a classifier."""
+
+    def __init__(self, config: DemoCNNConfig):
+        super().__init__()
+        self.config = config
+        convs, in_channels = [], 3
+        for i, width in enumerate(config.widths):
+            convs.append(nn.Conv2d(in_channels, width, 3, stride=1 if i == 0 else 2, padding=1))
+            in_channels = width
+        self.convs = nn.ModuleList(convs)
+        self.feature = nn.Linear(in_channels * config.pooled_size**2, config.feature_dim)
+        self.classifier = nn.Linear(config.feature_dim, config.n_classes)
+
+    def conv_activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Post-ReLU activations of every conv layer; x float NCHW in [-1, 1]."""
+        taps = []
+        for conv in self.convs:
+            x = F.relu(conv(x))
+            taps.append(x)
+        return taps
+
+    def features_from_last(self, last: torch.Tensor) -> torch.Tensor:
+        pooled = F.adaptive_avg_pool2d(last, self.config.pooled_size)
+        return self.feature(pooled.flatten(1))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate layer before its ReLU: denser and closer to Gaussian than after it."""
+        return self.features_from_last(self.conv_activations(x)[-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(F.relu(self.features(x)))
+
+
+# ------------------------------------------------------------------------------------- training data
+def class_names() -> list[str]:
+    """'<domain>/<mode>' for every registered domain (sorted by name), then the garbage class."""
+    return [f"{name}/{mode}" for name in DOMAINS.names() for mode in get_domain(name).modes] + [GARBAGE_CLASS]
+
+
+def _derived_seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+def _unit_nchw(u8_nhwc: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(u8_nhwc)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def _domain_batch(n: int, seed: int, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """About n in-domain images with uniform class frequencies: float NCHW [0, 1] and labels."""
+    names = DOMAINS.names()
+    n_modes = [len(get_domain(name).modes) for name in names]
+    images, labels, offset = [], [], 0
+    for index, (name, count) in enumerate(zip(names, n_modes)):
+        share = max(1, round(n * count / sum(n_modes)))
+        u8, modes = get_domain(name).sample(share, seed=_derived_seed(seed, index), image_size=image_size)
+        images.append(_unit_nchw(u8))
+        labels.append(torch.from_numpy(modes + offset))
+        offset += count
+    return torch.cat(images), torch.cat(labels)
+
+
+def _blur3(x: torch.Tensor) -> torch.Tensor:
+    """Separable [1, 2, 1] / 4 blur with edge padding."""
+    kernel = torch.tensor([0.25, 0.5, 0.25], dtype=x.dtype)
+    channels = x.shape[1]
+    x = F.conv2d(F.pad(x, (1, 1, 0, 0), mode="replicate"), kernel.view(1, 1, 1, 3).repeat(channels, 1, 1, 1), groups=channels)
+    return F.conv2d(F.pad(x, (0, 0, 1, 1), mode="replicate"), kernel.view(1, 1, 3, 1).repeat(channels, 1, 1, 1), groups=channels)
+
+
+def _garbage_batch(n: int, seed: int, image_size: int, generator: torch.Generator) -> torch.Tensor:
+    """n off-distribution images, float NCHW [0, 1], a quarter each of four kinds of corruption."""
+    s = image_size
+    quarter = -(-n // 4)
+    clean, _ = _domain_batch(2 * quarter, seed, image_size)
+    clean = clean[torch.randperm(len(clean), generator=generator)]
+    rand = lambda *shape: torch.rand(*shape, generator=generator)  # noqa: E731
+
+    # pixel noise around a random colour, or smooth colour blobs
+    noise = rand(quarter, 3, 1, 1) + (rand(quarter, 1, 1, 1) * 0.5 + 0.1) * torch.randn(quarter, 3, s, s, generator=generator)
+    coarse = rand(quarter, 3, rand(1).mul(3).long().item() + 2, 4)
+    blobs = F.interpolate(coarse, size=(s, s), mode="bilinear", align_corners=False)
+    noise = torch.where(rand(quarter, 1, 1, 1) < 0.5, noise, blobs)
+    # two images blended: ghosts of two shapes, shapes over stripes, ...
+    alpha = rand(quarter, 1, 1, 1) * 0.4 + 0.3
+    blends = alpha * clean[:quarter] + (1 - alpha) * clean[quarter : 2 * quarter].flip(0)
+    # heavy blur: average down to 2x2 .. 4x4 and back up
+    low = int(rand(1).mul(3).long().item()) + 2
+    blurred = F.interpolate(F.adaptive_avg_pool2d(clean[:quarter], low), size=(s, s), mode="bilinear", align_corners=False)
+    # heavy noise on an in-domain image
+    noisy = clean[quarter : 2 * quarter] + (rand(quarter, 1, 1, 1) * 0.25 + 0.2) * torch.randn(quarter, 3, s, s, generator=generator)
+    return torch.cat([noise, blends, blurred, noisy])[:n].clamp(0, 1)
+
+
+def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The imperfections of generated images: slight colour shift, mild blur (half), light noise, 8-bit."""
+    n = x.shape[0]
+    x = x + (torch.rand(n, 3, 1, 1, generator=generator) * 2 - 1) * 0.04
+    blur_strength = torch.rand(n, 1, 1, 1, generator=generator) * (torch.rand(n, 1, 1, 1, generator=generator) < 0.5)
+    x = x + blur_strength * (_blur3(x) - x)
+    x = x + torch.rand(n, 1, 1, 1, generator=generator) * 0.03 * torch.randn(x.shape, generator=generator)
+    return torch.round(x.clamp(0, 1) * 255) / 255
+
+
+def _labelled_batch(n: int, seed: int, image_size: int, garbage_share: float,
+                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A shuffled mix of in-domain and garbage images, float NCHW [0, 1], with labels."""
+    n_garbage = int(round(n * garbage_share))
+    images, labels = _domain_batch(n - n_garbage, seed, image_size)
+    garbage = _garbage_batch(n_garbage, _derived_seed(seed, 1_000), image_size, generator)
+    garbage_label = len(class_names()) - 1
+    images = torch.cat([images, garbage])
+    labels = torch.cat([labels, torch.full((n_garbage,), garbage_label, dtype=torch.int64)])
+    order = torch.randperm(len(images), generator=generator)
+    return images[order], labels[order]
+
+
+def _to_model_range(unit: torch.Tensor) -> torch.Tensor:
+    return unit * 2 - 1
+
+
+# ------------------------------------------------------------------------------------------ training
+_TRAIN_TAG, _HELDOUT_TAG = 1, 2
+_CHUNK_STEPS = 25  # batches generated at once (vectorised rendering is much faster in bulk)
+_GARBAGE_SHARE = 0.1
+
+
+def _check_positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+@torch.no_grad()
+def _heldout_accuracy(model: DemoCNN, seed: int, image_size: int, per_class: int = 100) -> dict[str, float]:
+    """Accuracy on fresh, un-augmented images (and fresh garbage): overall, per domain and on garbage."""
+    generator = torch.Generator().manual_seed(_derived_seed(seed, _HELDOUT_TAG))
+    names = class_names()
+    n_domain_classes = len(names) - 1
+    images, labels = _domain_batch(per_class * n_domain_classes, _derived_seed(seed, _HELDOUT_TAG, 0), image_size)
+    garbage = _garbage_batch(per_class * 2, _derived_seed(seed, _HELDOUT_TAG, 1), image_size, generator)
+    garbage = torch.round(garbage * 255) / 255
+    predicted = model(_to_model_range(torch.cat([images, garbage]))).argmax(1)
+    truth = torch.cat([labels, torch.full((len(garbage),), n_domain_classes, dtype=torch.int64)])
+    correct = (predicted == truth).float()
+    report = {"overall": float(correct.mean())}
+    for name in DOMAINS.names():
+        in_domain = torch.tensor([names[int(t)].startswith(f"{name}/") for t in truth])
+        report[name] = float(correct[in_domain].mean())
+    report[GARBAGE_CLASS] = float(correct[len(images):].mean())
+    return report
+
+
+def train_demo_extractor(out_path: str | Path, image_size: int = 16, iterations: int = 1500, batch_size: int = 128,
+                         lr: float = 2e-3, seed: int = 0, log: Callable[[str], Any] | None = print) -> dict:
+    """Train the demo CNN on freshly rendered demo images and write it to `out_path` (safetensors, atomic).
+
+    Returns the summary that also goes into the file's metadata: architecture, image size, class
+    names, held-out accuracy, training time.
+    """
+    iterations = _check_positive_int(iterations, "iterations")
+    batch_size = _check_positive_int(batch_size, "batch_size")
+    if _check_positive_int(image_size, "image_size") < 12:
+        raise ValueError(f"image_size must be >= 12 (the demo domains' minimum; default 16), got {image_size}")
+    if not (isinstance(lr, (int, float)) and lr > 0):
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    seed = int(seed)
+    log = log or (lambda _message: None)
+
+    names = class_names()
+    config = DemoCNNConfig(n_classes=len(names))
+    torch.manual_seed(_derived_seed(seed, 0))
+    model = DemoCNN(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=iterations, pct_start=0.1)
+    generator = torch.Generator().manual_seed(_derived_seed(seed, _TRAIN_TAG))
+
+    started = time.perf_counter()
+    model.train()
+    running_loss, running_hits, seen = 0.0, 0.0, 0
+    for chunk_start in range(0, iterations, _CHUNK_STEPS):
+        steps = min(_CHUNK_STEPS, iterations - chunk_start)
+        chunk_seed = _derived_seed(seed, _TRAIN_TAG, chunk_start)
+        images, labels = _labelled_batch(steps * batch_size, chunk_seed, image_size, _GARBAGE_SHARE, generator)
+        images = _to_model_range(_augment(images, generator))
+        for step in range(steps):
+            batch = slice(step * batch_size, (step + 1) * batch_size)
+            logits = model(images[batch])
+            loss = F.cross_entropy(logits, labels[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            running_loss += float(loss) * len(logits)
+            running_hits += float((logits.argmax(1) == labels[batch]).sum())
+            seen += len(logits)
+        done = chunk_start + steps
+        if done % 250 < _CHUNK_STEPS or done == iterations:
+            log(f"demo extractor step {done}/{iterations}: loss {running_loss / seen:.4f}, "
+                f"train accuracy {running_hits / seen:.3f}, {time.perf_counter() - started:.1f} s")
+            running_loss, running_hits, seen = 0.0, 0.0, 0
+    train_seconds = time.perf_counter() - started
+
+    model.eval()
+    accuracy = _heldout_accuracy(model, seed, image_size)
+    summary = {
+        "format": _FORMAT,
+        "id": EXTRACTOR_ID,
+        "architecture": {"name": "DemoCNN", **asdict(config)},
+        "image_size": image_size,
+        "class_names": names,
+        "heldout_accuracy": accuracy,
+        "iterations": iterations,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "train_seconds": round(train_seconds, 2),
+    }
+    path = export_weights(out_path, {_MODULE_NAME: model}, {"demo_extractor": json.dumps(summary)})
+    summary["path"] = str(path)
+    summary["weights_sha256"] = file_sha256(path)
+    log(f"demo extractor trained in {train_seconds:.1f} s; held-out accuracy "
+        + ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items()) + f"; wrote {path}")
+    return summary
+
+
+# ------------------------------------------------------------------------------------------- loading
+def read_summary(path: str | Path) -> dict:
+    """The training summary stored in a demo extractor weights file."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"demo extractor weights not found at {path}; train them with train_demo_extractor()")
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if "demo_extractor" not in metadata:
+        raise ValueError(f"{path} is not a demo extractor weights file (no 'demo_extractor' metadata); "
+                         "write one with train_demo_extractor()")
+    summary = json.loads(metadata["demo_extractor"])
+    if summary.get("format") != _FORMAT:
+        raise ValueError(f"{path} has format {summary.get('format')!r}, this code reads {_FORMAT!r}; retrain it")
+    return summary
+
+
+def _load_model(path: str | Path, device: str | torch.device) -> tuple[DemoCNN, dict, str]:
+    summary = read_summary(path)
+    architecture = dict(summary["architecture"])
+    architecture.pop("name")
+    architecture["widths"] = tuple(architecture["widths"])
+    model = DemoCNN(DemoCNNConfig(**architecture))
+    load_weights(path, {_MODULE_NAME: model})
+    return model.to(device).eval().requires_grad_(False), summary, file_sha256(path)
+
+
+def _as_tensor(images: Any) -> torch.Tensor:
+    return images if torch.is_tensor(images) else torch.from_numpy(np.ascontiguousarray(images))
+
+
+def _uint8_nhwc_to_model(t: torch.Tensor, what: str) -> torch.Tensor:
+    if t.ndim != 4 or t.shape[-1] != 3:
+        raise ValueError(f"{what}: uint8 images must be [N,H,W,3], got shape {tuple(t.shape)}")
+    return t.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def _check_float_nchw(t: torch.Tensor, what: str, low: float, high: float, hint: str) -> None:
+    if not t.is_floating_point() or t.ndim != 4 or t.shape[1] != 3:
+        raise ValueError(f"{what}: expected uint8 [N,H,W,3] or float [N,3,H,W], got {t.dtype} {tuple(t.shape)}")
+    if t.numel() and not torch.isfinite(t).all():
+        raise ValueError(f"{what} contain NaN or Inf")
+    if t.numel() and (float(t.min()) < low - 1e-3 or float(t.max()) > high + 1e-3):
+        raise ValueError(f"{what} have values in [{float(t.min()):.3g}, {float(t.max()):.3g}]; {hint}")
+
+
+class DemoFeatureExtractor:
+    """The demo CNN's 128-d penultimate features: the demo's stand-in for Inception pool3 (FID, KID, PRDC).
+
+    Input follows the FeatureExtractor convention of unidad.metrics.extractors: uint8 NHWC (0..255)
+    or float NCHW in [0, 1], which is quantised to 8 bits first. Images are used at their own
+    resolution (the network was trained at `image_size`; adaptive pooling accepts other sizes).
+    """
+
+    resize_protocol = "none (native resolution)"
+
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu", batch_size: int = 512):
+        self.device = torch.device(device)
+        self.model, self.summary, self.weights_sha256 = _load_model(path, self.device)
+        self.path = Path(path)
+        self.id = EXTRACTOR_ID
+        self.dim = self.model.config.feature_dim
+        self.image_size = int(self.summary["image_size"])
+        self.batch_size = _check_positive_int(batch_size, "batch_size")
+
+    def _model_input(self, images: Any) -> torch.Tensor:
+        t = _as_tensor(images)
+        if t.dtype == torch.uint8:
+            return _uint8_nhwc_to_model(t, "images")
+        _check_float_nchw(t, "images", 0.0, 1.0, "pass float images in [0, 1] ((x + 1) / 2 for [-1, 1]) or uint8")
+        return torch.round(t.float().clamp(0, 1) * 255) / 127.5 - 1.0
+
+    @torch.no_grad()
+    def __call__(self, images: Any) -> np.ndarray:
+        x = self._model_input(images)
+        chunks = [self.model.features(x[i : i + self.batch_size].to(self.device)).double().cpu()
+                  for i in range(0, x.shape[0], self.batch_size)]
+        return torch.cat(chunks).numpy() if chunks else np.zeros((0, self.dim))
+
+    def __repr__(self) -> str:
+        return f"DemoFeatureExtractor({str(self.path)!r}, sha256={self.weights_sha256[:12]})"
+
+
+class DemoPerceptualDistance:
+    """LPIPS-style distance on the demo CNN, NOT LPIPS: the demo's stand-in for it in Intra-LPIPS.
+
+    d(a, b) = sum over the conv layers of the spatial mean of |n(a) - n(b)|^2, where n() scales each
+    position's activation vector to unit length; every layer has weight 1 (nothing is calibrated on
+    human judgements). Matches the intra_lpips distance_fn contract: two equally shaped batches,
+    float NCHW in [-1, 1] (uint8 NHWC is also accepted), one distance per pair, float64 tensor (B,).
+    """
+
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu", batch_size: int = 512):
+        self.device = torch.device(device)
+        self.model, self.summary, self.weights_sha256 = _load_model(path, self.device)
+        self.path = Path(path)
+        self.id = DISTANCE_ID
+        self.batch_size = _check_positive_int(batch_size, "batch_size")
+        self.provenance = {"id": self.id, "weights_sha256": self.weights_sha256}
+
+    def _model_input(self, images: Any, what: str) -> torch.Tensor:
+        t = _as_tensor(images)
+        if t.dtype == torch.uint8:
+            return _uint8_nhwc_to_model(t, what)
+        # no clamping or quantising: intra_lpips' compat variant deliberately passes [0, 1] here
+        _check_float_nchw(t, what, -1.0, 1.0, "scale images to [-1, 1] (2 * x - 1 for [0, 1])")
+        return t.float()
+
+    def _normalised_taps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [tap / (tap.norm(dim=1, keepdim=True) + 1e-10) for tap in self.model.conv_activations(x.to(self.device))]
+
+    @torch.no_grad()
+    def distance(self, a: Any, b: Any) -> torch.Tensor:
+        x, y = self._model_input(a, "first images"), self._model_input(b, "second images")
+        if x.shape != y.shape:
+            raise ValueError(f"paired batches differ in shape ({tuple(x.shape)} vs {tuple(y.shape)}); "
+                             "pass two batches of the same size and resolution")
+        out = []
+        # both sides go through the network separately with identical shapes, so d(x, x) is exactly 0
+        for i in range(0, x.shape[0], self.batch_size):
+            taps_x = self._normalised_taps(x[i : i + self.batch_size])
+            taps_y = self._normalised_taps(y[i : i + self.batch_size])
+            total = sum(((tx - ty) ** 2).sum(1).mean((1, 2)) for tx, ty in zip(taps_x, taps_y))
+            out.append(total.double().cpu())
+        return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+    __call__ = distance
+
+    def __repr__(self) -> str:
+        return f"DemoPerceptualDistance({str(self.path)!r}, sha256={self.weights_sha256[:12]})"
+
+
+def _register() -> None:
+    # guarded: the metrics package may be mid-change; this module must work without the registry
+    try:
+        from unidad.metrics.extractors import EXTRACTORS
+    except ImportError:
+        return
+    if "demo" not in EXTRACTORS:
+        EXTRACTORS.add("demo", DemoFeatureExtractor)
+
+
+_register()
