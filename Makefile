@@ -19,11 +19,13 @@ PYTEST := $(VENV)/bin/pytest
 INSTALL_STAMP := $(VENV)/.unidad-install-stamp
 
 # Every workflow configuration; each gets a dry run under each profile below.
-CONFIGS := $(sort $(wildcard config/*.yaml))
+# config/methods.yaml is not one: it is the method catalogue the configs point to.
+NOT_WORKFLOW_CONFIGS := config/methods.yaml
+CONFIGS := $(filter-out $(NOT_WORKFLOW_CONFIGS),$(sort $(wildcard config/*.yaml)))
 DRY_RUN_PROFILES := local slurm
 # The SLURM smoke run writes its results (config key results_dir), SLURM logs and
 # Snakemake log into its own directory, never into results/ of the checkout.
-SMOKE_CONFIG := config/smoke.yaml
+SMOKE_CONFIG ?= config/smoke.yaml
 SMOKE_DIR ?= $(CURDIR)/.slurm-ci/smoke
 
 export HF_HUB_OFFLINE := 1

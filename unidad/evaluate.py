@@ -213,7 +213,6 @@ def compute_metric(config: dict[str, Any], metric: str, slug: str, step: int, nf
         record["values"] = {"speed_images_per_s": timing["images_per_second"],
                             "speed_s_per_image": timing["seconds_per_image"], "speed_nfe": float(timing["nfe"])}
     write_json_atomic(Path(out), record)
-    _mirror_to_tracker(plan, slug, step, nfe, record)
     return record
 
 
@@ -236,15 +235,29 @@ def _feature_metric(metric: str, ref: dict[str, Any], gen: np.ndarray) -> dict[s
     return {f"prdc_{k}": float(v) for k, v in res.items()}
 
 
-def _mirror_to_tracker(plan: Plan, slug: str, step: int, nfe: int, record: dict[str, Any]) -> None:
-    """Step-indexed copies of the numbers in the training run's MLflow entry (files stay the truth)."""
-    try:
-        from unidad.tracking import tracker_for_run_dir
+def mirror_to_tracker(config: dict[str, Any], tidy) -> int:
+    """Step-indexed copies of every evaluation number in its training run's MLflow entry.
 
-        tracker = tracker_for_run_dir(plan.run_dir(slug))
-        tracker.log_metrics({f"eval/{k}/nfe{nfe}": float(v) for k, v in record["values"].items()}, step=step)
-    except Exception as exc:  # tracking never fails an evaluation
-        log(f"[evaluate] warning: could not mirror metrics to MLflow: {exc}")
+    Done once per DAG run over the tidy table (opening an MLflow client costs seconds, too much
+    for each of hundreds of metric jobs). Files stay the source of truth; tracking errors only warn.
+    Returns the number of runs updated."""
+    if config["tracking"]["kind"] == "none" or tidy.empty:
+        return 0
+    from unidad.tracking import tracker_for_run_dir
+
+    plan = Plan(config)
+    updated = 0
+    rows = tidy[(tidy["selection"] == "all")] if "selection" in tidy else tidy
+    for slug, group in rows.groupby("slug"):
+        try:
+            tracker = tracker_for_run_dir(plan.run_dir(slug))
+            for step, at_step in group.groupby("step"):
+                tracker.log_metrics({f"eval/{r.metric}/nfe{r.nfe}": float(r.value) for r in at_step.itertuples()},
+                                    step=int(step))
+            updated += 1
+        except Exception as exc:
+            log(f"[evaluate] warning: could not mirror metrics of {slug} to MLflow: {exc}")
+    return updated
 
 
 # ------------------------------------------------------------------------------------ tidy table
@@ -296,7 +309,39 @@ def collect_tidy(config: dict[str, Any]):
                         "checkpoint": rec["checkpoint"], **compute, "ablation": "", "ablation_param": "",
                         "ablation_value": "",
                     })
+    rows += _training_shots_rows(config, plan)
     return pd.DataFrame(rows)
+
+
+def _training_shots_rows(config: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
+    """The oracle's verdict on the k-shot training sets themselves: what a student that only
+    reproduces its training images would score (mode coverage of the shots)."""
+    from unidad.data.domains import oracle_report
+    from unidad.data.folders import load_image_folder
+
+    if "oracle" not in config["evaluation"]["metrics"]:
+        return []
+    rows = []
+    for target in config["targets"]:
+        d = config["datasets"][target]
+        if d["kind"] != "demo":
+            continue
+        for shots in config["shots"]:
+            images = load_image_folder(plan.dataset_dir(target, "shots", shots), shots=shots,
+                                       image_size=plan_image_size(config))
+            rep = oracle_report(images, d["domain"])
+            for name, value in (("oracle_in_domain", rep["in_domain_rate"]), ("oracle_mode_coverage", rep["mode_coverage"]),
+                                ("oracle_tv", rep["tv_distance"])):
+                for seed in config["seeds"]:
+                    rows.append({
+                        "benchmark": config["benchmark"], "dataset": target, "shots": shots, "method": "training_shots",
+                        "stage": "", "seed": seed, "slug": "", "step": 0, "nfe": 0, "method_nfe": 0, "final": True,
+                        "split": "test", "metric": name, "variant": "rule-based", "extractor": f"oracle:{d['domain']}",
+                        "extractor_sha256": "", "value": float(value), "n_generated": len(images), "n_reference": 0,
+                        "checkpoint": "", "iterations": 0, "images_seen": 0, "device_hours": 0.0, "wall_seconds": 0.0,
+                        "ablation": "", "ablation_param": "", "ablation_value": "",
+                    })
+    return rows
 
 
 def with_selection(tidy):

@@ -262,7 +262,8 @@ class ShapeDomain(Domain):
     off_segment_tol = 0.2
     max_off_share = 0.03
     max_half_tone_patch = 1  # pixels whose whole 3x3 neighbourhood is half-tone
-    max_misfit = 0.32
+    max_misfit = 0.22  # clean shapes ~0.05, mild blur + noise <= 0.15, ragged blobs 0.2-0.4
+    area_slack = 0.5  # the shape's area may be this factor below the smallest / above the largest
 
     def __init__(self, name: str, analogue: str, palette: dict[str, RGB], background: RGB, background_spread: float):
         self.name = name
@@ -341,6 +342,11 @@ class ShapeDomain(Domain):
 
         # stretch the soft edges: blur and noise leave the mid-edge (t = 0.5) where it was
         coverage = np.clip((t - 0.2) / 0.6, 0.0, 1.0)
+        scale2 = (x.shape[1] / BASE_SIZE) ** 2
+        smallest = 0.5 * self.size_range[0] ** 2 * scale2  # a triangle has half its box's area
+        largest = self.size_range[1] ** 2 * scale2
+        area = coverage.reshape(n, -1).sum(1)
+        rules["shape_size"] = (area >= self.area_slack * smallest) & (area <= (1 + self.area_slack) * largest)
         kind, misfit = _fit_templates(coverage)
         rules["shape_fits_template"] = misfit <= self.max_misfit
         return rules, kind * len(self.palette) + colour_index

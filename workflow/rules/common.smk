@@ -52,7 +52,8 @@ def stage_inputs(wildcards):
 def all_outputs():
     outs = [f"{R}/source_teacher/report.json", f"{R}/figures/domains.png"]
     outs += [str(PLAN.summary(slug)) for slug in PLAN.runs]
-    outs += [f"{R}/tables/results_tidy.csv"]
+    outs += [f"{R}/tables/results_tidy.csv", f"{R}/tables/compiled", f"{R}/figures/paper"]
+    outs += [f"{R}/figures/qualitative_{t}.png" for t in config["targets"]]
     return outs
 
 
@@ -104,11 +105,21 @@ def metric_files():
 
 
 def run_metric_job(config, wildcards, input, output, log, threads):
-    import contextlib
+    """Computes one metric in the Snakemake process; the log gets the record written."""
+    import json
 
     from unidad.evaluate import compute_metric
 
+    record = compute_metric(config, wildcards.metric, wildcards.slug, int(wildcards.step), int(wildcards.nfe),
+                            input.samples, output[0], threads=threads)
     Path(log[0]).parent.mkdir(parents=True, exist_ok=True)
-    with open(log[0], "w") as fh, contextlib.redirect_stdout(fh):
-        compute_metric(config, wildcards.metric, wildcards.slug, int(wildcards.step), int(wildcards.nfe),
-                       input.samples, output[0], threads=threads)
+    Path(log[0]).write_text(json.dumps(record, indent=1, default=str))
+
+
+def qualitative_inputs(wildcards):
+    from unidad.reporting import qualitative_units
+
+    return {
+        "shots": data_dir(wildcards.dataset, "shots", max(config["shots"])),
+        "samples": [str(p) for p in qualitative_units(PLAN, wildcards.dataset).values()],
+    }

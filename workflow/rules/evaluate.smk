@@ -69,7 +69,8 @@ rule metric:
 rule tidy_results:
     """Every number of every checkpoint in one tidy table (CSV and Parquet)."""
     input:
-        metric_files(),
+        metrics=metric_files(),
+        shots=[data_dir(t, "shots", k) for t in config["targets"] for k in config["shots"]],
     output:
         csv=f"{R}/tables/results_tidy.csv",
         parquet=f"{R}/tables/results_tidy.parquet",

@@ -1,6 +1,6 @@
 import os
 
-from unidad.evaluate import collect_tidy, with_selection
+from unidad.evaluate import collect_tidy, mirror_to_tracker, with_selection
 from unidad.runner import job_log
 
 with job_log(snakemake):
@@ -9,4 +9,4 @@ with job_log(snakemake):
         tmp = path + ".tmp"
         write(tmp, index=False)
         os.replace(tmp, path)
-    print(f"{len(tidy)} rows")
+    print(f"{len(tidy)} rows; mirrored into {mirror_to_tracker(snakemake.config, tidy)} MLflow runs")

@@ -1,0 +1,282 @@
+"""The paper's claims, checked on the tidy results table.
+
+A claim is a set of comparisons of means ("A is better than B on metric M"); it holds on a dataset
+when every comparison does, and is "not tested" when a number it needs is missing. Each comparison
+also reports whether its difference exceeds one pooled std of the two groups: a rough guard
+against seed noise, not a significance test.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+from unidad.tables import (
+    DEFAULT_NFE,
+    METRIC_INFO,
+    aggregate,
+    metric_direction,
+    metric_label,
+    normalise_tidy,
+    ordered_datasets,
+    ordered_methods,
+    protocol_text,
+    select_rows,
+)
+
+HELD, NOT_HELD, NOT_TESTED = "held", "not held", "not tested"
+TWO_STAGE_METHODS = ("ft_dmd2", "dmd2_ft")
+CLAIMS = {
+    1: "Uni-DAD beats both two-stage pipelines (ft_dmd2, dmd2_ft) at {nfe} NFE in FID and Intra-LPIPS",
+    2: "The target teacher helps most on the far domain (FID gain of unidad over unidad_src)",
+    3: "A multi-head discriminator beats a single-head one (FID)",
+    4: "The GAN alone overfits (dmd_weight=0: lower Intra-LPIPS / mode coverage than the full method)",
+}
+COLUMNS = ("claim_id", "claim", "dataset", "held", "evidence", "seeds", "beyond_pooled_std")
+_KEY = ["method", "dataset", "ablation_param", "ablation_value", "metric", "extractor", "variant"]
+
+
+@dataclass(frozen=True)
+class Group:
+    """Mean, std and seed count of one metric for one method on one dataset."""
+    label: str
+    mean: float
+    std: float
+    n: int
+
+    def text(self, decimals: int) -> str:
+        spread = "" if pd.isna(self.std) else f" ± {self.std:.{decimals}f}"
+        return f"{self.label} {self.mean:.{decimals}f}{spread} (n={self.n})"
+
+
+def _pooled(groups: Sequence[Group]) -> float:
+    """Pooled sample std of several groups; NaN without enough seeds."""
+    dof = sum(g.n - 1 for g in groups)
+    if dof <= 0 or any(pd.isna(g.std) and g.n > 1 for g in groups):
+        return float("nan")
+    return math.sqrt(sum((g.n - 1) * (0.0 if pd.isna(g.std) else g.std) ** 2 for g in groups) / dof)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """`better` is claimed to beat `worse` on `metric` (direction from METRIC_INFO)."""
+    metric: str
+    protocol: str
+    better: Group
+    worse: Group
+
+    @property
+    def holds(self) -> bool:
+        higher = metric_direction(self.metric)
+        return self.better.mean > self.worse.mean if higher else self.better.mean < self.worse.mean
+
+    @property
+    def spread(self) -> float:
+        return _pooled([self.better, self.worse])
+
+    @property
+    def beyond_spread(self) -> bool | None:
+        return None if pd.isna(self.spread) else abs(self.better.mean - self.worse.mean) > self.spread
+
+    def evidence(self) -> str:
+        decimals = METRIC_INFO.get(self.metric, (self.metric, None, 3))[2]
+        where = f" [{self.protocol}]" if self.protocol else ""
+        diff = self.better.mean - self.worse.mean
+        spread = "pooled std n/a" if pd.isna(self.spread) else \
+            f"|Δ| {'>' if self.beyond_spread else '<='} pooled std {self.spread:.{decimals}f}"
+        return (f"{metric_label(self.metric)}{where}: {self.better.text(decimals)} vs {self.worse.text(decimals)}; "
+                f"Δ={diff:+.{decimals}f}, {spread}")
+
+
+class _Stats:
+    """Mean/std/n lookup over the selected rows, keyed by method, dataset, ablation and protocol."""
+
+    def __init__(self, rows: pd.DataFrame):
+        self.rows = rows
+        self.table = aggregate(rows, by=_KEY) if not rows.empty else pd.DataFrame(columns=_KEY + ["mean", "std", "count"])
+
+    def protocols(self, metric: str) -> list[tuple[str, str]]:
+        sub = self.table[self.table["metric"] == metric]
+        return list(dict.fromkeys(zip(sub["extractor"], sub["variant"])))
+
+    def group(self, method: str, dataset: str, metric: str, protocol: tuple[str, str],
+              ablation: tuple[str, str] = ("", ""), label: str | None = None) -> Group | None:
+        t = self.table
+        hit = t[(t["method"] == method) & (t["dataset"] == dataset) & (t["metric"] == metric)
+                & (t["extractor"] == protocol[0]) & (t["variant"] == protocol[1])
+                & (t["ablation_param"] == ablation[0]) & (t["ablation_value"] == ablation[1])]
+        if hit.empty or pd.isna(hit["mean"].iloc[0]):
+            return None
+        r = hit.iloc[0]
+        return Group(label or method, float(r["mean"]), float(r["std"]), int(r["count"]))
+
+
+def _seeds(groups: Iterable[Group]) -> str:
+    counts = sorted({g.n for g in groups})
+    if not counts:
+        return ""
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+
+
+def _verdict(comparisons: list[Comparison]) -> tuple[str, str]:
+    beyond = [c.beyond_spread for c in comparisons]
+    spread = "n/a" if not beyond or any(b is None for b in beyond) else ("yes" if all(beyond) else "no")
+    return (HELD if all(c.holds for c in comparisons) else NOT_HELD), spread
+
+
+def _row(claim_id: int, text: str, dataset: str, comparisons: list[Comparison], missing: list[str]) -> dict:
+    groups = [g for c in comparisons for g in (c.better, c.worse)]
+    evidence = "; ".join(c.evidence() for c in comparisons)
+    if missing or not comparisons:
+        reason = "missing: " + ", ".join(missing or ["every number the claim needs"])
+        return {"claim_id": claim_id, "claim": text, "dataset": dataset, "held": NOT_TESTED,
+                "evidence": reason + (f". Partial: {evidence}" if evidence else ""), "seeds": _seeds(groups),
+                "beyond_pooled_std": "n/a"}
+    held, spread = _verdict(comparisons)
+    return {"claim_id": claim_id, "claim": text, "dataset": dataset, "held": held, "evidence": evidence,
+            "seeds": _seeds(groups), "beyond_pooled_std": spread}
+
+
+def _not_tested(claim_id: int, text: str, reason: str, dataset: str = "") -> dict:
+    return {"claim_id": claim_id, "claim": text, "dataset": dataset, "held": NOT_TESTED, "evidence": reason,
+            "seeds": "", "beyond_pooled_std": "n/a"}
+
+
+# ------------------------------------------------------------------------------ the claims
+def _claim_beats_two_stage(stats: _Stats, datasets: list[str], nfe: int) -> list[dict]:
+    text = CLAIMS[1].format(nfe=nfe)
+    out = []
+    for dataset in datasets:
+        comparisons, missing = [], []
+        for metric in ("fid", "intra_lpips"):
+            protocols = stats.protocols(metric)
+            if not protocols:
+                missing.append(f"{metric} not measured")
+            for protocol in protocols:
+                ours = stats.group("unidad", dataset, metric, protocol)
+                for rival in TWO_STAGE_METHODS:
+                    theirs = stats.group(rival, dataset, metric, protocol)
+                    if ours is None or theirs is None:
+                        missing.append(f"{metric} of {'unidad' if ours is None else rival}")
+                    else:
+                        comparisons.append(Comparison(metric, protocol_text(*protocol), ours, theirs))
+        out.append(_row(1, text, dataset, comparisons, sorted(set(missing))))
+    return out
+
+
+def _claim_target_teacher_far(stats: _Stats, datasets: list[str], far_datasets: Sequence[str]) -> list[dict]:
+    text = CLAIMS[2]
+    if not far_datasets:
+        return [_not_tested(2, text, "no dataset marked far: pass far_datasets=[...] (the targets far from the source)")]
+    unknown = [d for d in far_datasets if d not in datasets]
+    if unknown:
+        return [_not_tested(2, text, f"far dataset(s) {unknown} have no results; datasets are {datasets}")]
+    far = [d for d in datasets if d in far_datasets]
+    near = [d for d in datasets if d not in far_datasets]
+    label = f"far: {', '.join(far)}; near: {', '.join(near)}"
+    if not near:
+        return [_not_tested(2, text, "every dataset is marked far; the claim needs a near one too", label)]
+    protocols = stats.protocols("fid")
+    if not protocols:
+        return [_not_tested(2, text, "fid not measured", label)]
+    rows = []
+    for protocol in protocols:
+        gains: dict[str, tuple[float, Group, Group]] = {}
+        missing = []
+        for dataset in datasets:
+            without = stats.group("unidad_src", dataset, "fid", protocol)
+            with_teacher = stats.group("unidad", dataset, "fid", protocol)
+            if without is None or with_teacher is None:
+                missing.append(f"fid of {'unidad_src' if without is None else 'unidad'} on {dataset}")
+            else:
+                gains[dataset] = (without.mean - with_teacher.mean, without, with_teacher)
+        where = f" [{protocol_text(*protocol)}]" if protocol_text(*protocol) else ""
+        if missing:
+            rows.append(_not_tested(2, text, "missing: " + ", ".join(missing), label))
+            continue
+        worst_far = min(far, key=lambda d: gains[d][0])
+        best_near = max(near, key=lambda d: gains[d][0])
+        gap = gains[worst_far][0] - gains[best_near][0]
+        spread = _pooled([*gains[worst_far][1:], *gains[best_near][1:]])
+        parts = [f"{d} [{'far' if d in far else 'near'}]: {gains[d][0]:+.2f} "
+                 f"({gains[d][1].text(2)}, {gains[d][2].text(2)})" for d in datasets]
+        beyond = "n/a" if pd.isna(spread) else ("yes" if abs(gap) > spread else "no")
+        evidence = (f"FID gain of the target teacher (unidad_src - unidad){where}: " + "; ".join(parts)
+                    + f"; smallest far gain - largest near gain = {gap:+.2f}"
+                    + ("" if pd.isna(spread) else f" vs pooled std {spread:.2f}"))
+        groups = [g for d in datasets for g in gains[d][1:]]
+        rows.append({"claim_id": 2, "claim": text, "dataset": label, "held": HELD if gap > 0 else NOT_HELD,
+                     "evidence": evidence, "seeds": _seeds(groups), "beyond_pooled_std": beyond})
+    return rows
+
+
+def _is_single_head(value: str) -> bool:
+    v = value.strip().lower().replace("-", "_")
+    return v in ("single", "single_head", "bottleneck", "1")
+
+
+def _ablation_vs_reference(stats: _Stats, claim_id: int, param: str, is_ablated, metrics: Sequence[str],
+                           is_reference=None) -> list[dict]:
+    """The claim "the reference beats the ablated run": ablation rows whose value `is_ablated` accepts
+    against the same method's reference, i.e. ablation rows whose value `is_reference` accepts when
+    there are any, else the method's main-grid run."""
+    text = CLAIMS[claim_id]
+    t = stats.table
+    ablated = t[(t["ablation_param"] == param) & t["ablation_value"].map(is_ablated)]
+    if ablated.empty:
+        return [_not_tested(claim_id, text, f"no ablation rows with ablation_param == '{param}' for this claim "
+                                            "(run that ablation)")]
+    rows = []
+    for method in ordered_methods(ablated["method"]):
+        for dataset in ordered_datasets(ablated[ablated["method"] == method]):
+            here = t[(t["method"] == method) & (t["dataset"] == dataset) & (t["ablation_param"] == param)]
+            ablated_value = sorted(set(here["ablation_value"][here["ablation_value"].map(is_ablated)]))[0]
+            reference_values = sorted(set(here["ablation_value"][here["ablation_value"].map(is_reference)])) \
+                if is_reference is not None else []
+            reference_key = (param, reference_values[0]) if reference_values else ("", "")
+            reference_label = f"{method}[{param}={reference_values[0]}]" if reference_values else f"{method} (main grid)"
+            comparisons, missing = [], []
+            for metric in metrics:
+                for protocol in stats.protocols(metric):
+                    changed = stats.group(method, dataset, metric, protocol, (param, ablated_value),
+                                          f"{method}[{param}={ablated_value}]")
+                    reference = stats.group(method, dataset, metric, protocol, reference_key, reference_label)
+                    if changed is None and reference is None:
+                        continue  # this metric was not measured for this pair at all
+                    if changed is None or reference is None:
+                        absent = f"{method}[{param}={ablated_value}]" if changed is None else reference_label
+                        missing.append(f"{metric} of {absent}")
+                        continue
+                    comparisons.append(Comparison(metric, protocol_text(*protocol), reference, changed))
+            if not comparisons and not missing:
+                missing.append(f"{' / '.join(metrics)} not measured")
+            rows.append(_row(claim_id, text, dataset, comparisons, missing))
+    return rows
+
+
+def evaluate_claims(tidy: pd.DataFrame, far_datasets: Sequence[str] = (), *, selection: str = "final",
+                    nfe: int = DEFAULT_NFE) -> pd.DataFrame:
+    """One row per claim (and dataset) with held / not held / not tested and the numbers behind it."""
+    frame = normalise_tidy(tidy)
+    rows = select_rows(frame, selection, nfe=nfe, ablation=None)
+    stats = _Stats(rows)
+    main = rows[rows["ablation"] == ""]
+    datasets = ordered_datasets(main) if not main.empty else ordered_datasets(frame)
+    out = []
+    out += _claim_beats_two_stage(stats, datasets, nfe)
+    out += _claim_target_teacher_far(stats, datasets, list(far_datasets))
+    out += _ablation_vs_reference(stats, 3, "heads", _is_single_head, ["fid"],
+                                  is_reference=lambda v: not _is_single_head(v))
+    out += _ablation_vs_reference(stats, 4, "dmd_weight", _is_zero, ["intra_lpips", "oracle_mode_coverage"])
+    claims = pd.DataFrame(out, columns=list(COLUMNS))
+    claims.attrs = {"notes": [f"Checkpoint: {selection}; few-step methods at NFE {nfe}."]}
+    return claims
+
+
+def _is_zero(value: str) -> bool:
+    try:
+        return float(value) == 0.0
+    except ValueError:
+        return False

@@ -1,0 +1,61 @@
+rule tables:
+    """Paper-style tables (Markdown, LaTeX booktabs, CSV), the claims check and the paper comparison."""
+    input:
+        tidy=f"{R}/tables/results_tidy.parquet",
+    output:
+        report(
+            directory(f"{R}/tables/compiled"),
+            patterns=["{name}.md"],
+            caption="../report/tables.rst",
+            category="Tables",
+        ),
+    log:
+        f"{R}/logs/tables/tables.log",
+    group:
+        "tables"
+    resources:
+        **resources_for("small"),
+    script:
+        "../scripts/tables.py"
+
+
+rule figures:
+    """Metric vs iteration, quality-diversity scatter, FID vs NFE, FID vs a (PDF + PNG)."""
+    input:
+        tidy=f"{R}/tables/results_tidy.parquet",
+    output:
+        report(
+            directory(f"{R}/figures/paper"),
+            patterns=["{name}.png"],
+            caption="../report/figures.rst",
+            category="Figures",
+        ),
+    log:
+        f"{R}/logs/figures/paper.log",
+    group:
+        "tables"
+    resources:
+        **resources_for("small"),
+    script:
+        "../scripts/figures.py"
+
+
+rule qualitative_grid:
+    """The 10 shots of a target, then every method's samples from the same seeds (paper Figure 1)."""
+    input:
+        unpack(qualitative_inputs),
+    output:
+        report(
+            f"{R}/figures/qualitative_{{dataset}}.png",
+            caption="../report/qualitative.rst",
+            category="Figures",
+            subcategory="Qualitative",
+        ),
+    log:
+        f"{R}/logs/figures/qualitative_{{dataset}}.log",
+    group:
+        "tables"
+    resources:
+        **resources_for("small"),
+    script:
+        "../scripts/qualitative_grid.py"
