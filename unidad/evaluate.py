@@ -114,34 +114,35 @@ def _load_reference(path: Path, extractor) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------- sampling
-def find_unit(plan: Plan, slug: str, step: int, nfe: int):
-    for u in plan.eval_units:
-        if u.slug == slug and u.step == step and u.nfe == nfe:
-            return u
-    raise KeyError(f"no evaluation unit {slug} step {step} nfe {nfe} in this config's plan")
-
-
-def sample_checkpoint(config: dict[str, Any], slug: str, step: int, nfe: int, out_npz: Path, out_grid: Path,
+def sample_checkpoint(config: dict[str, Any], slug: str, step: int, out_npz: Path, out_grid: Path,
                       threads=None) -> None:
+    """Samples one checkpoint at every NFE the plan asks of it into one file (uint8 images per NFE,
+    the same per-image seeds for every NFE and every method)."""
     from unidad.imageio import save_grid
 
     plan = Plan(config)
     run = plan.runs[slug]
     ev = config["evaluation"]
-    sampling = dict(run.sampling)
-    if sampling["kind"] == "few_step":
-        sampling["steps"] = nfe
     seeds = [ev["sample_seed_offset"] + i for i in range(ev["n_samples"])]
     weights = plan.checkpoint_weights(slug, step)
-    images, timing = sample_product(config, weights, run.product_module, sampling, seeds, ev["batch_size"], threads)
+    arrays: dict[str, Any] = {}
+    timings, samplings = {}, {}
+    for nfe in plan.checkpoint_nfes(slug, step):
+        sampling = dict(run.sampling)
+        if sampling["kind"] == "few_step":
+            sampling["steps"] = nfe
+        images, timing = sample_product(config, weights, run.product_module, sampling, seeds, ev["batch_size"], threads)
+        arrays[f"images_nfe{nfe}"] = images
+        timings[nfe], samplings[nfe] = timing, sampling
+        if nfe == plan.method_nfe(slug):
+            save_grid(images[:64], out_grid, nrow=8)
     out_npz = Path(out_npz)
     out_npz.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_npz.with_name(out_npz.stem + ".tmp.npz")
     # uint8 and lossless: the same values PNG files would hold
-    np.savez_compressed(tmp, images=images, seeds=np.asarray(seeds), timing=json.dumps(timing),
-                        sampling=json.dumps(sampling), checkpoint=str(weights), step=step, nfe=nfe)
+    np.savez_compressed(tmp, seeds=np.asarray(seeds), timing=json.dumps(timings), sampling=json.dumps(samplings),
+                        checkpoint=str(weights), step=step, **arrays)
     os.replace(tmp, out_npz)
-    save_grid(images[:64], out_grid, nrow=8)
 
 
 def _load_samples(path: Path) -> dict[str, Any]:
@@ -150,70 +151,129 @@ def _load_samples(path: Path) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------------------------- metrics
-def compute_metric(config: dict[str, Any], metric: str, slug: str, step: int, nfe: int, samples: Path, out: Path,
-                   threads=None) -> dict[str, Any]:
+def compute_metrics(config: dict[str, Any], slug: str, step: int, samples: Path, outputs: dict[str, Path],
+                    threads=None) -> None:
+    """Every configured metric of one checkpoint (all its NFEs), one JSON per metric.
+
+    A metric already computed for these exact samples and protocol is restored from a cache next to
+    the samples instead of recomputed, so adding a metric to the config computes only that metric."""
     set_threads(threads)
-    check_metric_names([metric])
-    plan = Plan(config)
-    run = plan.runs[slug]
-    s = _load_samples(Path(samples))
-    images = s["images"]
-    record: dict[str, Any] = {
-        "metric": metric, "slug": slug, "step": step, "nfe": nfe, "checkpoint": str(s["checkpoint"]),
-        "n_generated": int(len(images)), "variant": "", "extractor": "", "extractor_sha256": "",
-        "n_reference": 0, "values": {}, "values_val": {}, "params": {},
-    }
-    dataset = run.target or run.data["dataset"]
-    if metric in FEATURE_METRICS:
-        extractor = load_extractor(config)
-        gen = extractor(images)
-        test = _load_reference(reference_file(plan, dataset, "full"), extractor)
-        val_path = reference_file(plan, dataset, "val")
-        val = _load_reference(val_path, extractor) if val_path.exists() else None
-        record.update(extractor=extractor.id, extractor_sha256=extractor.weights_sha256,
-                      variant=str(extractor.resize_protocol), n_reference=int(test["n"]))
-        record["values"] = _feature_metric(metric, test, gen)
-        if val is not None:
-            record["values_val"] = _feature_metric(metric, val, gen)
-            record["n_reference_val"] = int(val["n"])
-    elif metric == "intra_lpips":
-        import torch
+    check_metric_names(list(outputs))
+    samples = Path(samples)
+    cache_dir = samples.parent / ".metric_cache"
+    cache_dir.mkdir(exist_ok=True)
+    from unidad.checkpoint import sha256_file
 
-        from unidad.data.folders import load_image_folder
-        from unidad.imageio import to_float_nchw
-        from unidad.metrics.intra_lpips import intra_lpips
+    samples_hash = sha256_file(samples)
+    ctx = _MetricContext(config, slug, samples)
+    for metric, out in outputs.items():
+        protocol = ctx.protocol(metric)
+        cached = cache_dir / f"{metric}.json"
+        if cached.exists():
+            rec = json.loads(cached.read_text())
+            if rec.get("samples_sha256") == samples_hash and rec.get("protocol") == protocol:
+                write_json_atomic(Path(out), rec)
+                log(f"[metrics] {metric}: up to date for these samples (cache)")
+                continue
+        rec = {"metric": metric, "slug": slug, "step": step, "checkpoint": ctx.checkpoint,
+               "samples_sha256": samples_hash, "protocol": protocol, "per_nfe": {}}
+        for nfe, images in ctx.images.items():
+            rec["per_nfe"][str(nfe)] = ctx.compute(metric, nfe, images)
+        write_json_atomic(cached, rec)
+        write_json_atomic(Path(out), rec)
+        log(f"[metrics] {metric}: computed for NFE {sorted(ctx.images)}")
 
-        variant = config["evaluation"]["intra_lpips_variant"]
-        dist, prov = load_distance(config)
-        shots = load_image_folder(plan.dataset_dir(dataset, "shots", run.shots or max(config["shots"])),
-                                  shots=run.shots, image_size=plan_image_size(config))
-        res = intra_lpips(torch.from_numpy(to_float_nchw(images)), torch.from_numpy(to_float_nchw(shots)), dist,
-                          variant=variant)
-        record.update(variant=variant, extractor=prov["id"], extractor_sha256=prov.get("weights_sha256", ""),
-                      n_reference=int(len(shots)))
-        record["values"] = {"intra_lpips": float(res["value"])}
-        record["params"] = {k: v for k, v in res.items() if k != "value"}
-    elif metric == "oracle":
-        from unidad.data.domains import oracle_report
 
-        d = config["datasets"][dataset]
-        if d["kind"] != "demo":
-            record["values"] = {}
-            record["params"] = {"skipped": f"dataset {dataset} has no oracle (not a demo domain)"}
-        else:
-            rep = oracle_report(images, d["domain"])
-            record.update(variant="rule-based", extractor=f"oracle:{d['domain']}")
-            record["values"] = {"oracle_in_domain": rep["in_domain_rate"], "oracle_mode_coverage": rep["mode_coverage"],
-                                "oracle_tv": rep["tv_distance"]}
-            record["params"] = {"mode_histogram": rep["mode_histogram"], "true_histogram": rep["true_histogram"],
-                                "modes": rep["modes"]}
-    elif metric == "speed":
-        timing = json.loads(str(s["timing"]))
-        record.update(variant=f"device={timing['device']},batch={timing['batch_size']}")
-        record["values"] = {"speed_images_per_s": timing["images_per_second"],
-                            "speed_s_per_image": timing["seconds_per_image"], "speed_nfe": float(timing["nfe"])}
-    write_json_atomic(Path(out), record)
-    return record
+class _MetricContext:
+    """Inputs shared by the metrics of one checkpoint, loaded lazily once."""
+
+    def __init__(self, config: dict[str, Any], slug: str, samples: Path):
+        self.config, self.slug = config, slug
+        self.plan = Plan(config)
+        self.run = self.plan.runs[slug]
+        self.dataset = self.run.target or self.run.data["dataset"]
+        s = _load_samples(samples)
+        self.checkpoint = str(s["checkpoint"])
+        self.timing = json.loads(str(s["timing"]))
+        self.images = {int(k[len("images_nfe"):]): v for k, v in s.items() if k.startswith("images_nfe")}
+        self._extractor = self._distance = None
+
+    @property
+    def extractor(self):
+        if self._extractor is None:
+            self._extractor = load_extractor(self.config)
+        return self._extractor
+
+    @property
+    def distance(self):
+        if self._distance is None:
+            self._distance = load_distance(self.config)
+        return self._distance
+
+    def protocol(self, metric: str) -> dict[str, Any]:
+        """What a number depends on besides the samples (a change invalidates the cache)."""
+        ev = self.config["evaluation"]
+        if metric in FEATURE_METRICS:
+            ref = reference_file(self.plan, self.dataset, "full")
+            return {"extractor": ev["extractor"], "reference": str(ref),
+                    "reference_mtime": ref.stat().st_mtime if ref.exists() else None}
+        if metric == "intra_lpips":
+            return {"lpips": ev["lpips"], "variant": ev["intra_lpips_variant"], "shots": self.run.shots}
+        return {}
+
+    def compute(self, metric: str, nfe: int, images: np.ndarray) -> dict[str, Any]:
+        config, plan, run, dataset = self.config, self.plan, self.run, self.dataset
+        record: dict[str, Any] = {"n_generated": int(len(images)), "variant": "", "extractor": "",
+                                  "extractor_sha256": "", "n_reference": 0, "values": {}, "values_val": {},
+                                  "params": {}}
+        if metric in FEATURE_METRICS:
+            extractor = self.extractor
+            gen = extractor(images)
+            test = _load_reference(reference_file(plan, dataset, "full"), extractor)
+            val_path = reference_file(plan, dataset, "val")
+            record.update(extractor=extractor.id, extractor_sha256=extractor.weights_sha256,
+                          variant=str(extractor.resize_protocol), n_reference=int(test["n"]))
+            record["values"] = _feature_metric(metric, test, gen)
+            if val_path.exists():
+                val = _load_reference(val_path, extractor)
+                record["values_val"] = _feature_metric(metric, val, gen)
+                record["n_reference_val"] = int(val["n"])
+        elif metric == "intra_lpips":
+            import torch
+
+            from unidad.data.folders import load_image_folder
+            from unidad.imageio import to_float_nchw
+            from unidad.metrics.intra_lpips import intra_lpips
+
+            variant = config["evaluation"]["intra_lpips_variant"]
+            dist, prov = self.distance
+            shots = load_image_folder(plan.dataset_dir(dataset, "shots", run.shots or max(config["shots"])),
+                                      shots=run.shots, image_size=plan_image_size(config))
+            res = intra_lpips(torch.from_numpy(to_float_nchw(images)), torch.from_numpy(to_float_nchw(shots)), dist,
+                              variant=variant)
+            record.update(variant=variant, extractor=prov["id"], extractor_sha256=prov.get("weights_sha256", ""),
+                          n_reference=int(len(shots)))
+            record["values"] = {"intra_lpips": float(res["value"])}
+            record["params"] = {k: v for k, v in res.items() if k != "value"}
+        elif metric == "oracle":
+            from unidad.data.domains import oracle_report
+
+            d = config["datasets"][dataset]
+            if d["kind"] != "demo":
+                record["params"] = {"skipped": f"dataset {dataset} has no oracle (not a demo domain)"}
+            else:
+                rep = oracle_report(images, d["domain"])
+                record.update(variant="rule-based", extractor=f"oracle:{d['domain']}")
+                record["values"] = {"oracle_in_domain": rep["in_domain_rate"],
+                                    "oracle_mode_coverage": rep["mode_coverage"], "oracle_tv": rep["tv_distance"]}
+                record["params"] = {"mode_histogram": rep["mode_histogram"], "true_histogram": rep["true_histogram"],
+                                    "modes": rep["modes"]}
+        elif metric == "speed":
+            timing = self.timing[str(nfe)]
+            record.update(variant=f"device={timing['device']},batch={timing['batch_size']}")
+            record["values"] = {"speed_images_per_s": timing["images_per_second"],
+                                "speed_s_per_image": timing["seconds_per_image"], "speed_nfe": float(timing["nfe"])}
+        return record
 
 
 def _feature_metric(metric: str, ref: dict[str, Any], gen: np.ndarray) -> dict[str, float]:
@@ -261,12 +321,12 @@ def mirror_to_tracker(config: dict[str, Any], tidy) -> int:
 
 
 # ------------------------------------------------------------------------------------ tidy table
-def metric_file(plan: Plan, unit, metric: str) -> Path:
-    return plan.eval_dir(unit) / "metrics" / f"{metric}.json"
+def metric_file(plan: Plan, slug: str, step: int, metric: str) -> Path:
+    return plan.eval_dir(slug, step) / "metrics" / f"{metric}.json"
 
 
-def samples_file(plan: Plan, unit) -> Path:
-    return plan.eval_dir(unit) / "samples.npz"
+def samples_file(plan: Plan, slug: str, step: int) -> Path:
+    return plan.eval_dir(slug, step) / "samples.npz"
 
 
 def method_compute(plan: Plan, method_run) -> dict[str, float]:
@@ -294,8 +354,9 @@ def collect_tidy(config: dict[str, Any]):
         run = plan.runs[unit.slug]
         compute = method_compute(plan, mr)
         for metric in config["evaluation"]["metrics"]:
-            path = metric_file(plan, unit, metric)
-            rec = json.loads(path.read_text())
+            top = json.loads(metric_file(plan, unit.slug, unit.step, metric).read_text())
+            rec = top["per_nfe"][str(unit.nfe)]
+            rec["checkpoint"] = top["checkpoint"]
             for split, values in (("test", rec["values"]), ("val", rec.get("values_val", {}))):
                 for name, value in values.items():
                     rows.append({

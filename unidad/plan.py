@@ -268,9 +268,18 @@ class Plan:
 
         return nfe_of(s["sampler"], int(s["steps"]))
 
-    def eval_dir(self, unit: EvalUnit) -> Path:
+    def eval_dir(self, slug: str, step: int) -> Path:
         # keyed by the run, not the method: methods that end in the same run share its samples
-        return self.root / "eval" / unit.slug / unit.name
+        return self.root / "eval" / slug / f"step{step:08d}"
+
+    def checkpoint_nfes(self, slug: str, step: int) -> list[int]:
+        """NFEs sampled at one checkpoint: the method's own, plus the sweep at the last checkpoint."""
+        return sorted({u.nfe for u in self.eval_units if u.slug == slug and u.step == step})
+
+    @cached_property
+    def eval_checkpoints(self) -> list[tuple[str, int]]:
+        """Every (run, step) that is sampled once and measured once (for all its NFEs)."""
+        return sorted({(u.slug, u.step) for u in self.eval_units})
 
     def role_weights(self, run: StageRun) -> dict[str, tuple[str, str]]:
         """role -> (weights file, module inside it), for the stage runner."""

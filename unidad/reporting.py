@@ -57,8 +57,8 @@ def build_figures(config: dict[str, Any], tidy_path: str | Path, out_dir: str | 
     return paths
 
 
-def qualitative_units(plan: Plan, dataset: str) -> dict[str, Path]:
-    """method -> samples file of its first seed's final checkpoint at its own NFE."""
+def qualitative_units(plan: Plan, dataset: str) -> dict[str, tuple[Path, int]]:
+    """method -> (samples file, NFE) of its first seed's final checkpoint at its own NFE."""
     from unidad.evaluate import samples_file
 
     chosen: dict[str, Path] = {}
@@ -68,7 +68,7 @@ def qualitative_units(plan: Plan, dataset: str) -> dict[str, Path]:
             continue
         if mr.seed != plan.config["seeds"][0] or mr.shots != max(plan.config["shots"]):
             continue
-        chosen.setdefault(mr.method, samples_file(plan, unit))
+        chosen.setdefault(mr.method, (samples_file(plan, unit.slug, unit.step), unit.nfe))
     return chosen
 
 
@@ -82,9 +82,9 @@ def build_qualitative_grid(config: dict[str, Any], dataset: str, shots_dir: str,
     units = qualitative_units(plan, dataset)
     shots = load_image_folder(shots_dir, image_size=plan_image_size(config))[:per_row]
     rows = {}
-    for method, path in units.items():
+    for method, (path, nfe) in units.items():
         with np.load(path, allow_pickle=False) as f:
-            rows[method] = f["images"][:per_row]
+            rows[method] = f[f"images_nfe{nfe}"][:per_row]
     out = Path(out)
     base = out.with_suffix("")
     qualitative_grid(shots, rows, base, title=f"{config['benchmark']} / {dataset}: 10 shots, then each method (same seeds)")

@@ -113,6 +113,7 @@ def main():
     for slurm_id in sorted(jobs, key=int):
         print(f"  SLURM job {slurm_id:>6}  <- Snakemake job(s) {', '.join(jobs[slurm_id])}")
     if problems:
+        sys.stdout.flush()
         for problem in problems:
             print(f"check FAILED: {problem}", file=sys.stderr)
         return 1

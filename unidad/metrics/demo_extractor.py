@@ -18,6 +18,8 @@ published scale.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unidad.checkpoint import export_weights, load_weights
+from unidad.checkpoint import load_weights
 from unidad.data.domains import DOMAINS, get_domain
 from unidad.weights import file_sha256
 
@@ -141,7 +143,8 @@ def _garbage_batch(n: int, seed: int, image_size: int, generator: torch.Generato
     blends = alpha * clean[:quarter] + (1 - alpha) * clean[quarter : 2 * quarter].flip(0)
     # heavy blur: average down to 2x2 .. 4x4 and back up
     low = int(torch.randint(2, 5, (1,), generator=generator))
-    blurred = F.interpolate(F.adaptive_avg_pool2d(clean[:quarter], low), size=(s, s), mode="bilinear", align_corners=False)
+    blurred = F.adaptive_avg_pool2d(clean[:quarter], low)
+    blurred = F.interpolate(blurred, size=(s, s), mode="bilinear", align_corners=False)
     # heavy noise on an in-domain image
     noisy = clean[quarter : 2 * quarter] + (uniform(quarter, 1, 1, 1) * 0.25 + 0.2) * gaussian(quarter, 3, s, s)
     return torch.cat([noise, blends, blurred, noisy])[:n].clamp(0, 1)
@@ -215,8 +218,8 @@ def train_demo_extractor(out_path: str | Path, image_size: int = 16, iterations:
     threads: torch CPU threads while training (restored afterwards); None keeps the current setting.
     One thread is the default because this tiny network gains little from a second core and loses
     several-fold when the cores are shared with other jobs.
-    Returns the summary that also goes into the file's metadata: architecture, image size, class
-    names, held-out accuracy, training time.
+    Returns the summary that also goes into the file's metadata (architecture, image size, class
+    names, held-out accuracy, settings) plus the training time, path and sha256 of the file.
     """
     if threads is None:
         return _train(out_path, image_size, iterations, batch_size, lr, seed, log)
@@ -241,8 +244,9 @@ def _train(out_path: str | Path, image_size: int, iterations: int, batch_size: i
 
     names = class_names()
     config = DemoCNNConfig(n_classes=len(names))
-    torch.manual_seed(_derived_seed(seed, 0))
-    model = DemoCNN(config)
+    with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's RNG
+        torch.manual_seed(_derived_seed(seed, 0))
+        model = DemoCNN(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=iterations, pct_start=0.1)
     generator = torch.Generator().manual_seed(_derived_seed(seed, _TRAIN_TAG))
@@ -286,16 +290,39 @@ def _train(out_path: str | Path, image_size: int, iterations: int, batch_size: i
         "batch_size": batch_size,
         "lr": lr,
         "seed": seed,
-        "threads": torch.get_num_threads(),
-        "train_seconds": round(train_seconds, 2),
-        "train_cpu_seconds": round(train_cpu_seconds, 2),
+        "threads": torch.get_num_threads(),  # thread count can change float round-off, so it is recorded
     }
-    path = export_weights(out_path, {_MODULE_NAME: model}, {"demo_extractor": json.dumps(summary)})
+    path = _write_weights(out_path, model, summary)
+    summary["train_seconds"] = round(train_seconds, 2)
+    summary["train_cpu_seconds"] = round(train_cpu_seconds, 2)
     summary["path"] = str(path)
     summary["weights_sha256"] = file_sha256(path)
     log(f"demo extractor trained in {train_seconds:.1f} s ({train_cpu_seconds:.1f} s CPU); held-out accuracy "
         + ", ".join(f"{k} {v:.3f}" for k, v in accuracy.items()) + f"; wrote {path}")
     return summary
+
+
+def _write_weights(out_path: str | Path, model: DemoCNN, summary: dict) -> Path:
+    """Atomic write (temp file in the same folder, then rename) that is byte-reproducible.
+
+    Same settings give the same bytes and so the same sha256: timings stay out of the file, and the
+    header holds a single metadata entry because safetensors writes several in an arbitrary order.
+    Keys carry the '<module>.' prefix of unidad.checkpoint, so its load_weights() reads the file.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(out_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"{_MODULE_NAME}.{key}": t.detach().cpu().contiguous() for key, t in model.state_dict().items()}
+    fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp_name, metadata={"demo_extractor": json.dumps(summary)})
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
 
 
 # ------------------------------------------------------------------------------------------- loading

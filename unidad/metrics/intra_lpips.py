@@ -52,29 +52,57 @@ def _distances(distance_fn: DistanceFn, a: torch.Tensor, b: torch.Tensor) -> tor
     return d.double().cpu()
 
 
+class _PairDistances:
+    """Distances between rows of one image pool, by index.
+
+    A distance that factorises into per-image features (`embed(images)` -> list of per-layer
+    tensors, `compare(features_a, features_b)` -> one distance per pair; LPIPS does) embeds every
+    image once instead of once per pair it appears in: the k * N assignment and the within-cluster
+    pairs then cost no network passes at all.
+    """
+
+    def __init__(self, distance_fn: DistanceFn, pool: torch.Tensor, batch_size: int):
+        self.distance_fn, self.pool, self.batch_size = distance_fn, pool, batch_size
+        self.features = None
+        if hasattr(distance_fn, "embed") and hasattr(distance_fn, "compare"):
+            chunks = [distance_fn.embed(pool[i:i + batch_size]) for i in range(0, pool.shape[0], batch_size)]
+            self.features = [torch.cat(layer) for layer in zip(*chunks)]
+
+    def __call__(self, ia: torch.Tensor, ib: torch.Tensor) -> torch.Tensor:
+        out = []
+        for start in range(0, ia.numel(), self.batch_size):
+            a, b = ia[start:start + self.batch_size], ib[start:start + self.batch_size]
+            if self.features is not None:
+                d = torch.as_tensor(self.distance_fn.compare([f[a] for f in self.features], [f[b] for f in self.features]))
+                out.append(d.reshape(-1).double().cpu())
+            else:
+                out.append(_distances(self.distance_fn, self.pool[a], self.pool[b]))
+        return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+
+def _assign(pairs: _PairDistances, gen_idx: torch.Tensor, train_idx: torch.Tensor) -> np.ndarray:
+    dist = torch.stack([pairs(gen_idx, t.expand_as(gen_idx)) for t in train_idx], dim=1)
+    return dist.argmin(dim=1).numpy()
+
+
+def _mean_pairwise(pairs: _PairDistances, idx: torch.Tensor) -> float:
+    i_idx, j_idx = torch.triu_indices(idx.numel(), idx.numel(), offset=1)
+    if i_idx.numel() == 0:
+        raise ValueError("mean pairwise distance needs at least 2 images")
+    return float(pairs(idx[i_idx], idx[j_idx]).sum()) / i_idx.numel()
+
+
 def assign_to_nearest(generated: torch.Tensor, train_images: torch.Tensor, distance_fn: DistanceFn,
                       batch_size: int = 64) -> np.ndarray:
     """Index of the nearest training image for every generated image (ties go to the lower index)."""
+    pairs = _PairDistances(distance_fn, torch.cat([generated, train_images]), batch_size)
     n = generated.shape[0]
-    dist = torch.empty(n, train_images.shape[0], dtype=torch.float64)
-    for t in range(train_images.shape[0]):
-        for start in range(0, n, batch_size):
-            batch = generated[start:start + batch_size]
-            target = train_images[t:t + 1].expand(batch.shape[0], *train_images.shape[1:])
-            dist[start:start + batch.shape[0], t] = _distances(distance_fn, batch, target)
-    return dist.argmin(dim=1).numpy()
+    return _assign(pairs, torch.arange(n), torch.arange(n, n + train_images.shape[0]))
 
 
 def mean_pairwise_distance(images: torch.Tensor, distance_fn: DistanceFn, batch_size: int = 64) -> float:
     """Mean distance over all pairs i < j of `images` (needs at least 2 images)."""
-    i_idx, j_idx = torch.triu_indices(images.shape[0], images.shape[0], offset=1)
-    if i_idx.numel() == 0:
-        raise ValueError("mean pairwise distance needs at least 2 images")
-    total = 0.0
-    for start in range(0, i_idx.numel(), batch_size):
-        sl = slice(start, start + batch_size)
-        total += float(_distances(distance_fn, images[i_idx[sl]], images[j_idx[sl]]).sum())
-    return total / i_idx.numel()
+    return _mean_pairwise(_PairDistances(distance_fn, images, batch_size), torch.arange(images.shape[0]))
 
 
 def intra_lpips(generated: torch.Tensor, train_images: torch.Tensor, distance_fn: DistanceFn,
@@ -100,7 +128,9 @@ def intra_lpips(generated: torch.Tensor, train_images: torch.Tensor, distance_fn
         generated = (generated + 1.0) / 2.0  # reproduces the official code's un-normalised [0,1] input
 
     with torch.no_grad():
-        assignment = assign_to_nearest(generated, train_images, distance_fn, batch_size)
+        n = generated.shape[0]
+        pairs = _PairDistances(distance_fn, torch.cat([generated, train_images]), batch_size)
+        assignment = _assign(pairs, torch.arange(n), torch.arange(n, n + train_images.shape[0]))
         rng = np.random.default_rng(seed)
         cluster_sizes = [int((assignment == c).sum()) for c in range(train_images.shape[0])]
         cluster_scores: list[float | None] = []
@@ -110,7 +140,7 @@ def intra_lpips(generated: torch.Tensor, train_images: torch.Tensor, distance_fn
                 idx = np.sort(rng.choice(idx, size=members, replace=False))
             else:
                 idx = idx[:members]
-            cluster_scores.append(mean_pairwise_distance(generated[idx], distance_fn, batch_size) if idx.size >= 2 else None)
+            cluster_scores.append(_mean_pairwise(pairs, torch.from_numpy(idx)) if idx.size >= 2 else None)
 
     used = [s for s in cluster_scores if s is not None]
     if spec["small_clusters"] == "excluded":

@@ -59,8 +59,6 @@ def all_outputs():
 
 wildcard_constraints:
     step=r"\d{8}",
-    nfe=r"\d+",
-    metric=r"[a-z_]+",
     extractor=r"[a-z0-9_-]+",
 
 
@@ -90,30 +88,20 @@ def metric_inputs(wildcards):
     slug = wildcards.slug
     run = PLAN.runs[slug]
     dataset = run.target or run.data["dataset"]
-    inputs = {"samples": f"{R}/eval/{slug}/step{wildcards.step}_nfe{wildcards.nfe}/samples.npz"}
-    if wildcards.metric in FEATURE_METRICS:
+    metrics = config["evaluation"]["metrics"]
+    inputs = {"samples": str(samples_file(PLAN, slug, int(wildcards.step)))}
+    if any(m in FEATURE_METRICS for m in metrics):
         inputs["reference"] = [str(reference_file(PLAN, dataset, "full")), str(reference_file(PLAN, dataset, "val"))]
-        inputs["extractor"] = EXTRACTOR_FILES
-    elif wildcards.metric == "intra_lpips":
+    if "intra_lpips" in metrics:
         inputs["shots"] = data_dir(dataset, "shots", run.shots)
-        inputs["extractor"] = EXTRACTOR_FILES
+    inputs["extractor"] = EXTRACTOR_FILES
     return inputs
 
 
 def metric_files():
-    return sorted({str(metric_file(PLAN, unit, m)) for unit in PLAN.eval_units for m in config["evaluation"]["metrics"]})
-
-
-def run_metric_job(config, wildcards, input, output, log, threads):
-    """Computes one metric in the Snakemake process; the log gets the record written."""
-    import json
-
-    from unidad.evaluate import compute_metric
-
-    record = compute_metric(config, wildcards.metric, wildcards.slug, int(wildcards.step), int(wildcards.nfe),
-                            input.samples, output[0], threads=threads)
-    Path(log[0]).parent.mkdir(parents=True, exist_ok=True)
-    Path(log[0]).write_text(json.dumps(record, indent=1, default=str))
+    return sorted(
+        str(metric_file(PLAN, slug, step, m)) for slug, step in PLAN.eval_checkpoints for m in config["evaluation"]["metrics"]
+    )
 
 
 def qualitative_inputs(wildcards):
@@ -121,5 +109,5 @@ def qualitative_inputs(wildcards):
 
     return {
         "shots": data_dir(wildcards.dataset, "shots", max(config["shots"])),
-        "samples": [str(p) for p in qualitative_units(PLAN, wildcards.dataset).values()],
+        "samples": [str(p) for p, _ in qualitative_units(PLAN, wildcards.dataset).values()],
     }

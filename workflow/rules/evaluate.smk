@@ -1,4 +1,4 @@
-EVAL = f"{R}/eval/{{slug}}/step{{step}}_nfe{{nfe}}"
+EVAL = f"{R}/eval/{{slug}}/step{{step}}"
 
 
 rule demo_extractor:
@@ -30,14 +30,14 @@ rule reference_statistics:
 
 
 rule sample_checkpoint:
-    """N images of one checkpoint at one NFE, one seed per image (never sampled twice)."""
+    """N images of one checkpoint at each NFE it is evaluated at, one seed per image (never sampled twice)."""
     input:
         summary=lambda w: str(PLAN.summary(w.slug)),
     output:
         samples=f"{EVAL}/samples.npz",
         grid=f"{EVAL}/samples.png",
     log:
-        f"{R}/logs/sample/{{slug}}_step{{step}}_nfe{{nfe}}.log",
+        f"{R}/logs/sample/{{slug}}_step{{step}}.log",
     threads: 2
     group:
         "sample"
@@ -47,23 +47,21 @@ rule sample_checkpoint:
         "../scripts/sample_checkpoint.py"
 
 
-rule metric:
-    """One metric of one sample set; a JSON next to the samples, mirrored into the run's MLflow entry."""
+rule checkpoint_metrics:
+    """Every configured metric of one checkpoint: one JSON per metric next to the samples."""
     input:
         unpack(metric_inputs),
     output:
-        f"{EVAL}/metrics/{{metric}}.json",
+        [f"{EVAL}/metrics/{m}.json" for m in config["evaluation"]["metrics"]],
     log:
-        f"{R}/logs/metric/{{slug}}_step{{step}}_nfe{{nfe}}_{{metric}}.log",
-    threads: 1
+        f"{R}/logs/metrics/{{slug}}_step{{step}}.log",
+    threads: 2
     group:
         "metrics"
     resources:
         **resources_for("evaluate"),
-    run:
-        # `run:` keeps hundreds of small metric jobs inside one process when running locally (no
-        # interpreter + torch start-up per job); on a cluster each group job is one process anyway.
-        run_metric_job(config, wildcards, input, output, log, threads)
+    script:
+        "../scripts/checkpoint_metrics.py"
 
 
 rule tidy_results:
