@@ -1,8 +1,13 @@
-"""Stages other than Uni-DAD. Importing the package registers each one (one small file each).
+"""Stages other than Uni-DAD, one small module each.
 
-To add a baseline: drop a module here that defines a config dataclass and a Stage subclass decorated
-with @register_stage("name"), import it below, and add a method entry to config/methods.yaml
-(docs/adding_a_baseline.md walks through it).
+Every module in this package is imported here, so a new baseline stage is one new file: define a
+config dataclass and a Stage subclass decorated with @register_stage("name"), then add a method entry
+to config/methods.yaml (docs/adding_a_baseline.md walks through it). No Snakemake rule is needed.
 """
+import importlib
+import pkgutil
+
 import unidad.stages  # noqa: F401  (core stages first: pretrain, unidad)
-from baselines import dmd2, ft, student_ft  # noqa: F401
+
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")):
+    importlib.import_module(f"{__name__}.{_module}")

@@ -23,16 +23,17 @@ if [[ $(id -u) -ne 0 ]]; then
     die "needs root (it installs packages and starts system daemons); run it with sudo or as root."
 fi
 
-node_answers_idle() {
+node_is_up() {
     local state
     state=$(timeout 10 sinfo --noheader --Node --format=%T 2>/dev/null | head -n1) || return 1
-    [[ "$state" == idle* || "$state" == mixed* || "$state" == allocated* ]]
+    # Busy counts as up: a second caller (make test while jobs run) must not wait.
+    [[ "$state" == idle* || "$state" == mixed* || "$state" == alloc* || "$state" == completing* ]]
 }
 
 pid_alive() { [[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 if command -v sinfo >/dev/null && pid_alive "$state_root/run/slurmctld.pid" \
-        && pid_alive "$state_root/run/slurmd.pid" && node_answers_idle; then
+        && pid_alive "$state_root/run/slurmd.pid" && node_is_up; then
     log "already running: $(sinfo --noheader --Node --format='%N %T %c CPUs %m MB')"
     exit 0
 fi
@@ -110,7 +111,7 @@ if ! pid_alive "$state_root/run/slurmd.pid"; then
 fi
 
 for attempt in $(seq 60); do
-    node_answers_idle && break
+    node_is_up && break
     state=$(timeout 10 sinfo --noheader --Node --format=%T 2>/dev/null | head -n1 || true)
     # A node left down/drained by an earlier run does not come back by itself.
     if [[ "$state" == down* || "$state" == drain* ]] && (( attempt % 5 == 0 )); then
@@ -118,7 +119,7 @@ for attempt in $(seq 60); do
     fi
     sleep 1
 done
-if ! node_answers_idle; then
+if ! node_is_up; then
     tail -n 20 "$state_root/log/slurmctld.log" >&2 || true
     tail -n 20 "$state_root/log/slurmd.log" >&2 || true
     die "node $node_name did not become idle within 60 s (logs in $state_root/log)"

@@ -439,6 +439,19 @@ class DemoPerceptualDistance:
         return [tap / (tap.norm(dim=1, keepdim=True) + 1e-10) for tap in self.model.conv_activations(x.to(self.device))]
 
     @torch.no_grad()
+    def embed(self, images: Any) -> list[torch.Tensor]:
+        """Per-layer unit-normalised activations of a batch: distances then need no network pass
+        (intra_lpips embeds every image once instead of once per pair)."""
+        x = self._model_input(images, "images")
+        chunks = [self._normalised_taps(x[i : i + self.batch_size]) for i in range(0, x.shape[0], self.batch_size)]
+        return [torch.cat(layer) for layer in zip(*chunks)]
+
+    @staticmethod
+    def compare(features_a: list[torch.Tensor], features_b: list[torch.Tensor]) -> torch.Tensor:
+        """The distance between paired rows of two `embed` outputs."""
+        return sum(((fa - fb) ** 2).sum(1).mean((1, 2)) for fa, fb in zip(features_a, features_b)).double().cpu()
+
+    @torch.no_grad()
     def distance(self, a: Any, b: Any) -> torch.Tensor:
         x, y = self._model_input(a, "first images"), self._model_input(b, "second images")
         if x.shape != y.shape:

@@ -7,7 +7,7 @@ rule demo_extractor:
         f"{R}/extractors/demo-cnn.safetensors",
     log:
         f"{R}/logs/extractors/demo-cnn.log",
-    threads: 2
+    threads: resources_for("train")["cpus"]
     resources:
         **resources_for("train"),
     script:
@@ -22,7 +22,7 @@ rule reference_statistics:
         f"{R}/reference/{{dataset}}/{{split}}_{{extractor}}.npz",
     log:
         f"{R}/logs/reference/{{dataset}}_{{split}}_{{extractor}}.log",
-    threads: 2
+    threads: resources_for("evaluate")["cpus"]
     resources:
         **resources_for("evaluate"),
     script:
@@ -38,7 +38,7 @@ rule sample_checkpoint:
         grid=f"{EVAL}/samples.png",
     log:
         f"{R}/logs/sample/{{slug}}_step{{step}}.log",
-    threads: 2
+    threads: resources_for("sample")["cpus"]
     group:
         "sample"
     resources:
@@ -55,7 +55,7 @@ rule checkpoint_metrics:
         [f"{EVAL}/metrics/{m}.json" for m in config["evaluation"]["metrics"]],
     log:
         f"{R}/logs/metrics/{{slug}}_step{{step}}.log",
-    threads: 2
+    threads: resources_for("evaluate")["cpus"]
     group:
         "metrics"
     resources:

@@ -6,7 +6,7 @@ rule train_stage:
         summary=f"{R}/runs/{{slug}}/summary.json",
     log:
         f"{R}/logs/train/{{slug}}.log",
-    threads: 2
+    threads: resources_for("train")["cpus"]
     resources:
         **resources_for("train"),
     script:
