@@ -10,8 +10,11 @@ apart in greyscale too), and methods appear in the tables' order.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import math
+import textwrap
+import weakref
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -21,7 +24,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter  # noqa: E402
+from matplotlib.gridspec import GridSpec  # noqa: E402
+from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator, ScalarFormatter  # noqa: E402
 
 from unidad.imageio import to_uint8_hwc  # noqa: E402
 from unidad.tables import (  # noqa: E402
@@ -31,6 +35,7 @@ from unidad.tables import (  # noqa: E402
     REFERENCE_METHODS,
     aggregate,
     load_tidy,
+    metric_label,
     normalise_tidy,
     ordered_datasets,
     ordered_methods,
@@ -44,9 +49,20 @@ OKABE_ITO = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#D55E00", "#0072B2", "
 MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")
 LINE_STYLES = ("-", "--", "-.", ":")
 REFERENCE_STYLE = {"color": "#7F7F7F", "marker": "x", "linestyle": ":"}
-METRIC_UNITS = {"speed_images_per_s": "images/s", "speed_s_per_image": "s per image"}
-PANEL_SIZE = (4.2, 3.3)  # inches per facet
+PANEL_SIZE = (3.5, 2.7)  # inches per facet: two facets fill a two-column paper width at true size
 PNG_DPI = 200
+NOTE_FONT_PT = 8
+GRID_WIDTH_INCHES = 7.0  # qualitative grid: about a two-column paper's text width
+# Sizes are set for the figure's saved size, so no text ends up under 8 pt in print.
+PAPER_STYLE = {
+    "font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8,
+    "legend.fontsize": 8.5, "figure.constrained_layout.h_pad": 0.06, "figure.constrained_layout.w_pad": 0.06,
+}
+# the panels/footer grid of each faceted figure, for refitting the footer just before saving
+_FOOTER_GRIDS: "weakref.WeakKeyDictionary[plt.Figure, GridSpec]" = weakref.WeakKeyDictionary()
+FRACTION_METRICS = ("prdc_precision", "prdc_recall", "prdc_coverage", "oracle_in_domain", "oracle_mode_coverage")
+SELECTION_TEXT = {"final": "final checkpoint", "best_val": "checkpoint picked on the validation split",
+                  "best_test": "best checkpoint on the test split (oracle)", "all": "every checkpoint"}
 
 
 # ------------------------------------------------------------------------------ style
@@ -66,14 +82,19 @@ def method_styles(methods: Iterable[str]) -> dict[str, dict]:
     return styles
 
 
-def metric_axis_label(metric: str, protocol: str = "") -> str:
-    """"FID (lower is better)" with the unit, and the extractor/variant on a second line."""
-    name, higher, _ = METRIC_INFO.get(metric, (metric, None, 3))
-    unit = METRIC_UNITS.get(metric)
-    direction = {True: "higher is better", False: "lower is better", None: ""}[higher]
-    details = ", ".join(p for p in (unit, direction) if p)
-    label = f"{name} ({details})" if details else name
-    return f"{label}\n[{protocol}]" if protocol else label
+def metric_axis_label(metric: str) -> str:
+    """Short axis label: the metric's name with an arrow to the better direction ("FID ↓"); how it was
+    measured goes into the figure's note, so labels stay one short line."""
+    return metric_label(metric)
+
+
+def _paper_style(draw):
+    """Draw the figure under the paper's font sizes (and nowhere else change matplotlib's state)."""
+    @functools.wraps(draw)
+    def wrapped(*args, **kwargs):
+        with plt.rc_context(PAPER_STYLE):
+            return draw(*args, **kwargs)
+    return wrapped
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -83,48 +104,137 @@ def _save(fig: plt.Figure, out_base: str | Path) -> tuple[Path, Path]:
         base = base.with_suffix("")
     base.parent.mkdir(parents=True, exist_ok=True)
     pdf, png = base.with_suffix(".pdf"), base.with_suffix(".png")
-    fig.savefig(pdf)
-    fig.savefig(png, dpi=PNG_DPI)
+    if fig in _FOOTER_GRIDS:
+        _fit_footer(fig)
+    # "tight" trims the margins and keeps any label near an edge inside the canvas
+    fig.savefig(pdf, bbox_inches="tight", pad_inches=0.05)
+    fig.savefig(png, dpi=PNG_DPI, bbox_inches="tight", pad_inches=0.05)
     plt.close(fig)
     return pdf, png
 
 
 def _facets(datasets: list[str], max_columns: int = 3) -> tuple[plt.Figure, list[plt.Axes]]:
+    """One panel per dataset above a footer for the shared legend and the note.
+
+    The footer is a subfigure of its own rather than artists outside the axes: constrained layout
+    and bbox_inches="tight" move artists outside the canvas around, so legend and note collided.
+    """
     n = len(datasets)
-    columns = min(n, max_columns)
-    rows = math.ceil(n / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows), squeeze=False)
+    rows = math.ceil(n / max_columns)
+    columns = math.ceil(n / rows)  # balanced rows: 4 panels as 2x2, not 3+1
+    panels_inches = PANEL_SIZE[1] * rows
+    footer_inches = 0.8  # refitted to the legend and note by _fit_footer before saving
+    fig = plt.figure(figsize=(PANEL_SIZE[0] * columns, panels_inches + footer_inches), layout="constrained")
+    grid = fig.add_gridspec(2, 1, height_ratios=(panels_inches, footer_inches))
+    panels, _footer = fig.add_subfigure(grid[0]), fig.add_subfigure(grid[1])
+    _FOOTER_GRIDS[fig] = grid
+    # no shared y: datasets differ in scale (FID near ~1000 vs far ~300), a shared axis would flatten one
+    axes = panels.subplots(rows, columns, squeeze=False)
     flat = list(axes.ravel())
     for ax in flat[n:]:
         ax.set_visible(False)
     return fig, flat[:n]
 
 
+def _fit_footer(fig: plt.Figure) -> None:
+    """Resize the footer subfigure to exactly hold its legend (top) and note (bottom)."""
+    grid, footer = _FOOTER_GRIDS.pop(fig), fig.subfigs[1]
+    ratios = grid.get_height_ratios()
+    panels_inches = fig.get_figheight() * ratios[0] / sum(ratios)
+    fig.draw_without_rendering()
+    dpi = fig.dpi
+    parts = [artist.get_window_extent().height / dpi for artist in (*footer.legends, *footer.texts)]
+    footer_inches = sum(parts) + 0.06 * len(parts) + 0.04
+    grid.set_height_ratios((panels_inches, footer_inches))
+    fig.set_figheight(panels_inches + footer_inches)
+
+
 def _legend_below(fig: plt.Figure, styles: Mapping[str, dict], methods: list[str], *, line: bool = True) -> None:
-    """One legend for all facets, under them, with room made for it so nothing overlaps."""
+    """One legend for all facets, in the footer under them (so it never covers data), with as many
+    columns as fit the figure's width."""
     handles = [plt.Line2D([], [], color=styles[m]["color"], marker=styles[m]["marker"],
-                          linestyle=styles[m]["linestyle"] if line else "none", markersize=7)
+                          linestyle=styles[m]["linestyle"] if line else "none", markersize=6)
                for m in methods]
-    columns = min(len(methods), 4) or 1
-    rows = math.ceil(len(methods) / columns)
-    legend_inches = 0.28 * rows + 0.2
-    fig.tight_layout(rect=(0, legend_inches / fig.get_figheight(), 1, 1))
-    fig.legend(handles, methods, loc="lower center", ncol=columns, frameon=False, title="method")
+    entry_inches = 0.75 + 0.075 * max(len(m) for m in methods)
+    columns = max(1, min(len(methods), int(fig.get_figwidth() // entry_inches)))
+    fig.subfigs[1].legend(handles, methods, loc="upper center", ncol=columns, frameon=False,
+                          handlelength=2.2, columnspacing=1.4, borderaxespad=0.1)
+
+
+def _note(fig: plt.Figure, sentences: Iterable[str]) -> None:
+    """The figure's one provenance note (extractors, protocol, seeds, NFE), wrapped, at the bottom."""
+    text = " ".join(s.strip() for s in sentences if s and s.strip())
+    if not text:
+        return
+    characters_per_line = int(fig.get_figwidth() * 72 / (NOTE_FONT_PT * 0.52))
+    fig.subfigs[1].text(0.5, 0.0, textwrap.fill(text, characters_per_line), ha="center", va="bottom",
+                        fontsize=NOTE_FONT_PT, color="#333333", linespacing=1.3)
+
+
+def _protocol_sentence(metric: str, protocol: str) -> str:
+    name = METRIC_INFO.get(metric, (metric,))[0]
+    return f"{name}: {protocol}." if protocol else ""
+
+
+def _seeds_sentence(rows: pd.DataFrame, spread: str) -> str:
+    """How many seeds each point averages, and what its band/error bar shows."""
+    seeds = rows.groupby(["method", "dataset"])["seed"].nunique()
+    if seeds.empty:
+        return ""
+    low, high = int(seeds.min()), int(seeds.max())
+    if high <= 1:
+        return "One seed per point (no spread shown)."
+    count = f"{low}" if low == high else f"{low}-{high}"
+    return f"Mean over {count} seeds; {spread} = ± std."
+
+
+def _nfe_sentence(rows: pd.DataFrame) -> str:
+    """"NFE 3" or, when a method is shown at its own NFE, "NFE 3 (ft: 25)"."""
+    per_method = rows.dropna(subset=["nfe"]).groupby("method")["nfe"].agg(lambda v: sorted({int(x) for x in v}))
+    if per_method.empty:
+        return ""
+    common = pd.Series([tuple(v) for v in per_method]).mode().iloc[0]
+    exceptions = [f"{m}: {', '.join(map(str, v))}" for m, v in per_method.items() if tuple(v) != common]
+    text = f"NFE {', '.join(map(str, common))}"
+    return f"{text} ({'; '.join(exceptions)})." if exceptions else f"{text}."
 
 
 def _one_protocol(rows: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, str]:
-    """Rows of the metric measured one way (extractor, variant): the most common way when several."""
+    """Rows of the metric measured one way (extractor, variant) in each dataset's panel, the most
+    common way where several, and how it was measured as note text.
+
+    The choice is per dataset because some extractors are (e.g. a per-domain oracle); each panel
+    has its own y axis, so no axis mixes two ways of measuring.
+    """
     rows = rows[rows["metric"] == metric]
-    ways = rows.groupby(["extractor", "variant"], sort=True).size().sort_values(ascending=False, kind="stable")
-    if ways.empty:
+    chosen, used = [], {}
+    for dataset in ordered_datasets(rows):
+        here = rows[rows["dataset"] == dataset]
+        ways = here.groupby(["extractor", "variant"], sort=True).size().sort_values(ascending=False, kind="stable")
+        extractor, variant = ways.index[0]
+        if len(ways) > 1:
+            others = [protocol_text(*w) for w in ways.index[1:]]
+            log.info("%s, %s: plotting [%s]; also measured with %s (not mixed into one axis)", metric, dataset,
+                     protocol_text(extractor, variant), others)
+        chosen.append(here[(here["extractor"] == extractor) & (here["variant"] == variant)])
+        used[dataset] = protocol_text(extractor, variant)
+    if not chosen:
         return rows, ""
-    extractor, variant = ways.index[0]
-    if len(ways) > 1:
-        others = [protocol_text(*w) for w in ways.index[1:]]
-        log.info("%s: plotting [%s]; also measured with %s (not mixed into one axis)", metric,
-                 protocol_text(extractor, variant), others)
-    chosen = rows[(rows["extractor"] == extractor) & (rows["variant"] == variant)]
-    return chosen, protocol_text(extractor, variant)
+    if len(set(used.values())) == 1:
+        return pd.concat(chosen), next(iter(used.values()))
+    return pd.concat(chosen), "; ".join(f"{text} ({dataset})" for dataset, text in used.items())
+
+
+def _keep_within_unit_interval(ax: plt.Axes) -> None:
+    """A fraction's axis shows no impossible values (autoscaling pads a flat line at 0 below zero)."""
+    low, high = ax.get_ylim()
+    ax.set_ylim(max(low, -0.03), min(high, 1.03))
+
+
+def _panel_order(frame: pd.DataFrame, shown: pd.DataFrame) -> list[str]:
+    """The datasets shown, in the whole table's order, so panels come in one order in every figure."""
+    present = set(shown["dataset"])
+    return [d for d in ordered_datasets(frame) if d in present]
 
 
 def _skip(what: str, reason: str) -> None:
@@ -137,7 +247,21 @@ def _dataset_title(rows: pd.DataFrame, dataset: str) -> str:
     return f"{dataset} ({', '.join(map(str, shots))}-shot)" if shots else dataset
 
 
+def _checkpoint_iterations(rows: pd.DataFrame) -> pd.Series:
+    """Training iterations at each checkpoint, every earlier stage of the method included.
+
+    Run records may carry the run's total on every checkpoint row rather than the count at that
+    checkpoint; both readings agree on the earlier stages' share (total minus the last step), so
+    that share plus the checkpoint's step is right either way.
+    """
+    run_key = [c for c in ("method", "dataset", "shots", "seed", "ablation", "ablation_value") if c in rows.columns]
+    runs = rows.groupby(run_key, dropna=False, sort=False)
+    earlier_stages = runs["iterations"].transform("max") - runs["step"].transform("max")
+    return earlier_stages.clip(lower=0) + rows["step"]
+
+
 # ------------------------------------------------------------------------------ figures
+@_paper_style
 def metric_vs_iteration(tidy: pd.DataFrame, metric: str, out_base: str | Path, *,
                         nfe: int = DEFAULT_NFE) -> tuple[Path, Path] | None:
     """The metric at every checkpoint against training iterations (method totals), one line per
@@ -150,8 +274,10 @@ def metric_vs_iteration(tidy: pd.DataFrame, metric: str, out_base: str | Path, *
     if rows.empty:
         return _skip(f"{metric} vs iteration", f"no per-checkpoint rows (selection 'all') for metric '{metric}'")
     x = "iterations" if rows["iterations"].notna().any() else "step"
+    if x == "iterations":
+        rows = rows.assign(iterations=_checkpoint_iterations(rows))
     stats = aggregate(rows, by=["method", "dataset", "step", x] if x != "step" else ["method", "dataset", "step"])
-    datasets = ordered_datasets(rows)
+    datasets = _panel_order(frame, rows)
     methods = ordered_methods(stats["method"])
     fig, axes = _facets(datasets)
     for ax, dataset in zip(axes, datasets):
@@ -162,17 +288,24 @@ def metric_vs_iteration(tidy: pd.DataFrame, metric: str, out_base: str | Path, *
             style = styles[method]
             spread = line["std"].fillna(0.0)
             ax.plot(line[x], line["mean"], color=style["color"], marker=style["marker"],
-                    linestyle=style["linestyle"], markersize=5, linewidth=1.6)
+                    linestyle=style["linestyle"], markersize=5, linewidth=1.5)
             ax.fill_between(line[x], line["mean"] - spread, line["mean"] + spread, color=style["color"],
                             alpha=0.15, linewidth=0)
         ax.set_title(_dataset_title(rows, dataset))
-        ax.set_xlabel("training iterations (all stages of the method)" if x == "iterations" else "checkpoint step")
-        ax.set_ylabel(metric_axis_label(metric, protocol))
+        ax.set_xlabel("training iteration" if x == "iterations" else "checkpoint step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(metric_axis_label(metric))
+        if metric in FRACTION_METRICS:
+            _keep_within_unit_interval(ax)
         ax.grid(True, alpha=0.3)
     _legend_below(fig, styles, methods)
+    stages = "Iterations count every stage of two-stage methods." if x == "iterations" else ""
+    _note(fig, [_protocol_sentence(metric, protocol), _nfe_sentence(rows), stages,
+                _seeds_sentence(rows, "band")])
     return _save(fig, out_base)
 
 
+@_paper_style
 def quality_diversity_scatter(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "final",
                               nfe: int = DEFAULT_NFE) -> tuple[Path, Path] | None:
     """FID against Intra-LPIPS: one point per method in each dataset's panel, error bars = std over seeds."""
@@ -185,7 +318,7 @@ def quality_diversity_scatter(tidy: pd.DataFrame, out_base: str | Path, *, selec
     if fid_rows.empty or lpips_rows.empty:
         return _skip("quality-diversity scatter", f"needs both fid and intra_lpips rows (selection '{selection}')")
     stats = aggregate(pd.concat([fid_rows, lpips_rows]), by=["method", "dataset", "metric"])
-    datasets = [d for d in ordered_datasets(rows) if d in set(stats["dataset"])]
+    datasets = _panel_order(frame, stats)
     methods = ordered_methods(stats["method"])
     fig, axes = _facets(datasets)
     for ax, dataset in zip(axes, datasets):
@@ -196,17 +329,22 @@ def quality_diversity_scatter(tidy: pd.DataFrame, out_base: str | Path, *, selec
             fid, lpips = here.loc[(method, "fid")], here.loc[(method, "intra_lpips")]
             style = styles[method]
             ax.errorbar(lpips["mean"], fid["mean"], xerr=np.nan_to_num(lpips["std"]), yerr=np.nan_to_num(fid["std"]),
-                        color=style["color"], marker=style["marker"], linestyle="none", markersize=8, capsize=3,
+                        color=style["color"], marker=style["marker"], linestyle="none", markersize=7, capsize=3,
                         elinewidth=1.2)
         ax.set_title(_dataset_title(rows, dataset))
-        ax.set_xlabel(metric_axis_label("intra_lpips", lpips_protocol).replace("\n", " "))
-        ax.set_ylabel(metric_axis_label("fid", fid_protocol))
+        ax.set_xlabel(metric_axis_label("intra_lpips"))
+        ax.set_ylabel(metric_axis_label("fid"))
         ax.grid(True, alpha=0.3)
         ax.margins(0.15)
     _legend_below(fig, styles, methods, line=False)
+    both = pd.concat([fid_rows, lpips_rows])
+    _note(fig, [_protocol_sentence("fid", fid_protocol), _protocol_sentence("intra_lpips", lpips_protocol),
+                f"{SELECTION_TEXT.get(selection, selection).capitalize()}, {_nfe_sentence(both)}",
+                _seeds_sentence(both, "error bars")])
     return _save(fig, out_base)
 
 
+@_paper_style
 def fid_vs_nfe(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "final",
                metric: str = "fid") -> tuple[Path, Path] | None:
     """FID against the number of sampling steps (NFE, log scale), one line per method, one panel per dataset."""
@@ -221,7 +359,7 @@ def fid_vs_nfe(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "fi
     if rows.empty or rows.groupby("method")["nfe"].nunique().max() < 2:
         return _skip(f"{metric} vs NFE", "no method was evaluated at more than one NFE")
     stats = aggregate(rows, by=["method", "dataset", "nfe"])
-    datasets = ordered_datasets(rows)
+    datasets = _panel_order(frame, rows)
     methods = ordered_methods(stats["method"])
     fig, axes = _facets(datasets)
     ticks = sorted({int(v) for v in stats["nfe"]})
@@ -238,13 +376,16 @@ def fid_vs_nfe(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "fi
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.set_title(_dataset_title(rows, dataset))
-        ax.set_xlabel("NFE (network evaluations per image, log scale)")
-        ax.set_ylabel(metric_axis_label(metric, protocol))
+        ax.set_xlabel("NFE (log scale)")
+        ax.set_ylabel(metric_axis_label(metric))
         ax.grid(True, alpha=0.3)
     _legend_below(fig, styles, methods)
+    _note(fig, [_protocol_sentence(metric, protocol), "NFE = network evaluations per image.",
+                f"{SELECTION_TEXT.get(selection, selection).capitalize()}.", _seeds_sentence(rows, "error bars")])
     return _save(fig, out_base)
 
 
+@_paper_style
 def fid_vs_a(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "final", nfe: int = DEFAULT_NFE,
              metric: str = "fid") -> tuple[Path, Path] | None:
     """FID against the target-teacher weight a (ablation "a"), one line per method, one panel per dataset."""
@@ -263,7 +404,7 @@ def fid_vs_a(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "fina
         raise ValueError(f"ablation 'a' values must be numbers, got {sorted(set(rows['ablation_value']))}; "
                          "write them as a=0.25") from None
     stats = aggregate(rows, by=["method", "dataset", "a"])
-    datasets = ordered_datasets(rows)
+    datasets = _panel_order(frame, rows)
     methods = ordered_methods(stats["method"])
     fig, axes = _facets(datasets)
     for ax, dataset in zip(axes, datasets):
@@ -275,11 +416,14 @@ def fid_vs_a(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "fina
             ax.errorbar(line["a"], line["mean"], yerr=line["std"].fillna(0.0), color=style["color"],
                         marker=style["marker"], linestyle=style["linestyle"], markersize=6, capsize=3)
         ax.set_title(_dataset_title(rows, dataset))
-        ax.set_xlabel("target-teacher weight a (0 = source teacher only)")
-        ax.set_ylabel(metric_axis_label(metric, protocol))
+        ax.set_xlabel("target-teacher weight a")
+        ax.set_ylabel(metric_axis_label(metric))
         ax.set_xlim(-0.05, 1.05)
         ax.grid(True, alpha=0.3)
     _legend_below(fig, styles, methods)
+    _note(fig, [_protocol_sentence(metric, protocol), "a = 0: source teacher only; a = 1: target teacher only.",
+                f"{SELECTION_TEXT.get(selection, selection).capitalize()}, {_nfe_sentence(rows)}",
+                _seeds_sentence(rows, "error bars")])
     return _save(fig, out_base)
 
 
@@ -306,6 +450,7 @@ def _strip(batch: np.ndarray, columns: int, gap: int) -> np.ndarray:
     return strip
 
 
+@_paper_style
 def qualitative_grid(shots_images, samples: Mapping[str, object], out_base: str | Path,
                      title: str | None = None) -> tuple[Path, Path]:
     """The training shots in the first row, then each method's samples (drawn from the same
@@ -325,11 +470,12 @@ def qualitative_grid(shots_images, samples: Mapping[str, object], out_base: str 
     gap = max(1, image_h // 16)
     strip_px = columns * image_w + (columns - 1) * gap
     # Explicit layout in inches: a label column sized for the longest label, then the image rows
-    # at their own aspect, so labels and title can never overlap the images.
-    strip_in = columns * min(1.1, max(0.5, 11.0 / columns))
+    # at their own aspect, so labels and title can never overlap the images. The whole grid aims at
+    # a two-column paper width, so its 9 pt labels print at true size.
+    label_in = 0.2 + 0.075 * max(len(label) for label, _ in rows)
+    strip_in = columns * min(1.1, max(0.35, (GRID_WIDTH_INCHES - label_in) / columns))
     row_in = strip_in * image_h / strip_px
-    label_in = 0.2 + 0.085 * max(len(label) for label, _ in rows)
-    pad_in, gap_in, title_in = 0.1, 0.08, (0.45 if title else 0.0)
+    pad_in, gap_in, title_in = 0.1, 0.08, (0.35 if title else 0.0)
     fig_w = label_in + strip_in + pad_in
     fig_h = title_in + len(rows) * row_in + (len(rows) - 1) * gap_in + 2 * pad_in
     fig = plt.figure(figsize=(fig_w, fig_h))
@@ -338,9 +484,9 @@ def qualitative_grid(shots_images, samples: Mapping[str, object], out_base: str 
         ax = fig.add_axes((label_in / fig_w, (top - row_in) / fig_h, strip_in / fig_w, row_in / fig_h))
         ax.imshow(_strip(batch, columns, gap), interpolation="nearest", aspect="auto")
         ax.set_axis_off()
-        fig.text((label_in - 0.1) / fig_w, (top - row_in / 2) / fig_h, label, ha="right", va="center", fontsize=10)
+        fig.text((label_in - 0.1) / fig_w, (top - row_in / 2) / fig_h, label, ha="right", va="center", fontsize=9)
     if title:
-        fig.text(0.5, (fig_h - pad_in - title_in / 2) / fig_h, title, ha="center", va="center", fontsize=11)
+        fig.text(0.5, (fig_h - pad_in - title_in / 2) / fig_h, title, ha="center", va="center", fontsize=9.5)
     return _save(fig, out_base)
 
 

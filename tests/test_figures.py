@@ -10,6 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -97,3 +98,101 @@ def test_write_all_figures(tidy, tmp_path):
             "oracle_mode_coverage_vs_iteration.png", "fid_vs_intra_lpips.png", "fid_vs_nfe.png",
             "fid_vs_a.png"} <= names
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+# ------------------------------------------------------------------------------ legibility
+import matplotlib.text  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+
+import paper_figures.figures as figures  # noqa: E402
+
+
+@pytest.fixture
+def drawn_figures(monkeypatch):
+    """The Figure objects the figure functions save, kept for layout checks after saving."""
+    kept = []
+    original_save = figures._save
+
+    def keep_and_save(fig, out_base):
+        paths = original_save(fig, out_base)
+        FigureCanvasAgg(fig)  # saving closed it; a canvas of its own lets the test measure it again
+        kept.append(fig)
+        return paths
+
+    monkeypatch.setattr(figures, "_save", keep_and_save)
+    return kept
+
+
+def _overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def _visible_texts(fig):
+    return [t for t in fig.findobj(matplotlib.text.Text) if t.get_visible() and t.get_text().strip()]
+
+
+def _assert_legible(fig):
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    axes = [ax for ax in fig.get_axes() if ax.get_visible()]
+    for ax in axes:
+        for label in (ax.get_xlabel(), ax.get_ylabel()):
+            assert "\n" not in label and "[" not in label and len(label) <= 24, label
+    # panels, with their labels and tick labels, do not run into each other
+    boxes = [ax.get_tightbbox(renderer) for ax in axes]
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            assert not _overlaps(boxes[i], boxes[j]), "two panels' labels collide"
+    # the legend and the note sit clear of every panel and of each other
+    footer = fig.subfigs[1]
+    legend_box = footer.legends[0].get_window_extent(renderer)
+    (note,) = footer.texts
+    note_box = note.get_window_extent(renderer)
+    assert not _overlaps(legend_box, note_box)
+    for box in boxes:
+        assert not _overlaps(box, legend_box) and not _overlaps(box, note_box)
+    assert all(t.get_fontsize() >= 8 for t in _visible_texts(fig))
+    return note.get_text()
+
+
+def test_figures_are_legible_with_provenance_in_one_note(tidy, tmp_path, drawn_figures):
+    write_all_figures(tidy, tmp_path)
+    assert len(drawn_figures) == 6
+    for fig in drawn_figures:
+        note = " ".join(_assert_legible(fig).split())
+        assert "demo-cnn-v1" in note and "Mean over 3 seeds" in note
+    fid_axis = drawn_figures[0].get_axes()[0]
+    assert fid_axis.get_ylabel() == "FID ↓" and fid_axis.get_xlabel() == "training iteration"
+
+
+def test_single_panel_and_many_panels_stay_legible(tidy, tmp_path, drawn_figures):
+    four = pd.concat([tidy[tidy["dataset"] == d].assign(dataset=f"{d}_{i}") for i in (0, 1) for d in ("near", "far")])
+    metric_vs_iteration(tidy[tidy["dataset"] == "near"], "fid", tmp_path / "one")
+    quality_diversity_scatter(four, tmp_path / "four")
+    for fig in drawn_figures:
+        _assert_legible(fig)
+    assert len([ax for ax in drawn_figures[1].get_axes() if ax.get_visible()]) == 4
+
+
+def test_saved_png_has_no_text_cut_off(tidy, tmp_path):
+    """bbox_inches="tight": the image's outermost rows and columns are blank margin."""
+    _, png = metric_vs_iteration(tidy, "fid", tmp_path / "fid")
+    pixels = np.asarray(Image.open(png).convert("L"))
+    border = np.concatenate([pixels[:3].ravel(), pixels[-3:].ravel(), pixels[:, :3].ravel(), pixels[:, -3:].ravel()])
+    assert border.min() > 240
+
+
+def test_checkpoint_iterations_include_earlier_stages_whichever_way_runs_record_them():
+    per_checkpoint = pd.DataFrame({"method": ["ft_dmd2"] * 2, "dataset": ["near"] * 2, "seed": [0, 0],
+                                   "step": [150, 300], "iterations": [450, 600]})
+    run_total = per_checkpoint.assign(iterations=[600, 600])
+    assert list(figures._checkpoint_iterations(per_checkpoint)) == [450, 600]
+    assert list(figures._checkpoint_iterations(run_total)) == [450, 600]
+
+
+def test_a_per_dataset_extractor_is_kept_for_each_panel(tidy):
+    fid = tidy[(tidy["metric"] == "fid") & (tidy["selection"] == "final")]
+    per_domain = fid.assign(extractor="oracle:" + fid["dataset"])
+    rows, protocol = figures._one_protocol(per_domain, "fid")
+    assert set(rows["dataset"]) == {"near", "far"}
+    assert "oracle:near" in protocol and "oracle:far" in protocol

@@ -131,6 +131,25 @@ class Plan:
     def summary(self, slug: str) -> Path:
         return self.run_dir(slug) / "summary.json"
 
+    def segment_ends(self, slug: str) -> list[int]:
+        """Where the jobs of a segmented run stop (config `segment_iters`); the last is the end of
+        training. One job per stage when segment_iters is 0."""
+        total = self.runs[slug].params["iterations"]
+        size = int(self.config.get("segment_iters", 0))
+        if size <= 0 or size >= total:
+            return [total]
+        return list(range(size, total, size)) + [total]
+
+    def segment_marker(self, slug: str, end: int) -> Path:
+        return self.run_dir(slug) / "segments" / f"until{end:08d}.done"
+
+    def trained_until(self, slug: str, step: int) -> Path:
+        """The file whose existence means checkpoint `step` of `slug` exists: the marker of the
+        segment that reaches it, or the summary for the last segment."""
+        ends = self.segment_ends(slug)
+        end = next(e for e in ends if e >= step)
+        return self.summary(slug) if end == ends[-1] else self.segment_marker(slug, end)
+
     def source_weights(self) -> Path:
         return self.root / "source_teacher" / "weights.safetensors"
 

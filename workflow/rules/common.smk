@@ -20,6 +20,7 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9_.-]+",
     split=r"train|full|val|k\d+",
     slug=r"[A-Za-z0-9_.-]+",
+    end=r"\d{8}",
 
 
 def resources_for(kind):
@@ -38,14 +39,21 @@ def data_dir(dataset, split, shots=None):
 
 
 def stage_inputs(wildcards):
-    """A stage run needs its data folder and the final weights of every run it reads from."""
+    """A stage run (or segment) needs its data folder, the final weights of every run it reads
+    from, and the previous segment of its own run."""
     if wildcards.slug not in PLAN.runs:
         raise WorkflowError(f"no stage run named {wildcards.slug} in this config's plan")
     run = PLAN.runs[wildcards.slug]
     data = run.data
+    ends = PLAN.segment_ends(wildcards.slug)
+    end = int(wildcards.end) if hasattr(wildcards, "end") else ends[-1]
+    if end not in ends:
+        raise WorkflowError(f"run {wildcards.slug} has no segment ending at {end} (segments end at {ends})")
+    earlier = [e for e in ends if e < end]
     return {
         "data": data_dir(data["dataset"], data["split"], data.get("shots")),
         "weights": PLAN.upstream_files(wildcards.slug),
+        "previous_segment": [str(PLAN.segment_marker(wildcards.slug, earlier[-1]))] if earlier else [],
     }
 
 

@@ -32,7 +32,7 @@ rule reference_statistics:
 rule sample_checkpoint:
     """N images of one checkpoint at each NFE it is evaluated at, one seed per image (never sampled twice)."""
     input:
-        summary=lambda w: str(PLAN.summary(w.slug)),
+        trained=lambda w: str(PLAN.trained_until(w.slug, int(w.step))),
     output:
         samples=f"{EVAL}/samples.npz",
         grid=f"{EVAL}/samples.png",

@@ -1,11 +1,28 @@
 rule train_stage:
-    """The ONE training rule: any stage of any method (the plan resolves its data and weights)."""
+    """The ONE training rule: any stage of any method (the plan resolves its data and weights).
+    With `segment_iters`, this job trains the last segment and train_segment the earlier ones."""
     input:
         unpack(stage_inputs),
     output:
         summary=f"{R}/runs/{{slug}}/summary.json",
     log:
         f"{R}/logs/train/{{slug}}.log",
+    threads: resources_for("train")["cpus"]
+    resources:
+        **resources_for("train"),
+    script:
+        "../scripts/train_stage.py"
+
+
+rule train_segment:
+    """One segment of a long stage (config `segment_iters`): it resumes the previous segment's
+    checkpoint and stops at `end`, so evaluation of its checkpoints runs while the next one trains."""
+    input:
+        unpack(stage_inputs),
+    output:
+        f"{R}/runs/{{slug}}/segments/until{{end}}.done",
+    log:
+        f"{R}/logs/train/{{slug}}_until{{end}}.log",
     threads: resources_for("train")["cpus"]
     resources:
         **resources_for("train"),

@@ -1,6 +1,10 @@
-from unidad.runner import job_log
+from pathlib import Path
 
-from unidad.runner import run_stage
+from unidad.runner import job_log, run_stage
 
 with job_log(snakemake):
-    run_stage(snakemake.config, snakemake.wildcards.slug, threads=snakemake.threads)
+    end = int(snakemake.wildcards.end) if "end" in snakemake.wildcards.keys() else None
+    run_stage(snakemake.config, snakemake.wildcards.slug, threads=snakemake.threads, stop_at=end)
+    if end is not None:
+        Path(snakemake.output[0]).parent.mkdir(parents=True, exist_ok=True)
+        Path(snakemake.output[0]).write_text(f"trained until step {end}\n")
