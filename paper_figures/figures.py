@@ -156,7 +156,8 @@ def _legend_below(fig: plt.Figure, styles: Mapping[str, dict], methods: list[str
                           linestyle=styles[m]["linestyle"] if line else "none", markersize=6)
                for m in methods]
     entry_inches = 0.75 + 0.075 * max(len(m) for m in methods)
-    columns = max(1, min(len(methods), int(fig.get_figwidth() // entry_inches)))
+    fitting = max(1, min(len(methods), int(fig.get_figwidth() // entry_inches)))
+    columns = math.ceil(len(methods) / math.ceil(len(methods) / fitting))  # balanced rows: 3+3, not 4+2
     fig.subfigs[1].legend(handles, methods, loc="upper center", ncol=columns, frameon=False,
                           handlelength=2.2, columnspacing=1.4, borderaxespad=0.1)
 

@@ -91,15 +91,6 @@ def test_method_styles_are_fixed_per_method():
     assert len(set(colours)) == len(colours) and set(colours) <= set(OKABE_ITO)
 
 
-def test_write_all_figures(tidy, tmp_path):
-    paths = write_all_figures(tidy, tmp_path)
-    names = {p.name for p in paths}
-    assert {"fid_vs_iteration.pdf", "fid_vs_iteration.png", "intra_lpips_vs_iteration.png",
-            "oracle_mode_coverage_vs_iteration.png", "fid_vs_intra_lpips.png", "fid_vs_nfe.png",
-            "fid_vs_a.png"} <= names
-    assert all(p.stat().st_size > 0 for p in paths)
-
-
 # ------------------------------------------------------------------------------ legibility
 import matplotlib.text  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
@@ -155,12 +146,19 @@ def _assert_legible(fig):
     return note.get_text()
 
 
-def test_figures_are_legible_with_provenance_in_one_note(tidy, tmp_path, drawn_figures):
-    write_all_figures(tidy, tmp_path)
+def test_write_all_figures_legibly_with_provenance_in_one_note(tidy, tmp_path, drawn_figures):
+    paths = write_all_figures(tidy, tmp_path)
+    names = {p.name for p in paths}
+    assert {"fid_vs_iteration.pdf", "fid_vs_iteration.png", "intra_lpips_vs_iteration.png",
+            "oracle_mode_coverage_vs_iteration.png", "fid_vs_intra_lpips.png", "fid_vs_nfe.png",
+            "fid_vs_a.png"} <= names
+    assert all(p.stat().st_size > 0 for p in paths)
     assert len(drawn_figures) == 6
-    for fig in drawn_figures:
-        note = " ".join(_assert_legible(fig).split())
-        assert "demo-cnn-v1" in note and "Mean over 3 seeds" in note
+    notes = [" ".join(_assert_legible(fig).split()) for fig in drawn_figures]
+    assert all("Mean over 3 seeds" in note for note in notes)
+    # write order: fid, intra_lpips, oracle vs iteration, then the FID/Intra-LPIPS scatter
+    assert notes[0].startswith("FID: demo-cnn-v1, torch-fidelity.")
+    assert "FID: demo-cnn-v1" in notes[3] and "Intra-LPIPS: demo-lpips-v1" in notes[3]
     fid_axis = drawn_figures[0].get_axes()[0]
     assert fid_axis.get_ylabel() == "FID ↓" and fid_axis.get_xlabel() == "training iteration"
 

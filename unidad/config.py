@@ -91,12 +91,20 @@ def _check_references(config: dict[str, Any]) -> None:
             raise ConfigError(f"config key datasets.{name}.path is required for kind folder")
 
 
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "config.yaml"
+
+
 def load_config_file(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A config as Snakemake sees it: the Snakefile's default config/config.yaml with `path`
+    merged over it (nested keys merge, lists and values replace), then `overrides`."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} not found")
-    with open(path) as f:
+    with open(DEFAULT_CONFIG) as f:
         config = yaml.safe_load(f) or {}
+    if path.resolve() != DEFAULT_CONFIG.resolve():
+        with open(path) as f:
+            config = deep_merge(config, yaml.safe_load(f) or {})
     if overrides:
         config = deep_merge(config, overrides)
     return validate_config(config)

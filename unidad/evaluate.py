@@ -329,18 +329,30 @@ def samples_file(plan: Plan, slug: str, step: int) -> Path:
     return plan.eval_dir(slug, step) / "samples.npz"
 
 
-def method_compute(plan: Plan, method_run) -> dict[str, float]:
-    """The method's compute so far: the sum over its stages (shared stages counted in full)."""
+def method_compute(plan: Plan, method_run, step: int | None = None) -> dict[str, float]:
+    """The method's compute up to checkpoint `step` of its last stage: every earlier stage in full
+    (shared stages counted in full: the method needs them) plus the last stage pro rata."""
     tot = {"iterations": 0, "images_seen": 0, "device_hours": 0.0, "wall_seconds": 0.0}
-    seen = set()
-    for slug in method_run.stages:
-        if slug in seen:
-            continue
-        seen.add(slug)
+    stages = list(dict.fromkeys(method_run.stages))
+    for slug in stages:
         s = json.loads(plan.summary(slug).read_text())
-        for k in tot:
-            tot[k] += s.get(k if k != "iterations" else "step", 0)
+        share = 1.0
+        if slug == stages[-1] and step is not None and s.get("step"):
+            share = min(1.0, step / s["step"])
+        tot["iterations"] += int(round(s["step"] * share))
+        tot["images_seen"] += int(round(s["images_seen"] * share))
+        tot["device_hours"] += s["device_hours"] * share
+        tot["wall_seconds"] += s["wall_seconds"] * share
     return tot
+
+
+def ablation_columns(method: str) -> dict[str, str]:
+    """'unidad@a=0.25' -> method unidad with ablation 'a=0.25' (param a, value 0.25)."""
+    if "@" not in method:
+        return {"method": method, "ablation": "", "ablation_param": "", "ablation_value": ""}
+    base, ablation = method.split("@", 1)
+    param, value = ablation.split("=", 1)
+    return {"method": base, "ablation": ablation, "ablation_param": param, "ablation_value": value}
 
 
 def collect_tidy(config: dict[str, Any]):
@@ -352,7 +364,7 @@ def collect_tidy(config: dict[str, Any]):
     for unit in plan.eval_units:
         mr = unit.method_run
         run = plan.runs[unit.slug]
-        compute = method_compute(plan, mr)
+        compute = method_compute(plan, mr, unit.step)
         for metric in config["evaluation"]["metrics"]:
             top = json.loads(metric_file(plan, unit.slug, unit.step, metric).read_text())
             rec = top["per_nfe"][str(unit.nfe)]
@@ -367,8 +379,7 @@ def collect_tidy(config: dict[str, Any]):
                         "extractor": rec["extractor"], "extractor_sha256": rec["extractor_sha256"], "value": float(value),
                         "n_generated": rec["n_generated"],
                         "n_reference": rec.get("n_reference_val" if split == "val" else "n_reference", rec["n_reference"]),
-                        "checkpoint": rec["checkpoint"], **compute, "ablation": "", "ablation_param": "",
-                        "ablation_value": "",
+                        "checkpoint": rec["checkpoint"], **compute, **ablation_columns(mr.method),
                     })
     rows += _training_shots_rows(config, plan)
     return pd.DataFrame(rows)
@@ -415,7 +426,7 @@ def with_selection(tidy):
     test = tidy[tidy["split"] == "test"].copy()
     test["selection"] = "all"
     out = [test]
-    keys = ["benchmark", "dataset", "shots", "method", "seed"]
+    keys = ["benchmark", "dataset", "shots", "method", "ablation", "seed"]
     for sel in ("final", "best_val", "best_test"):
         picks = []
         for _, group in test.groupby(keys):

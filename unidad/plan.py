@@ -116,6 +116,11 @@ class Plan:
                 for method in config["methods"]:
                     for seed in config["seeds"]:
                         self._add_method_run(target, shots, method, seed)
+        for variant, targets in self._ablation_variants().items():
+            for target in targets:
+                for shots in config["shots"]:
+                    for seed in config["seeds"]:
+                        self._add_method_run(target, shots, variant, seed)
 
     # -- paths ----------------------------------------------------------------------------------
     def run_dir(self, slug: str) -> Path:
@@ -165,6 +170,36 @@ class Plan:
         return self.root / "data" / dataset / sub
 
     # -- building ----------------------------------------------------------------------------------
+    def _ablation_variants(self) -> dict[str, list[str]]:
+        """Adds a method per ablation value ("<method>@<label>=<value>"); returns variant -> targets."""
+        import copy
+
+        variants: dict[str, list[str]] = {}
+        for i, ab in enumerate(self.config.get("ablations", [])):
+            where = f"config key ablations[{i}]: "
+            base = ab["method"]
+            if base not in self.methods_def:
+                raise ConfigError(f"{where}unknown method '{base}'; known methods: {', '.join(sorted(self.methods_def))}")
+            stages = self.methods_def[base]["stages"]
+            names = [st.get("name", st["stage"]) for st in stages]
+            stage_name = ab.get("stage") or names[-1]
+            if stage_name not in names:
+                raise ConfigError(f"{where}method '{base}' has no stage '{stage_name}' (its stages: {names})")
+            label = ab.get("label") or ab["param"]
+            targets = ab.get("targets") or list(self.config["targets"])
+            for t in targets:
+                if t not in self.config["datasets"]:
+                    raise ConfigError(f"{where}target '{t}' is not under datasets")
+            for value in ab["values"]:
+                spec = copy.deepcopy(self.methods_def[base])
+                st = spec["stages"][names.index(stage_name)]
+                st["params"] = {**(st.get("params") or {}), ab["param"]: value}
+                name = f"{base}@{label}={value}"
+                spec["description"] = f"{base} with {ab['param']}={value} (ablation '{label}')"
+                self.methods_def[name] = spec
+                variants[name] = targets
+        return variants
+
     def _stage_config(self, stage_id: str, params: dict[str, Any], where: str):
         try:
             cls = self.stages_registry.get(stage_id)

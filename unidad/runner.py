@@ -285,3 +285,16 @@ def domain_figure(config: dict[str, Any], out: Path) -> None:
     fig.savefig(tmp, dpi=110, format=out.suffix.lstrip(".") or "png")
     plt.close(fig)
     os.replace(tmp, out)
+
+
+def verify_staged_folder(config: dict[str, Any], dataset: str, split: str, out: Path) -> None:
+    """Loads a staged dataset split once with the validating loader; writes a marker with its size."""
+    from unidad.data.folders import load_image_folder
+
+    plan = Plan(config)
+    shots = int(split[1:]) if split.startswith("k") and split[1:].isdigit() else None
+    folder = plan.dataset_dir(dataset, "shots" if shots else split, shots)
+    d = config["datasets"][dataset]
+    images = load_image_folder(folder, shots=shots, image_size=plan_image_size(config),
+                               on_wrong_size=d.get("on_wrong_size", "resize"))
+    write_json_atomic(Path(out), {"dataset": dataset, "split": split, "folder": str(folder), "n_images": len(images)})

@@ -37,6 +37,7 @@ class TrainConfig:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     warmup_iters: int = 500
+    lr_schedule: str = "constant"  # after warm-up: constant (Uni-DAD) | cosine (decay to 0 at the last iteration)
     grad_clip: float = 10.0
     precision: str = "fp32"  # fp32 | bf16 (autocast)
     grad_accum: int = 1
@@ -65,6 +66,8 @@ class TrainConfig:
     def validate(self, where: str = "") -> None:
         if self.iterations < 1:
             raise StageConfigError(f"{where}iterations must be >= 1, got {self.iterations}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise StageConfigError(f"{where}lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
         if self.precision not in ("fp32", "bf16"):
             raise StageConfigError(f"{where}precision must be fp32 or bf16, got {self.precision!r}")
         if self.checkpoint_every < 1:

@@ -73,6 +73,15 @@ class _Optim:
     scheduler: torch.optim.lr_scheduler.LambdaLR
 
 
+def _lr_factor(k: int, warm: int, total: int, cosine: bool) -> float:
+    """Linear warm-up over `warm` updates, then constant or a cosine decay to 0 at `total`."""
+    if k < warm:
+        return (k + 1) / warm
+    if not cosine:
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (k - warm) / max(1, total - warm))))
+
+
 def _build_optimizers(stage: Stage) -> list[_Optim]:
     cfg = stage.config
     out = []
@@ -83,7 +92,9 @@ def _build_optimizers(stage: Stage) -> list[_Optim]:
             betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay,
         )
         warm = max(1, cfg.warmup_iters // max(1, upd.every))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k, warm=warm: min(1.0, (k + 1) / warm))
+        total = max(warm + 1, -(-cfg.iterations // max(1, upd.every)))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda k, warm=warm, total=total, cosine=cfg.lr_schedule == "cosine": _lr_factor(k, warm, total, cosine))
         out.append(_Optim(upd, params, opt, sched))
     return out
 

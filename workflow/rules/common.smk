@@ -23,8 +23,8 @@ wildcard_constraints:
     end=r"\d{8}",
 
 
-def resources_for(kind):
-    """Cluster resources of a rule kind: config `resources.<kind>` over the defaults below."""
+def resource_settings(kind):
+    """Config `resources.<kind>` (gpus, cpus, mem_mb, runtime in minutes) over these defaults."""
     defaults = {
         "train": {"cpus": 2, "mem_mb": 4000, "runtime": 120, "gpus": 0},
         "sample": {"cpus": 2, "mem_mb": 4000, "runtime": 60, "gpus": 0},
@@ -34,7 +34,18 @@ def resources_for(kind):
     return {**defaults, **config.get("resources", {}).get(kind, {})}
 
 
+def resources_for(kind):
+    """The rule resources of a kind, named as the SLURM executor reads them."""
+    s = resource_settings(kind)
+    return {"cpus": s["cpus"], "cpus_per_task": s["cpus"], "mem_mb": s["mem_mb"], "runtime": s["runtime"], "gpu": s["gpus"]}
+
+
 def data_dir(dataset, split, shots=None):
+    """What a job needs to depend on for a dataset split: the folder the DAG writes (demo), or the
+    marker of the job that checked a staged folder (real datasets)."""
+    if config["datasets"][dataset]["kind"] == "folder":
+        name = f"k{shots}" if split == "shots" else split
+        return f"{R}/data/{dataset}/{name}.verified"
     return str(PLAN.dataset_dir(dataset, split, shots))
 
 
@@ -58,7 +69,9 @@ def stage_inputs(wildcards):
 
 
 def all_outputs():
-    outs = [f"{R}/source_teacher/report.json", f"{R}/figures/domains.png"]
+    outs = [f"{R}/source_teacher/report.json"]
+    if any(config["datasets"][t]["kind"] == "demo" for t in config["targets"]):
+        outs.append(f"{R}/figures/domains.png")
     outs += [str(PLAN.summary(slug)) for slug in PLAN.runs]
     outs += [f"{R}/tables/results_tidy.csv", f"{R}/tables/compiled", f"{R}/figures/paper"]
     outs += [f"{R}/figures/qualitative_{t}.png" for t in config["targets"]]

@@ -10,6 +10,18 @@ rule demo_split:
         "../scripts/demo_split.py"
 
 
+rule verify_staged_folder:
+    """A real dataset split staged on disk: every file readable, enough images, sizes handled per config."""
+    output:
+        f"{R}/data/{{dataset}}/{{split}}.verified",
+    log:
+        f"{R}/logs/data/{{dataset}}_{{split}}_verify.log",
+    resources:
+        **resources_for("small"),
+    script:
+        "../scripts/verify_staged_folder.py"
+
+
 rule domain_grids:
     """A picture of every demo domain and of each target's 10-shot set."""
     output:
