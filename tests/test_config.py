@@ -72,3 +72,40 @@ def test_snakemake_dry_run_fails_on_a_misspelt_key(tmp_path):
     assert proc.returncode != 0
     assert "evaluation.n_sampels" in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_ablation_variants_become_methods_with_one_option_changed():
+    cfg = load_config_file(ROOT / "config" / "ablations.yaml")
+    plan = Plan(cfg)
+    methods = {mr.method for mr in plan.method_runs}
+    assert {"unidad@a=0.25", "unidad@gan_loss=hinge", "unidad@heads=single", "unidad@nfe=1"} <= methods
+    runs = {plan.runs[mr.final].params["dual_weight"] for mr in plan.method_runs if mr.method.startswith("unidad@a=")}
+    assert runs == {0.0, 0.25, 0.75, 1.0}
+    k1 = next(mr for mr in plan.method_runs if mr.method == "unidad@nfe=1")
+    assert plan.method_nfe(k1.final) == 1
+
+
+def test_ablation_columns_split_the_variant_name():
+    from unidad.evaluate import ablation_columns
+
+    assert ablation_columns("unidad@a=0.25") == {"method": "unidad", "ablation": "a=0.25", "ablation_param": "a",
+                                                 "ablation_value": "0.25"}
+    assert ablation_columns("ft")["ablation"] == ""
+
+
+def test_bad_ablation_names_the_problem():
+    cfg = _demo()
+    cfg["ablations"] = [{"method": "unidad", "param": "dual_wieght", "values": [0.1]}]
+    with pytest.raises(ConfigError, match="dual_wieght"):
+        Plan(validate_config(cfg))
+    cfg["ablations"] = [{"method": "nope", "param": "dual_weight", "values": [0.1]}]
+    with pytest.raises(ConfigError, match="unknown method 'nope'"):
+        Plan(validate_config(cfg))
+
+
+def test_unidad_plan_prints_jobs_and_estimates(capsys):
+    from unidad.cli import main
+
+    assert main(["plan", str(ROOT / "config" / "paper_fsig.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "train_stage" in out and "GPU-hours" in out and "> 40 GB" in out

@@ -40,6 +40,12 @@ def resources_for(kind):
     return {"cpus": s["cpus"], "cpus_per_task": s["cpus"], "mem_mb": s["mem_mb"], "runtime": s["runtime"], "gpu": s["gpus"]}
 
 
+def training_threads(wildcards):
+    """The source teacher trains while nothing else can run: it may use two threads."""
+    cpus = resource_settings("train")["cpus"]
+    return max(cpus, 2) if wildcards.slug == TEACHER_SLUG else cpus
+
+
 def data_dir(dataset, split, shots=None):
     """What a job needs to depend on for a dataset split: the folder the DAG writes (demo), or the
     marker of the job that checked a staged folder (real datasets)."""

@@ -7,7 +7,7 @@ rule train_stage:
         summary=f"{R}/runs/{{slug}}/summary.json",
     log:
         f"{R}/logs/train/{{slug}}.log",
-    threads: resources_for("train")["cpus"]
+    threads: training_threads
     resources:
         **resources_for("train"),
     script:
