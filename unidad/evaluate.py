@@ -394,6 +394,12 @@ def _training_shots_rows(config: dict[str, Any], plan: Plan) -> list[dict[str, A
     if "oracle" not in config["evaluation"]["metrics"]:
         return []
     rows = []
+    teacher = json.loads((plan.root / "source_teacher" / "report.json").read_text())
+    for target, rep in teacher.get("target_oracle", {}).items():
+        for seed in config["seeds"]:
+            for shots in config["shots"]:
+                rows += _reference_rows(config, target, shots, seed, "source_teacher", rep,
+                                        int(teacher["timing"]["nfe"]))
     for target in config["targets"]:
         d = config["datasets"][target]
         if d["kind"] != "demo":
@@ -402,18 +408,23 @@ def _training_shots_rows(config: dict[str, Any], plan: Plan) -> list[dict[str, A
             images = load_image_folder(plan.dataset_dir(target, "shots", shots), shots=shots,
                                        image_size=plan_image_size(config))
             rep = oracle_report(images, d["domain"])
-            for name, value in (("oracle_in_domain", rep["in_domain_rate"]), ("oracle_mode_coverage", rep["mode_coverage"]),
-                                ("oracle_tv", rep["tv_distance"])):
-                for seed in config["seeds"]:
-                    rows.append({
-                        "benchmark": config["benchmark"], "dataset": target, "shots": shots, "method": "training_shots",
-                        "stage": "", "seed": seed, "slug": "", "step": 0, "nfe": 0, "method_nfe": 0, "final": True,
-                        "split": "test", "metric": name, "variant": "rule-based", "extractor": f"oracle:{d['domain']}",
-                        "extractor_sha256": "", "value": float(value), "n_generated": len(images), "n_reference": 0,
-                        "checkpoint": "", "iterations": 0, "images_seen": 0, "device_hours": 0.0, "wall_seconds": 0.0,
-                        "ablation": "", "ablation_param": "", "ablation_value": "",
-                    })
+            for seed in config["seeds"]:
+                rows += _reference_rows(config, target, shots, seed, "training_shots", rep, 0)
     return rows
+
+
+def _reference_rows(config, target, shots, seed, method, rep, nfe) -> list[dict[str, Any]]:
+    """Oracle rows of a reference (the k shots themselves, or the source teacher before adaptation)."""
+    domain = config["datasets"][target]["domain"]
+    return [{
+        "benchmark": config["benchmark"], "dataset": target, "shots": shots, "method": method,
+        "stage": "", "seed": seed, "slug": "", "step": 0, "nfe": nfe, "method_nfe": nfe, "final": True,
+        "split": "test", "metric": name, "variant": "rule-based", "extractor": f"oracle:{domain}",
+        "extractor_sha256": "", "value": float(value), "n_generated": rep["n"], "n_reference": 0,
+        "checkpoint": "", "iterations": 0, "images_seen": 0, "device_hours": 0.0, "wall_seconds": 0.0,
+        "ablation": "", "ablation_param": "", "ablation_value": "",
+    } for name, value in (("oracle_in_domain", rep["in_domain_rate"]), ("oracle_mode_coverage", rep["mode_coverage"]),
+                          ("oracle_tv", rep["tv_distance"]))]
 
 
 def with_selection(tidy):

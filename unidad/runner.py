@@ -225,6 +225,9 @@ def teacher_report(config: dict[str, Any], out_json: Path, out_grid: Path, n: in
     if ds.get("kind") == "demo":
         report["oracle"] = oracle_report(images, ds["domain"])
         report["oracle_domain"] = ds["domain"]
+    # the starting point every method adapts from, judged by each target's oracle
+    report["target_oracle"] = {t: oracle_report(images, config["datasets"][t]["domain"])
+                               for t in config["targets"] if config["datasets"][t]["kind"] == "demo"}
     save_grid(images[:64], out_grid, nrow=8)
     write_json_atomic(out_json, report)
     return report

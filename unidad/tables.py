@@ -53,7 +53,7 @@ DEFAULT_GROUP = (
 # Paper order of the seed methods; any other method follows in alphabetical order.
 METHOD_ORDER = ("ft", "ft_dmd2", "dmd2_ft", "unidad_src", "unidad", "unidad_pre")
 # Rows that describe data rather than a trained method: shown for reference, never "best".
-REFERENCE_METHODS = ("training_shots",)
+REFERENCE_METHODS = ("training_shots", "source_teacher")
 # Rows of the paper's tables that have no code in this project (baselines.md).
 QUOTED_METHODS = ("ddpm_pa", "crdi", "turbo_pso")
 

@@ -69,6 +69,7 @@ rule tidy_results:
     input:
         metrics=metric_files(),
         shots=[data_dir(t, "shots", k) for t in config["targets"] for k in config["shots"]],
+        teacher=f"{R}/source_teacher/report.json",
     output:
         csv=f"{R}/tables/results_tidy.csv",
         parquet=f"{R}/tables/results_tidy.parquet",
