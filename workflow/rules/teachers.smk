@@ -21,6 +21,7 @@ rule teacher_report:
         grid=f"{R}/source_teacher/samples.png",
     log:
         f"{R}/logs/teacher_report.log",
+    priority: 10
     threads: resources_for("sample")["cpus"]
     resources:
         **resources_for("sample"),
