@@ -6,6 +6,8 @@ rule demo_split:
         f"{R}/logs/data/{{dataset}}_{{split}}.log",
     resources:
         **resources_for("small"),
+    conda:
+        "../envs/unidad.yaml"
     script:
         "../scripts/demo_split.py"
 
@@ -18,6 +20,8 @@ rule verify_staged_folder:
         f"{R}/logs/data/{{dataset}}_{{split}}_verify.log",
     resources:
         **resources_for("small"),
+    conda:
+        "../envs/unidad.yaml"
     script:
         "../scripts/verify_staged_folder.py"
 
@@ -30,5 +34,7 @@ rule domain_grids:
         f"{R}/logs/figures/domains.log",
     resources:
         **resources_for("small"),
+    conda:
+        "../envs/unidad.yaml"
     script:
         "../scripts/domain_grids.py"

@@ -10,6 +10,8 @@ rule demo_extractor:
     threads: resources_for("train")["cpus"]
     resources:
         **resources_for("train"),
+    conda:
+        "../envs/unidad.yaml"
     script:
         "../scripts/demo_extractor.py"
 
@@ -25,6 +27,8 @@ rule reference_statistics:
     threads: resources_for("evaluate")["cpus"]
     resources:
         **resources_for("evaluate"),
+    conda:
+        "../envs/unidad.yaml"
     script:
         "../scripts/reference_statistics.py"
 
@@ -43,6 +47,8 @@ rule sample_checkpoint:
         "sample"
     resources:
         **resources_for("sample"),
+    conda:
+        "../envs/unidad.yaml"
     script:
         "../scripts/sample_checkpoint.py"
 
@@ -60,6 +66,8 @@ rule checkpoint_metrics:
         "metrics"
     resources:
         **resources_for("evaluate"),
+    conda:
+        "../envs/unidad.yaml"
     script:
         "../scripts/checkpoint_metrics.py"
 
@@ -77,5 +85,7 @@ rule tidy_results:
         f"{R}/logs/tables/tidy.log",
     resources:
         **resources_for("small"),
+    conda:
+        "../envs/unidad.yaml"
     script:
         "../scripts/tidy_results.py"

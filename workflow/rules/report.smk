@@ -15,6 +15,8 @@ rule tables:
         "tables"
     resources:
         **resources_for("small"),
+    conda:
+        "../envs/unidad.yaml"
     script:
         "../scripts/tables.py"
 
@@ -36,6 +38,8 @@ rule figures:
         "tables"
     resources:
         **resources_for("small"),
+    conda:
+        "../envs/unidad.yaml"
     script:
         "../scripts/figures.py"
 
@@ -57,5 +61,7 @@ rule qualitative_grid:
         "tables"
     resources:
         **resources_for("small"),
+    conda:
+        "../envs/unidad.yaml"
     script:
         "../scripts/qualitative_grid.py"

@@ -8,6 +8,8 @@ rule source_teacher:
         f"{R}/logs/source_teacher.log",
     resources:
         **resources_for("small"),
+    conda:
+        "../envs/unidad.yaml"
     script:
         "../scripts/source_teacher.py"
 
@@ -25,5 +27,7 @@ rule teacher_report:
     threads: resources_for("sample")["cpus"]
     resources:
         **resources_for("sample"),
+    conda:
+        "../envs/unidad.yaml"
     script:
         "../scripts/teacher_report.py"

@@ -10,6 +10,8 @@ rule train_stage:
     threads: training_threads
     resources:
         **resources_for("train"),
+    conda:
+        "../envs/unidad.yaml"
     script:
         "../scripts/train_stage.py"
 
@@ -26,5 +28,7 @@ rule train_segment:
     threads: resources_for("train")["cpus"]
     resources:
         **resources_for("train"),
+    conda:
+        "../envs/unidad.yaml"
     script:
         "../scripts/train_stage.py"
