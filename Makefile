@@ -96,5 +96,5 @@ slurm-stop: ## stop it again
 	bash ci/slurm/stop_slurm.sh
 
 clean-results: ## delete workflow outputs: results/ (keeps its README.md), logs/, the smoke run
-	find results -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +
+	if [ -d results ]; then find results -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +; fi
 	rm -rf logs $(SMOKE_DIR)
