@@ -30,7 +30,7 @@ SMOKE_DIR ?= $(CURDIR)/.slurm-ci/smoke
 
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help install demo test test-unit test-lint test-dry-run test-slurm \
+.PHONY: help install demo report test test-unit test-lint test-dry-run test-slurm \
         slurm-start slurm-stop clean-results
 
 help: ## list the targets
@@ -94,6 +94,9 @@ slurm-start: ## start the single-node CI SLURM on this machine (root)
 
 slurm-stop: ## stop it again
 	bash ci/slurm/stop_slurm.sh
+
+report: install ## the Snakemake report of the demo (report.html): every table and figure with captions
+	$(SNAKEMAKE) --report report.html
 
 clean-results: ## delete workflow outputs: results/ (keeps its README.md), logs/, the smoke run
 	if [ -d results ]; then find results -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +; fi
