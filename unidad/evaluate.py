@@ -17,7 +17,6 @@ from unidad.runner import log, plan_image_size, sample_product, set_threads, wri
 
 FEATURE_METRICS = ("fid", "kid", "prdc")
 KNOWN_METRICS = ("fid", "kid", "prdc", "intra_lpips", "oracle", "speed")
-LOWER_IS_BETTER = {"fid", "kid", "oracle_tv"}
 
 
 def check_metric_names(names) -> None:

@@ -277,7 +277,7 @@ class Plan:
             # (e.g. the fine-tune shared by ft, ft_dmd2 and unidad_pre) train once.
             scope = f"{target}-k{shots}" if depends_on_target else "shared"
             slug = f"{scope}__{stage_id}-{_hash([stage_id, cfg.to_dict(), roles, data_spec])}__seed{seed}"
-            sampling = self._sampling_of(cls, cfg)
+            sampling = cls.sampling_of(cfg)
             run = StageRun(
                 slug=slug, stage=stage_id, params=cfg.to_dict(), data=data_spec, roles=roles, seed=seed,
                 product_module=cls.product_module(cfg), sampling=sampling,
@@ -291,10 +291,6 @@ class Plan:
             slugs_by_name[name] = slug
             slugs.append(slug)
         self.method_runs.append(MethodRun(target, shots, method, seed, slugs))
-
-    @staticmethod
-    def _sampling_of(cls, cfg) -> dict[str, Any]:
-        return cls.sampling_of(cfg)
 
     # -- evaluation units ---------------------------------------------------------------------------
     @cached_property
