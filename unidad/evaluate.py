@@ -345,6 +345,22 @@ def method_compute(plan: Plan, method_run, step: int | None = None) -> dict[str,
     return tot
 
 
+def _tidy_row(config: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """One row of the tidy table: every column, with the defaults of a reference row (no run behind it)."""
+    row = {
+        "benchmark": config["benchmark"], "dataset": "", "shots": 0, "method": "", "stage": "", "seed": 0, "slug": "",
+        "step": 0, "nfe": 0, "method_nfe": 0, "final": True, "split": "test", "metric": "", "variant": "",
+        "extractor": "", "extractor_sha256": "", "value": float("nan"), "n_generated": 0, "n_reference": 0,
+        "checkpoint": "", "iterations": 0, "images_seen": 0, "device_hours": 0.0, "wall_seconds": 0.0,
+        "ablation": "", "ablation_param": "", "ablation_value": "",
+    }
+    unknown = set(fields) - set(row)
+    if unknown:
+        raise KeyError(f"not columns of the tidy table: {sorted(unknown)}")
+    row.update(fields)
+    return row
+
+
 def ablation_columns(method: str) -> dict[str, str]:
     """'unidad@a=0.25' -> method unidad with ablation 'a=0.25' (param a, value 0.25)."""
     if "@" not in method:
@@ -370,16 +386,14 @@ def collect_tidy(config: dict[str, Any]):
             rec["checkpoint"] = top["checkpoint"]
             for split, values in (("test", rec["values"]), ("val", rec.get("values_val", {}))):
                 for name, value in values.items():
-                    rows.append({
-                        "benchmark": config["benchmark"], "dataset": mr.target, "shots": mr.shots, "method": mr.method,
-                        "stage": run.stage, "seed": mr.seed, "slug": unit.slug, "step": unit.step, "nfe": unit.nfe,
-                        "method_nfe": plan.method_nfe(unit.slug),
-                        "final": unit.final, "split": split, "metric": name, "variant": rec["variant"],
-                        "extractor": rec["extractor"], "extractor_sha256": rec["extractor_sha256"], "value": float(value),
-                        "n_generated": rec["n_generated"],
-                        "n_reference": rec.get("n_reference_val" if split == "val" else "n_reference", rec["n_reference"]),
-                        "checkpoint": rec["checkpoint"], **compute, **ablation_columns(mr.method),
-                    })
+                    rows.append(_tidy_row(
+                        config, dataset=mr.target, shots=mr.shots, stage=run.stage, seed=mr.seed, slug=unit.slug,
+                        step=unit.step, nfe=unit.nfe, method_nfe=plan.method_nfe(unit.slug), final=unit.final,
+                        split=split, metric=name, variant=rec["variant"], extractor=rec["extractor"],
+                        extractor_sha256=rec["extractor_sha256"], value=float(value), n_generated=rec["n_generated"],
+                        n_reference=rec.get("n_reference_val" if split == "val" else "n_reference", rec["n_reference"]),
+                        checkpoint=rec["checkpoint"], **compute, **ablation_columns(mr.method),
+                    ))
     rows += _training_shots_rows(config, plan)
     return pd.DataFrame(rows)
 
@@ -415,15 +429,11 @@ def _training_shots_rows(config: dict[str, Any], plan: Plan) -> list[dict[str, A
 def _reference_rows(config, target, shots, seed, method, rep, nfe) -> list[dict[str, Any]]:
     """Oracle rows of a reference (the k shots themselves, or the source teacher before adaptation)."""
     domain = config["datasets"][target]["domain"]
-    return [{
-        "benchmark": config["benchmark"], "dataset": target, "shots": shots, "method": method,
-        "stage": "", "seed": seed, "slug": "", "step": 0, "nfe": nfe, "method_nfe": nfe, "final": True,
-        "split": "test", "metric": name, "variant": "rule-based", "extractor": f"oracle:{domain}",
-        "extractor_sha256": "", "value": float(value), "n_generated": rep["n"], "n_reference": 0,
-        "checkpoint": "", "iterations": 0, "images_seen": 0, "device_hours": 0.0, "wall_seconds": 0.0,
-        "ablation": "", "ablation_param": "", "ablation_value": "",
-    } for name, value in (("oracle_in_domain", rep["in_domain_rate"]), ("oracle_mode_coverage", rep["mode_coverage"]),
-                          ("oracle_tv", rep["tv_distance"]))]
+    return [_tidy_row(config, dataset=target, shots=shots, method=method, seed=seed, nfe=nfe, method_nfe=nfe,
+                      metric=name, variant="rule-based", extractor=f"oracle:{domain}", value=float(value),
+                      n_generated=rep["n"])
+            for name, value in (("oracle_in_domain", rep["in_domain_rate"]),
+                                ("oracle_mode_coverage", rep["mode_coverage"]), ("oracle_tv", rep["tv_distance"]))]
 
 
 def with_selection(tidy):
