@@ -44,8 +44,9 @@ $(INSTALL_STAMP): pyproject.toml
 	$(PYTHON) -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-demo: install ## run the embedded demo (config/config.yaml) on this machine
+demo: install ## run the embedded demo (config/config.yaml) on this machine, then print its timing
 	$(SNAKEMAKE) --profile profiles/local all
+	.venv/bin/unidad timing config/config.yaml
 
 test: install test-unit test-lint test-dry-run test-slurm ## everything CI checks, in order
 	@echo "make test: all steps passed"

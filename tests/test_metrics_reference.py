@@ -200,9 +200,14 @@ def test_kid_identical_near_zero_and_shift_positive():
     assert shifted_mean > 0.5
 
 
-def test_kid_matches_torch_fidelity_same_subsets():
+@pytest.mark.parametrize("whole_set_kernels", [True, False], ids=["whole-set-kernels", "per-subset-kernels"])
+def test_kid_matches_torch_fidelity_same_subsets(whole_set_kernels, monkeypatch):
     from torch_fidelity.metric_kid import kid_features_to_metric
 
+    import unidad.metrics.kid as kid_module
+
+    if not whole_set_kernels:
+        monkeypatch.setattr(kid_module, "_MAX_GRAM_ENTRIES", 0)
     rng = np.random.default_rng(6)
     a = rng.standard_normal((250, 16))  # float64: torch-fidelity computes in the input dtype
     b = rng.standard_normal((220, 16)) + 0.2

@@ -12,38 +12,7 @@ import torch
 from unidad.checkpoint import list_checkpoints, read_weights
 from unidad.train.loop import PREEMPTED_EXIT_CODE
 
-CHILD = r"""
-import sys, torch
-sys.path.insert(0, {root!r})
-from pathlib import Path
-import baselines
-from unidad.backbones.tiny import TinyUNet
-from unidad.checkpoint import export_weights
-from unidad.stages import STAGES, StageContext
-from unidad.train.loop import train
-torch.set_num_threads(1)
-def factory():
-    torch.manual_seed(1234)
-    return TinyUNet(image_size=8, channels=(8, 16), emb_dim=16)
-run_dir, iterations, stop_at = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]) or None
-src = run_dir.parent / "source.safetensors"
-if not src.exists():
-    export_weights(src, {{"model": factory()}})
-cls = STAGES.get("unidad")
-cfg = cls.config_cls.from_dict(dict(iterations=iterations, batch_size=2, lr=1e-3, warmup_iters=1, ratio=2, gen_steps=2,
-                                    precision="fp32", checkpoint_every=5, log_every=1, target_teacher="online"))
-torch.manual_seed(0)
-real = torch.rand(5, 3, 8, 8) * 2 - 1
-ctx = StageContext(backbone_factory=factory, weights={{r: (src, "model") for r in cls.roles}}, real_images=real,
-                   device=torch.device("cpu"), seed=3)
-train(cls(cfg, ctx), run_dir, stop_at=stop_at, log=lambda m: print(m, flush=True))
-"""
-
-
-def _script(tmp_path):
-    path = tmp_path / "child.py"
-    path.write_text(CHILD.format(root=str(Path(__file__).resolve().parent.parent)))
-    return path
+CHILD = Path(__file__).resolve().parent / "train_child.py"
 
 
 def _run(script, run_dir, iterations, stop_at=0, **kw):
@@ -75,7 +44,7 @@ def _wait_for_checkpoint(run_dir, proc, timeout=120):
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     base = tmp_path_factory.mktemp("straight")
-    script = _script(base)
+    script = CHILD
     proc = _run(script, base / "run", 30)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out

@@ -142,3 +142,19 @@ def test_stage_config_rejects_unknown_and_ill_typed_options():
         cls.from_dict({"target_teacher": "sometimes"})
     with pytest.raises(ValueError, match="dual_weight"):
         cls.from_dict({"dual_weight": 1.5})
+
+
+def test_per_term_grad_norms_match_each_terms_own_gradient():
+    from unidad.train.loop import per_term_grad_norms
+
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0]))
+    frozen = torch.nn.Parameter(torch.tensor([5.0]), requires_grad=False)
+    terms = {"a": (w ** 2).sum(), "b": 3.0 * w.sum(), "constant": torch.tensor(2.0)}
+    terms["loss"] = terms["a"] + 0.1 * terms["b"]
+    norms = per_term_grad_norms(terms, [w, frozen])
+    assert set(norms) == {"a", "b"}  # no gradient for constants, 'loss' is the update's own norm
+    assert norms["a"] == pytest.approx(float((2 * w.detach()).norm()))
+    assert norms["b"] == pytest.approx(3.0 * 3 ** 0.5)
+    assert w.grad is None  # reading the norms must not touch the accumulated gradients
+    terms["loss"].backward()  # and the graph is still there for the real backward
+    assert w.grad is not None

@@ -4,6 +4,9 @@
   unidad plan [CONFIG]                             what a config will run: jobs, runs, compute estimate
   unidad stages                                    registered stages and their options with defaults
   unidad methods [CONFIG]                          method ids and their stage lists
+  unidad timing [CONFIG]                           how long the DAG's jobs took (per rule) and its wall time
+  unidad train CONFIG_JSON SLUG [--stop-at N]       train one stage run of a resolved config (what the
+                                                   DAG's training jobs start, under torchrun for >1 GPU)
 """
 from __future__ import annotations
 
@@ -49,6 +52,29 @@ def _cmd_plan(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    import json
+
+    from unidad.runner import run_stage
+
+    with open(args.config_json) as f:
+        config = json.load(f)
+    run_stage(config, args.slug, threads=args.threads, stop_at=args.stop_at)
+    return 0
+
+
+def _cmd_timing(args) -> int:
+    from unidad.config import ConfigError, load_config_file
+    from unidad.planning import summarise_job_times
+
+    try:
+        config = load_config_file(args.config)
+    except ConfigError as err:
+        print(f"unidad timing: {err}", file=sys.stderr)
+        return 2
+    return summarise_job_times(config)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unidad", description="unidad-bench: few-step, few-shot diffusion benchmark")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("methods", help="method ids and their stages")
     p.add_argument("config", nargs="?", default="config/config.yaml")
     p.set_defaults(func=_cmd_methods)
+    p = sub.add_parser("train", help="train one stage run of a resolved (validated) config saved as JSON")
+    p.add_argument("config_json")
+    p.add_argument("slug")
+    p.add_argument("--stop-at", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("timing", help="how long a config's DAG took: jobs, seconds per rule, wall time")
+    p.add_argument("config", nargs="?", default="config/config.yaml")
+    p.set_defaults(func=_cmd_timing)
     p = sub.add_parser("plan", help="jobs per rule, runs, and a compute estimate for a config")
     p.add_argument("config", nargs="?", default="config/config.yaml")
     p.add_argument("--step-seconds", type=float, default=None,

@@ -266,7 +266,7 @@ class _MetricContext:
                 record["values"] = {"oracle_in_domain": rep["in_domain_rate"],
                                     "oracle_mode_coverage": rep["mode_coverage"], "oracle_tv": rep["tv_distance"]}
                 record["params"] = {"mode_histogram": rep["mode_histogram"], "true_histogram": rep["true_histogram"],
-                                    "modes": rep["modes"]}
+                                    "modes": rep["modes"], "rule_pass_rates": rep["rule_pass_rates"]}
         elif metric == "speed":
             timing = self.timing[str(nfe)]
             record.update(variant=f"device={timing['device']},batch={timing['batch_size']}")

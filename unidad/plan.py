@@ -22,7 +22,9 @@ from unidad.config import PROJECT_ROOT, ConfigError
 from unidad.registry import UnknownNameError
 
 SOURCE = "source"
-TEACHER_SLUG = "source__teacher"
+TEACHER_PREFIX = "source__teacher"
+# dataset options that change what a stage trains on (sizes of evaluation splits do not)
+_TRAINING_DATA_KEYS = ("kind", "domain", "seed", "train_size", "path", "on_wrong_size")
 
 
 @dataclass
@@ -105,6 +107,7 @@ class Plan:
         self.root = Path(config["results_dir"]) / config["benchmark"]
         self.runs: dict[str, StageRun] = {}
         self.method_runs: list[MethodRun] = []
+        self.teacher_slug: str | None = None
         self._add_teacher()
         for method in config["methods"]:
             if method not in self.methods_def:
@@ -200,12 +203,16 @@ class Plan:
                 variants[name] = targets
         return variants
 
-    def _stage_config(self, stage_id: str, params: dict[str, Any], where: str):
+    def _stage_config(self, stage_id: str, params: dict[str, Any], where: str, dataset: str | None = None):
+        """Options of one stage run: stage defaults < stage_params < datasets.<dataset>.stage_params
+        < the method's (and ablation's) params."""
         try:
             cls = self.stages_registry.get(stage_id)
         except UnknownNameError as e:
             raise ConfigError(f"{where}{e}") from None
         merged = dict(self.config.get("stage_params", {}).get(stage_id, {}))
+        if dataset is not None:
+            merged.update(self.config["datasets"].get(dataset, {}).get("stage_params", {}).get(stage_id, {}))
         merged.update(params or {})
         try:
             cfg = cls.config_cls.from_dict(merged, where=where)
@@ -218,14 +225,31 @@ class Plan:
         if src["kind"] != "pretrain":
             return
         cls, cfg = self._stage_config("pretrain", src["params"], "config key source.params: ")
+        data_spec = {"dataset": src["dataset"], "split": "train", "shots": None}
+        # The name changes with anything that changes the teacher, so a new teacher retrains every
+        # run that starts from it instead of silently mixing with results of the old one.
+        ident = ["pretrain", cfg.to_dict(), data_spec, self._data_identity(src["dataset"]), src["seed"],
+                 self.config["backbone"]]
+        self.teacher_slug = f"{TEACHER_PREFIX}-{_hash(ident)}"
         run = StageRun(
-            slug=TEACHER_SLUG, stage="pretrain", params=cfg.to_dict(),
-            data={"dataset": src["dataset"], "split": "train", "shots": None},
+            slug=self.teacher_slug, stage="pretrain", params=cfg.to_dict(),
+            data=data_spec,
             roles={}, seed=src["seed"], product_module=cls.product_module(cfg),
             sampling={"kind": "many_step", "sampler": "euler", "steps": src["sample_steps"]},
             checkpoint_steps=cfg.checkpoint_steps(), stage_name="teacher", shared=True,
         )
         self.runs[run.slug] = run
+
+    def _data_identity(self, dataset: str) -> dict[str, Any]:
+        entry = self.config["datasets"].get(dataset, {})
+        return {k: entry[k] for k in _TRAINING_DATA_KEYS if k in entry}
+
+    @cached_property
+    def source_identity(self) -> Any:
+        """What the role `source` means: the pretrained teacher's run, or the staged weights."""
+        if self.teacher_slug is not None:
+            return self.teacher_slug
+        return [self.config["source"]["kind"], self.config["source"]["weights"], self.config["backbone"]]
 
     def _add_method_run(self, target: str, shots: int, method: str, seed: int) -> None:
         spec = self.methods_def[method]
@@ -242,8 +266,11 @@ class Plan:
                 raise ConfigError(f"{where}missing 'stage' (the stage kind, e.g. ft, dmd2, unidad)")
             name = st.pop("name", stage_id)
             data = st.pop("data", "target")
+            if data not in ("source", "target"):
+                raise ConfigError(f"{where}data must be 'source' or 'target', got {data!r}")
+            dataset = self.config["source"]["dataset"] if data == "source" else target
             params = st.pop("params", {}) or {}
-            cls, cfg = self._stage_config(stage_id, params, where)
+            cls, cfg = self._stage_config(stage_id, params, where, dataset)
             roles: dict[str, str] = {}
             for role in cls.roles:
                 ref = st.pop(role, SOURCE)
@@ -263,20 +290,17 @@ class Plan:
                     f"{where}unknown key(s) {sorted(st)}; a stage takes stage, name, data, params and its roles "
                     f"({', '.join(cls.roles) or 'none'})"
                 )
-            if data not in ("source", "target"):
-                raise ConfigError(f"{where}data must be 'source' or 'target', got {data!r}")
             depends_on_target = data == "target" or any(
                 r in self.runs and not self.runs[r].shared for r in roles.values()
             )
             if data == "source":
-                src_ds = self.config["source"]["dataset"]
-                data_spec = {"dataset": src_ds, "split": "train", "shots": None}
+                data_spec = {"dataset": dataset, "split": "train", "shots": None}
             else:
-                data_spec = {"dataset": target, "split": "shots", "shots": shots}
+                data_spec = {"dataset": dataset, "split": "shots", "shots": shots}
             # Runs are named by what they compute, not by the method that asked: identical stages
             # (e.g. the fine-tune shared by ft, ft_dmd2 and unidad_pre) train once.
             scope = f"{target}-k{shots}" if depends_on_target else "shared"
-            slug = f"{scope}__{stage_id}-{_hash([stage_id, cfg.to_dict(), roles, data_spec])}__seed{seed}"
+            slug = f"{scope}__{stage_id}-{_hash([stage_id, cfg.to_dict(), roles, data_spec, self._data_identity(dataset), self.source_identity])}__seed{seed}"
             sampling = cls.sampling_of(cfg)
             run = StageRun(
                 slug=slug, stage=stage_id, params=cfg.to_dict(), data=data_spec, roles=roles, seed=seed,

@@ -8,10 +8,10 @@ from typing import Any
 from unidad.plan import Plan
 
 # seconds per training iteration when nothing has been measured yet, by backbone and stage kind;
-# rough single-GPU (H100-class) figures for the paper backbones at the paper's batch sizes, and CPU
-# figures for the demo's tiny UNet
+# rough single-GPU (H100-class) figures for the paper backbones at the paper's batch sizes, and the
+# demo's tiny UNet as measured by `make demo` on a 2-core CPU (1 thread per job, the teacher 2)
 DEFAULT_STEP_SECONDS = {
-    "tiny": {"pretrain": 0.12, "ft": 0.03, "student_ft": 0.03, "dmd2": 0.09, "unidad": 0.12},
+    "tiny": {"pretrain": 0.066, "ft": 0.04, "student_ft": 0.04, "dmd2": 0.13, "unidad": 0.13},
     "adm": {"pretrain": 1.0, "ft": 0.25, "student_ft": 0.25, "dmd2": 0.22, "unidad": 0.26},
     "sd15": {"pretrain": 1.0, "ft": 0.35, "student_ft": 0.35, "dmd2": 0.9, "unidad": 1.1},
 }
@@ -83,3 +83,33 @@ def print_plan(config: dict[str, Any], step_seconds: float | None = None) -> Non
         print(f"  {method:14s} {hours:8.3f}")
     print(f"{unit}-hours for the whole DAG's training (shared stages once): {e['device_hours_total']:.3f}")
     print(f"step times: {', '.join(f'{k}: {v}' for k, v in e['estimate_sources'].items())}")
+
+
+def summarise_job_times(config: dict[str, Any]) -> int:
+    """Print the DAG's own timing log (results/<benchmark>/logs/job_times.jsonl): per rule the jobs and
+    their summed seconds, and the wall time from the first job's start to the last job's end, counting
+    for each job only its latest run (a rerun replaces the earlier one)."""
+    from unidad.runner import job_times_file
+
+    path = job_times_file(config)
+    if not path.exists():
+        print(f"unidad timing: no {path} yet; run the DAG first")
+        return 1
+    latest: dict[str, dict[str, Any]] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            latest[rec["job"]] = rec
+    per_rule: dict[str, list[float]] = defaultdict(list)
+    for rec in latest.values():
+        per_rule[rec["rule"]].append(rec["seconds"])
+    start = min(r["start"] for r in latest.values())
+    end = max(r["end"] for r in latest.values())
+    busy = sum(r["seconds"] * max(1, r["threads"]) for r in latest.values())
+    print(f"{path}: {len(latest)} jobs")
+    print(f"{'rule':24s} {'jobs':>5s} {'seconds':>9s} {'mean':>7s}")
+    for rule, secs in sorted(per_rule.items(), key=lambda kv: -sum(kv[1])):
+        print(f"{rule:24s} {len(secs):5d} {sum(secs):9.0f} {sum(secs) / len(secs):7.1f}")
+    print(f"wall time, first job start to last job end: {end - start:.0f} s ({(end - start) / 60:.1f} min); "
+          f"thread-seconds of all jobs: {busy:.0f}")
+    return 0

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 import yaml
 
-from unidad.plan import TEACHER_SLUG, Plan, StageRun
+from unidad.plan import Plan, StageRun
 
 
 def log(msg: str) -> None:
@@ -113,12 +114,17 @@ def backbone_factory(config: dict[str, Any]):
     return lambda: build_backbone(spec)
 
 
-def run_stage(config: dict[str, Any], slug: str, threads: int | None = None, stop_at: int | None = None) -> dict:
-    """Train one stage run of the plan (resuming if it has checkpoints)."""
+def run_stage(config: dict[str, Any], slug: str, threads: int | None = None, stop_at: int | None = None,
+              procs: int = 1) -> dict | None:
+    """Train one stage run of the plan (resuming if it has checkpoints).
+
+    procs > 1 (a job given several GPUs): the run is started under torchrun with one data-parallel
+    process per GPU (gloo on the CPU), and this process only waits for it."""
     import unidad.stages  # noqa: F401
+    from unidad.distributed import current_world, init_world, run_under_torchrun, shutdown_world
     from unidad.stages import STAGES, StageContext
     from unidad.tracking import make_tracker
-    from unidad.train.loop import train
+    from unidad.train.loop import PREEMPTED_EXIT_CODE, PREEMPTED_MARKER, train
 
     set_threads(threads)
     plan = Plan(config)
@@ -127,9 +133,28 @@ def run_stage(config: dict[str, Any], slug: str, threads: int | None = None, sto
     run = plan.runs[slug]
     run_dir = plan.run_dir(slug)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if procs > 1 and not current_world().enabled:
+        launch = run_dir / "launch_config.json"
+        write_json_atomic(launch, config)
+        per_proc_threads = max(1, (threads or os.cpu_count() or 1) // procs)
+        args = ["unidad.cli", "train", str(launch), slug, "--threads", str(per_proc_threads)]
+        args += [] if stop_at is None else ["--stop-at", str(stop_at)]
+        log(f"[stage] {slug}: {procs} data-parallel processes (torchrun)")
+        try:
+            run_under_torchrun(procs, args)
+        except SystemExit as exit_:
+            # torchrun reports any failed worker as 1; a preemption checkpoint must still reach the
+            # scheduler as 75 so that it requeues the job
+            if (run_dir / PREEMPTED_MARKER).exists():
+                raise SystemExit(PREEMPTED_EXIT_CODE) from None
+            raise exit_
+        return json.loads(plan.summary(slug).read_text()) if plan.summary(slug).exists() else None
     cls = STAGES.get(run.stage)
     cfg = cls.config_cls.from_dict(run.params)
     device = resolve_device(config)
+    world = init_world(device.type)
+    if world.enabled and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
     weights = {role: (Path(f), module) for role, (f, module) in plan.role_weights(run).items()}
     for role, (f, _) in weights.items():
         if not f.exists():
@@ -139,8 +164,14 @@ def run_stage(config: dict[str, Any], slug: str, threads: int | None = None, sto
         real_images=load_stage_images(plan, run), device=device, seed=run.seed,
     )
     stage = cls(cfg, ctx)
+    if not world.is_main:  # rank 0 writes the run record, the tracker entry, stats and checkpoints
+        try:
+            return train(stage, run_dir, tracker=None, stop_at=stop_at, log=lambda msg: None, world=world)
+        finally:
+            shutdown_world()
     resolved = {"run": run.to_dict(), "backbone": config["backbone"], "benchmark": config["benchmark"],
-                "git_commit": git_commit(), "torch": str(torch.__version__), "device": str(device)}
+                "git_commit": git_commit(), "torch": str(torch.__version__), "device": str(device),
+                "world_size": world.size}
     (run_dir / "run.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     tr = config["tracking"]
     tracker = make_tracker(tr["kind"], tr["uri"] or None, f"{tr['experiment']}/{config['benchmark']}",
@@ -151,11 +182,13 @@ def run_stage(config: dict[str, Any], slug: str, threads: int | None = None, sto
     tracker.start_run(slug, tags=tags, params=resolved, run_dir=run_dir)
     status = "FAILED"
     try:
-        log(f"[stage] {slug}: {run.stage} on {run.data}, roles {run.roles}, device {device}")
-        summary = train(stage, run_dir, tracker=tracker, stop_at=stop_at, log=log)
+        log(f"[stage] {slug}: {run.stage} on {run.data}, roles {run.roles}, device {device}, "
+            f"{world.size} process(es)")
+        summary = train(stage, run_dir, tracker=tracker, stop_at=stop_at, log=log, world=world)
         status = "FINISHED"
     finally:
         tracker.end_run(status=status)
+        shutdown_world()
     return summary
 
 
@@ -168,7 +201,7 @@ def export_source_teacher(config: dict[str, Any], out: Path) -> None:
     src = config["source"]
     model = build_backbone(config["backbone"])
     if src["kind"] == "pretrain":
-        tensors = read_weights(plan.final_weights(TEACHER_SLUG))[plan.runs[TEACHER_SLUG].product_module]
+        tensors = read_weights(plan.final_weights(plan.teacher_slug))[plan.runs[plan.teacher_slug].product_module]
         model.load_state_dict(tensors, strict=True)
     else:
         model = load_staged_source(config, model)
@@ -242,6 +275,7 @@ def job_log(snakemake):
         yield
         return
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
     with open(log_file, "w") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
         try:
             yield
@@ -250,6 +284,22 @@ def job_log(snakemake):
             fh.flush()
             sys.__stderr__.write(f"[{snakemake.rule}] failed: {exc} (log: {log_file})\n")
             raise
+    record_job_time(snakemake.config, snakemake.rule, str(log_file), started, time.time(), snakemake.threads)
+
+
+def job_times_file(config: dict[str, Any]) -> Path:
+    return Path(config["results_dir"]) / config["benchmark"] / "logs" / "job_times.jsonl"
+
+
+def record_job_time(config: dict[str, Any], rule: str, job: str, start: float, end: float, threads: int) -> None:
+    """One line per finished job (the DAG's own timing log; `unidad timing` summarises it). Lines are
+    short single writes in append mode, so parallel jobs do not interleave them."""
+    path = job_times_file(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({"rule": rule, "job": job, "start": start, "end": end, "seconds": round(end - start, 3),
+                       "threads": threads, "host": os.uname().nodename}) + "\n"
+    with open(path, "a") as f:
+        f.write(line)
 
 
 def domain_figure(config: dict[str, Any], out: Path) -> None:

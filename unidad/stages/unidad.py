@@ -47,6 +47,7 @@ class UniDADConfig(TrainConfig):
     target_teacher: str = "online"  # none | online | frozen
     target_teacher_lr: float = 0.0  # online target teacher's learning rate; 0 = lr
     target_teacher_every: int = 0  # online target teacher update interval; 0 = ratio (official schedule)
+    fake_lr: float = 0.0  # fake score + heads learning rate; 0 = lr (official: one lr; TTUR via ratio)
     dual_weight: float = 0.5  # a: L_dmd = (1 - a) L_dmd(src) + a L_dmd(tgt)
     dmd_weight: float = 1.0  # 0 = the "GAN only" ablation
     dmd_index_lo: int = 20  # DMD noise index ~ U{lo..hi} on the 1000-point Karras grid
@@ -78,8 +79,9 @@ class UniDADConfig(TrainConfig):
             raise ValueError(f"{where}option 'dual_weight' (a) must be in [0, 1], got {self.dual_weight}")
         if not 1 <= self.gen_steps <= 8:
             raise ValueError(f"{where}option 'gen_steps' (K) must be in 1..8, got {self.gen_steps}")
-        if self.ratio < 1 or self.target_teacher_every < 0 or self.target_teacher_lr < 0:
-            raise ValueError(f"{where}options 'ratio' (>= 1), 'target_teacher_every' and 'target_teacher_lr' (>= 0) are out of range")
+        if self.ratio < 1 or self.target_teacher_every < 0 or self.target_teacher_lr < 0 or self.fake_lr < 0:
+            raise ValueError(f"{where}options 'ratio' (>= 1), 'target_teacher_every', 'target_teacher_lr' and "
+                             "'fake_lr' (>= 0) are out of range")
         if not 0 <= self.dmd_index_lo <= self.dmd_index_hi < GRID_SIZE:
             raise ValueError(f"{where}options dmd_index_lo/hi must satisfy 0 <= lo <= hi < {GRID_SIZE}")
 
@@ -207,5 +209,5 @@ class UniDADStage(Stage):
         if self.uses_target_teacher() == "online":
             ups.append(Update("target_teacher", ["target_teacher"], self.target_teacher_loss,
                               every=cfg.target_teacher_every or cfg.ratio, lr=cfg.target_teacher_lr or None))
-        ups.append(Update("critic", ["fake", "heads"], self.critic_loss, every=1))
+        ups.append(Update("critic", ["fake", "heads"], self.critic_loss, every=1, lr=cfg.fake_lr or None))
         return ups

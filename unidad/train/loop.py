@@ -3,10 +3,13 @@
 It owns: seeding, the per-iteration data order, the update schedule (`Update.every`), gradient
 accumulation, bf16 autocast, gradient clipping, AdamW with linear warm-up, checkpoints (exact resume:
 weights, optimisers, schedulers, RNG states, step), preemption (SIGTERM / SIGUSR1 -> checkpoint and
-exit), progress lines and a jsonl of every loss term and gradient norm.
+exit), progress lines and a jsonl of every loss term and gradient norm, and data parallelism over
+the processes of a torchrun job (unidad.distributed: per-rank data and noise, averaged gradients,
+only rank 0 writes).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -29,9 +32,11 @@ from unidad.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from unidad.distributed import World
 from unidad.stages.base import Stage, Update
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: the job should be requeued / retried and will resume
+PREEMPTED_MARKER = "preempted.json"  # written next to the checkpoints when a run stops for requeue
 
 
 class Preempted(SystemExit):
@@ -133,21 +138,59 @@ def _set_trainable(stage: Stage, active: set[str]) -> None:
         module.requires_grad_(name in active and name not in stage.frozen)
 
 
+def _rank_rng_state(state: dict[str, Any], world: World, checkpoint: Path) -> dict[str, Any]:
+    saved_world = int(state.get("world_size", 1))
+    if saved_world != world.size:
+        raise RuntimeError(f"{checkpoint} was written by {saved_world} process(es) but this run has {world.size}; "
+                           f"resume with the same number of GPUs/processes (an exact resume restores every rank's RNG)")
+    return state["rng_per_rank"][world.rank] if world.enabled else state["rng"]
+
+
+def _is_log_step(step: int, log_every: int, target: int) -> bool:
+    return step % log_every == 0 or step == target
+
+
+def per_term_grad_norms(terms: dict[str, torch.Tensor], params: list[torch.nn.Parameter]) -> dict[str, float]:
+    """L2 norm of the gradient of each (unweighted) loss term w.r.t. the updated parameters.
+
+    Shows which term drives an update (e.g. DMD vs GAN in the generator step). Run only on logged
+    steps: one extra backward per term. It reads gradients without touching .grad or any RNG, so
+    training is bitwise the same with or without it.
+    """
+    out = {}
+    trainable = [p for p in params if p.requires_grad]
+    for name, value in terms.items():
+        if name == "loss" or not value.requires_grad or value.ndim != 0:
+            continue
+        grads = torch.autograd.grad(value.float(), trainable, retain_graph=True, allow_unused=True)
+        squares = [g.float().pow(2).sum() for g in grads if g is not None]
+        out[name] = math.sqrt(float(torch.stack(squares).sum())) if squares else 0.0
+    return out
+
+
 def train(
     stage: Stage,
     run_dir: Path,
     tracker=None,
     stop_at: int | None = None,
     log=print,
+    world: World | None = None,
 ) -> dict[str, Any]:
     """Train `stage` to `config.iterations` (or to `stop_at`, for segmented runs), resuming from the
     newest checkpoint in run_dir. Returns the run summary (also written to run_dir/summary.json when
-    the stage is complete)."""
+    the stage is complete).
+
+    With a multi-process `world`, every rank runs this with its own slice of each batch
+    (batch_size per rank) and noise; weights start and stay identical on all ranks."""
     cfg, ctx = stage.config, stage.ctx
+    world = world or World()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(ctx.seed)
     stage.build()
+    world.broadcast_modules(stage.modules)
+    if world.enabled:
+        seed_everything(world.rank_seed(ctx.seed))
     optims = _build_optimizers(stage)
     checkpoint_steps = set(cfg.checkpoint_steps())
     target = cfg.iterations if stop_at is None else min(cfg.iterations, stop_at)
@@ -160,36 +203,48 @@ def train(
         for o, sd, sch in zip(optims, state["optimizers"], state["schedulers"]):
             o.optimizer.load_state_dict(sd)
             o.scheduler.load_state_dict(sch)
-        restore_rng_state(state["rng"])
+        restore_rng_state(_rank_rng_state(state, world, resumed))
         start = int(state["step"])
         elapsed_before = float(state.get("wall_seconds", 0.0))
         images_before = int(state.get("images_seen", 0))
         log(f"[train] resumed {run_dir} at step {start} from {resumed.name}")
 
     stats_path = run_dir / "stats.jsonl"
-    if start == 0 and stats_path.exists():
-        stats_path.unlink()  # a fresh start: stats of an aborted earlier attempt are stale
+    if world.is_main:
+        (run_dir / PREEMPTED_MARKER).unlink(missing_ok=True)
+        if start == 0 and stats_path.exists():
+            stats_path.unlink()  # a fresh start: stats of an aborted earlier attempt are stale
     images_seen = images_before
     t0 = time.perf_counter()
     last_log_t, last_log_step = t0, start
 
-    def save(step: int) -> Path:
+    def save(step: int) -> None:
+        rngs = world.gather(capture_rng_state())  # every rank's streams, for an exact resume
+        world.check_in_sync(stage.exported_modules())
+        if not world.is_main:
+            world.barrier()
+            return
         state = {
             "step": step,
             "optimizers": [o.optimizer.state_dict() for o in optims],
             "schedulers": [o.scheduler.state_dict() for o in optims],
-            "rng": capture_rng_state(),
+            "rng": rngs[0],
+            "world_size": world.size,
             "wall_seconds": elapsed_before + time.perf_counter() - t0,
             "images_seen": images_seen,
         }
         meta = {"stage": getattr(stage, "stage_id", type(stage).__name__), "primary": stage.product_module(cfg),
                 "sampling": stage.sampling()}
-        return save_checkpoint(run_dir, step, stage.exported_modules(), state, meta=meta,
-                               keep_last=cfg.keep_checkpoints or None)
+        if world.enabled:
+            state["rng_per_rank"] = rngs
+        save_checkpoint(run_dir, step, stage.exported_modules(), state, meta=meta,
+                        keep_last=cfg.keep_checkpoints or None)
+        world.barrier()
 
     for m in stage.trainable_modules().values():
         m.train()
-    with _SignalFlag() as flag, open(stats_path, "a") as stats_file:
+    stats_cm = open(stats_path, "a") if world.is_main else contextlib.nullcontext()
+    with _SignalFlag() as flag, stats_cm as stats_file:
         for it in range(start, target):
             record: dict[str, float] = {}
             for o in optims:
@@ -198,12 +253,16 @@ def train(
                 _set_trainable(stage, set(o.update.modules))
                 o.optimizer.zero_grad(set_to_none=True)
                 for micro in range(cfg.grad_accum):
-                    batch = make_batch(stage, it, micro)
+                    batch = make_batch(stage, it, micro + world.rank * cfg.grad_accum)
                     with _autocast(ctx.device, cfg.precision):
                         terms = o.update.loss(batch)
+                    if micro == 0 and world.is_main and _is_log_step(it + 1, cfg.log_every, target):
+                        record.update({f"{o.update.name}/grad_norm/{k}": v
+                                       for k, v in per_term_grad_norms(terms, o.params).items()})
                     (terms["loss"].float() / cfg.grad_accum).backward()
                     for k, v in terms.items():
                         record[f"{o.update.name}/{k}"] = record.get(f"{o.update.name}/{k}", 0.0) + float(v.detach()) / cfg.grad_accum
+                world.average_gradients(o.params)
                 norm = torch.nn.utils.clip_grad_norm_(o.params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
                 record[f"{o.update.name}/grad_norm"] = float(norm)
                 o.optimizer.step()
@@ -212,9 +271,10 @@ def train(
                     o.update.after_step()
                 record[f"{o.update.name}/lr"] = o.scheduler.get_last_lr()[0]
             _set_trainable(stage, set())
-            images_seen += cfg.batch_size * cfg.grad_accum
+            images_seen += cfg.batch_size * cfg.grad_accum * world.size
             step = it + 1
-            if step % cfg.log_every == 0 or step == target:
+            stop_signal = world.any(flag.raised is not None, ctx.device)
+            if world.is_main and _is_log_step(step, cfg.log_every, target):
                 now = time.perf_counter()
                 rate = (step - last_log_step) / max(now - last_log_t, 1e-9)
                 eta = (target - step) / max(rate, 1e-9)
@@ -226,10 +286,13 @@ def train(
                 if tracker is not None:
                     tracker.log_metrics({k: v for k, v in record.items() if k != "step" and math.isfinite(v)}, step=step)
                 last_log_t, last_log_step = now, step
-            if step in checkpoint_steps or step == target or flag.raised:
+            if step in checkpoint_steps or step == target or stop_signal:
                 save(step)
-            if flag.raised and step < target:
-                log(f"[train] {flag.raised} received: checkpoint at step {step} saved, exiting for requeue")
+            if stop_signal and step < target:
+                if world.is_main:
+                    (run_dir / PREEMPTED_MARKER).write_text(json.dumps({"step": step, "signal": flag.raised}))
+                    log(f"[train] {flag.raised or 'signal on another rank'} received: checkpoint at step {step} "
+                        "saved, exiting for requeue")
                 raise Preempted()
     wall = elapsed_before + time.perf_counter() - t0
     summary = {
@@ -239,11 +302,12 @@ def train(
         "images_seen": images_seen,
         "wall_seconds": wall,
         "device": str(ctx.device),
-        "device_hours": wall / 3600.0,
-        "gpus": torch.cuda.device_count() if ctx.device.type == "cuda" else 0,
+        "device_hours": wall / 3600.0 * world.size,
+        "gpus": world.size if ctx.device.type == "cuda" else 0,
+        "world_size": world.size,
         **stage.describe(),
     }
-    if summary["complete"]:
+    if summary["complete"] and world.is_main:
         tmp = run_dir / "summary.json.tmp"
         tmp.write_text(json.dumps(summary, indent=2))
         os.replace(tmp, run_dir / "summary.json")

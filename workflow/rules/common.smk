@@ -5,7 +5,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir)))
 
 from unidad.config import ConfigError, validate_config
-from unidad.plan import TEACHER_SLUG, Plan
+from unidad.plan import Plan
 
 try:
     validate_config(config)
@@ -40,10 +40,17 @@ def resources_for(kind):
     return {"cpus": s["cpus"], "cpus_per_task": s["cpus"], "mem_mb": s["mem_mb"], "runtime": s["runtime"], "gpu": s["gpus"]}
 
 
+def pretraining_threads():
+    """The source teacher and the demo extractor train while nothing else can run: two threads. Both
+    asking for two also keeps the 1-thread extractor from starting on a half-free machine and
+    making the teacher, the critical path, wait for it."""
+    return max(resource_settings("train")["cpus"], 2)
+
+
 def training_threads(wildcards):
-    """The source teacher trains while nothing else can run: it may use two threads."""
-    cpus = resource_settings("train")["cpus"]
-    return max(cpus, 2) if wildcards.slug == TEACHER_SLUG else cpus
+    if wildcards.slug == PLAN.teacher_slug:
+        return pretraining_threads()
+    return resource_settings("train")["cpus"]
 
 
 def data_dir(dataset, split, shots=None):

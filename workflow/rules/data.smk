@@ -4,6 +4,8 @@ rule demo_split:
         directory(f"{R}/data/{{dataset}}/{{split}}"),
     log:
         f"{R}/logs/data/{{dataset}}_{{split}}.log",
+    # the source teacher (the critical path) starts from these folders
+    priority: 20
     resources:
         **resources_for("small"),
     conda:

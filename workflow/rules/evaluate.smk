@@ -7,7 +7,7 @@ rule demo_extractor:
         f"{R}/extractors/demo-cnn.safetensors",
     log:
         f"{R}/logs/extractors/demo-cnn.log",
-    threads: resources_for("train")["cpus"]
+    threads: pretraining_threads()
     resources:
         **resources_for("train"),
     conda:

@@ -1,7 +1,7 @@
 rule source_teacher:
     """The source teacher as one weights file: pretrained in the DAG (demo) or imported from staged weights."""
     input:
-        [str(PLAN.summary(TEACHER_SLUG))] if TEACHER_SLUG in PLAN.runs else [],
+        [str(PLAN.summary(PLAN.teacher_slug))] if PLAN.teacher_slug else [],
     output:
         f"{R}/source_teacher/weights.safetensors",
     log:

@@ -1,0 +1,88 @@
+"""Metrics are computed once per (samples, protocol): adding a metric computes only that metric, and
+new samples or a changed protocol recompute."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from unidad import evaluate
+from unidad.config import validate_config
+from unidad.data.domains import get_domain
+from unidad.plan import Plan
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def checkpoint_samples(tmp_path):
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg["results_dir"] = str(tmp_path / "results")
+    cfg = validate_config(cfg)
+    plan = Plan(cfg)
+    unit = next(u for u in plan.eval_units if u.method_run.method == "unidad")
+    images, _modes = get_domain("near").sample(40, seed=3)
+    timing = {"device": "cpu", "batch_size": 40, "images_per_second": 100.0, "seconds_per_image": 0.01,
+              "nfe": unit.nfe}
+    samples = tmp_path / "samples.npz"
+    np.savez_compressed(samples, timing=json.dumps({unit.nfe: timing}), checkpoint="ckpt.safetensors",
+                        step=unit.step, **{f"images_nfe{unit.nfe}": images})
+    return cfg, unit, samples
+
+
+def _count_computations(monkeypatch):
+    calls = []
+    real = evaluate._MetricContext.compute
+
+    def counting(self, metric, nfe, images):
+        calls.append(metric)
+        return real(self, metric, nfe, images)
+
+    monkeypatch.setattr(evaluate._MetricContext, "compute", counting)
+    return calls
+
+
+def _outputs(tmp_path, metrics):
+    return {m: tmp_path / "out" / f"{m}.json" for m in metrics}
+
+
+def test_adding_a_metric_computes_only_that_metric(checkpoint_samples, tmp_path, monkeypatch):
+    cfg, unit, samples = checkpoint_samples
+    calls = _count_computations(monkeypatch)
+    evaluate.compute_metrics(cfg, unit.slug, unit.step, samples, _outputs(tmp_path, ["oracle"]))
+    assert calls == ["oracle"]
+    first = json.loads((tmp_path / "out" / "oracle.json").read_text())
+    assert first["per_nfe"][str(unit.nfe)]["values"]["oracle_in_domain"] == 1.0
+
+    calls.clear()
+    evaluate.compute_metrics(cfg, unit.slug, unit.step, samples, _outputs(tmp_path, ["oracle", "speed"]))
+    assert calls == ["speed"]
+    assert json.loads((tmp_path / "out" / "oracle.json").read_text()) == first
+    speed = json.loads((tmp_path / "out" / "speed.json").read_text())
+    assert speed["per_nfe"][str(unit.nfe)]["values"]["speed_images_per_s"] == 100.0
+
+
+def test_new_samples_are_measured_again(checkpoint_samples, tmp_path, monkeypatch):
+    cfg, unit, samples = checkpoint_samples
+    calls = _count_computations(monkeypatch)
+    evaluate.compute_metrics(cfg, unit.slug, unit.step, samples, _outputs(tmp_path, ["oracle"]))
+    with np.load(samples) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays[f"images_nfe{unit.nfe}"] = get_domain("far").sample(40, seed=3)[0]  # off-target images
+    np.savez_compressed(samples, **arrays)
+    calls.clear()
+    evaluate.compute_metrics(cfg, unit.slug, unit.step, samples, _outputs(tmp_path, ["oracle"]))
+    assert calls == ["oracle"]
+    rec = json.loads((tmp_path / "out" / "oracle.json").read_text())
+    assert rec["per_nfe"][str(unit.nfe)]["values"]["oracle_in_domain"] == 0.0
+
+
+def test_a_changed_protocol_is_measured_again(checkpoint_samples, tmp_path, monkeypatch):
+    cfg, unit, samples = checkpoint_samples
+    calls = _count_computations(monkeypatch)
+    monkeypatch.setattr(evaluate._MetricContext, "protocol", lambda self, metric: {"version": 1})
+    evaluate.compute_metrics(cfg, unit.slug, unit.step, samples, _outputs(tmp_path, ["oracle"]))
+    monkeypatch.setattr(evaluate._MetricContext, "protocol", lambda self, metric: {"version": 2})
+    evaluate.compute_metrics(cfg, unit.slug, unit.step, samples, _outputs(tmp_path, ["oracle"]))
+    assert calls == ["oracle", "oracle"]
