@@ -88,7 +88,8 @@ def main() -> None:
         t0 = time.perf_counter()
         compute_metrics(config, slug, step, samples, outputs, threads=args.threads)
         total = time.perf_counter() - t0
-    n_sets = len(np.load(src).files) - 4
+    with np.load(src) as stored:
+        n_sets = sum(1 for key in stored.files if key.startswith("images_nfe"))
     print(f"metrics of one checkpoint ({slug} step {step}, {n_sets} NFE sample set(s), "
           f"{', '.join(outputs)}): {total:.2f} s, of which feature extraction {spent['features']:.2f} s; "
           f"share outside feature extraction: {100 * (1 - spent['features'] / total):.0f}%")
