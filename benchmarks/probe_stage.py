@@ -5,7 +5,8 @@ docs/demo_tuning.md).
     .venv/bin/python benchmarks/probe_stage.py unidad near '{"iterations": 400, "lr": 3e-4, "fake_lr": 3e-3}'
     .venv/bin/python benchmarks/probe_stage.py dmd2 source '{"iterations": 400}' --grid /tmp/dmd2.png
 
-The stage trains on the dataset's k-shot set (--shots). Options not given come from the config's stage_params (then the stage's defaults). Every weights role
+The stage trains on the dataset's k-shot set (--shots). Options not given come from the config as
+the DAG resolves them (datasets.<name>.stage_params, stage_params, the stage's defaults). Every weights role
 reads the demo DAG's source teacher (run `make demo` first) unless --weights maps a role to a file,
 e.g. --weights '{"target_teacher": "results/demo/runs/<ft run>/checkpoints/step00000300/weights.safetensors"}'.
 Prints one JSON line: options, training seconds, in-target rate, mode coverage, TV distance.
@@ -47,22 +48,20 @@ def main() -> None:
     from unidad.plan import Plan
     from unidad.runner import plan_image_size
     from unidad.sampling import generate
-    from unidad.stages import STAGES, StageContext
+    from unidad.stages import StageContext
     from unidad.train.loop import train
 
     torch.set_num_threads(args.threads)
     config = load_config_file(args.config)
-    domain = config["datasets"][args.dataset]["domain"]
-    options = {**config.get("stage_params", {}).get(args.stage, {}), **json.loads(args.options)}
-    cls = STAGES.get(args.stage)
-    cfg = cls.config_cls.from_dict(options)
-    source = Plan(config).source_weights()
+    dataset = config["datasets"][args.dataset]
+    plan = Plan(config)
+    cls, cfg = plan.stage_config(args.stage, json.loads(args.options), "probe_stage: ", args.dataset)
+    source = plan.source_weights()
     if not source.exists():
         raise SystemExit(f"probe_stage: {source} does not exist; run `make demo` (or its source_teacher rule) first")
     weights = {role: (source, "model") for role in cls.roles}
     weights.update({role: (Path(path), "model") for role, path in json.loads(args.weights).items()})
-    dataset = config["datasets"][args.dataset]
-    shots = make_fewshot(domain, args.shots, seed=dataset.get("seed", 0), image_size=plan_image_size(config))
+    shots = make_fewshot(dataset["domain"], args.shots, seed=dataset.get("seed", 0), image_size=plan_image_size(config))
     shots = torch.from_numpy(to_float_nchw(shots))
     ctx = StageContext(backbone_factory=lambda: build_backbone(config["backbone"]), weights=weights,
                        real_images=shots, device=torch.device("cpu"), seed=args.seed)
@@ -73,7 +72,7 @@ def main() -> None:
         seconds = time.perf_counter() - started
     model = stage.modules[cls.product_module(cfg)]
     images, _ = generate(model, cls.sampling_of(cfg), range(args.samples), batch_size=250)
-    report = oracle_report(images, domain)
+    report = oracle_report(images, dataset["domain"])
     if args.grid:
         save_grid(images[:64], args.grid, nrow=8)
     print(json.dumps({"stage": args.stage, "dataset": args.dataset, "options": json.loads(args.options),

@@ -39,14 +39,22 @@ def _cmd_methods(args) -> int:
     return 0
 
 
-def _cmd_plan(args) -> int:
+def _load_config(args) -> dict | None:
+    """The config named on the command line, or None after printing why it is invalid."""
     from unidad.config import ConfigError, load_config_file
-    from unidad.planning import print_plan
 
     try:
-        config = load_config_file(args.config)
+        return load_config_file(args.config)
     except ConfigError as err:
-        print(f"unidad plan: {err}", file=sys.stderr)
+        print(f"unidad {args.command}: {err}", file=sys.stderr)
+        return None
+
+
+def _cmd_plan(args) -> int:
+    from unidad.planning import print_plan
+
+    config = _load_config(args)
+    if config is None:
         return 2
     print_plan(config, step_seconds=args.step_seconds)
     return 0
@@ -64,15 +72,10 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_timing(args) -> int:
-    from unidad.config import ConfigError, load_config_file
     from unidad.planning import summarise_job_times
 
-    try:
-        config = load_config_file(args.config)
-    except ConfigError as err:
-        print(f"unidad timing: {err}", file=sys.stderr)
-        return 2
-    return summarise_job_times(config)
+    config = _load_config(args)
+    return 2 if config is None else summarise_job_times(config)
 
 
 def build_parser() -> argparse.ArgumentParser:

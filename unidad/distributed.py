@@ -125,8 +125,7 @@ def torchrun_command(n_procs: int, args: list[str], module: bool = True) -> list
             *(["-m"] if module else []), *args]
 
 
-def run_under_torchrun(n_procs: int, module_args: list[str]) -> None:
-    result = subprocess.run(torchrun_command(n_procs, module_args))
-    if result.returncode != 0:
-        # 75 (preempted, checkpoint saved) must reach the scheduler unchanged so it requeues the job
-        raise SystemExit(result.returncode)
+def run_under_torchrun(n_procs: int, module_args: list[str]) -> int:
+    """Run `python -m <module_args>` in n_procs processes and return torchrun's exit status (1 when any
+    worker failed, whatever that worker's own status was)."""
+    return subprocess.run(torchrun_command(n_procs, module_args)).returncode

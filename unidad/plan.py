@@ -203,7 +203,7 @@ class Plan:
                 variants[name] = targets
         return variants
 
-    def _stage_config(self, stage_id: str, params: dict[str, Any], where: str, dataset: str | None = None):
+    def stage_config(self, stage_id: str, params: dict[str, Any], where: str, dataset: str | None = None):
         """Options of one stage run: stage defaults < stage_params < datasets.<dataset>.stage_params
         < the method's (and ablation's) params."""
         try:
@@ -224,7 +224,7 @@ class Plan:
         src = self.config["source"]
         if src["kind"] != "pretrain":
             return
-        cls, cfg = self._stage_config("pretrain", src["params"], "config key source.params: ")
+        cls, cfg = self.stage_config("pretrain", src["params"], "config key source.params: ")
         data_spec = {"dataset": src["dataset"], "split": "train", "shots": None}
         # The name changes with anything that changes the teacher, so a new teacher retrains every
         # run that starts from it instead of silently mixing with results of the old one.
@@ -270,7 +270,7 @@ class Plan:
                 raise ConfigError(f"{where}data must be 'source' or 'target', got {data!r}")
             dataset = self.config["source"]["dataset"] if data == "source" else target
             params = st.pop("params", {}) or {}
-            cls, cfg = self._stage_config(stage_id, params, where, dataset)
+            cls, cfg = self.stage_config(stage_id, params, where, dataset)
             roles: dict[str, str] = {}
             for role in cls.roles:
                 ref = st.pop(role, SOURCE)

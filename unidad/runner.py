@@ -140,14 +140,11 @@ def run_stage(config: dict[str, Any], slug: str, threads: int | None = None, sto
         args = ["unidad.cli", "train", str(launch), slug, "--threads", str(per_proc_threads)]
         args += [] if stop_at is None else ["--stop-at", str(stop_at)]
         log(f"[stage] {slug}: {procs} data-parallel processes (torchrun)")
-        try:
-            run_under_torchrun(procs, args)
-        except SystemExit as exit_:
+        status = run_under_torchrun(procs, args)
+        if status != 0:
             # torchrun reports any failed worker as 1; a preemption checkpoint must still reach the
             # scheduler as 75 so that it requeues the job
-            if (run_dir / PREEMPTED_MARKER).exists():
-                raise SystemExit(PREEMPTED_EXIT_CODE) from None
-            raise exit_
+            raise SystemExit(PREEMPTED_EXIT_CODE if (run_dir / PREEMPTED_MARKER).exists() else status)
         return json.loads(plan.summary(slug).read_text()) if plan.summary(slug).exists() else None
     cls = STAGES.get(run.stage)
     cfg = cls.config_cls.from_dict(run.params)

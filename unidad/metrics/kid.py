@@ -51,7 +51,6 @@ def kid_from_features(
     gamma = 1.0 / f1.shape[1] if gamma is None else float(gamma)
     n1, n2 = f1.shape[0], f2.shape[0]
     rng = np.random.RandomState(seed)
-    values = np.empty(subsets)
     if n1 * n1 + n1 * n2 + n2 * n2 <= _MAX_GRAM_ENTRIES:
         # Subsets overlap heavily (1000 of 5000, 100 times): build each kernel matrix once and get
         # every subset's block sums as u^T K v with 0/1 membership vectors (same estimator; only the
@@ -70,6 +69,7 @@ def kid_from_features(
         sum_xy = np.einsum("sn,sn->s", in1 @ _polynomial_kernel(f1, f2, degree, gamma, coef0), in2)
         values = (sum_xx + sum_yy) / (m * (m - 1)) - 2.0 * sum_xy / (m * m)
         return float(values.mean()), float(values.std())
+    values = np.empty(subsets)
     for i in range(subsets):
         x = f1[rng.choice(n1, m, replace=False)]
         y = f2[rng.choice(n2, m, replace=False)]
