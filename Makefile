@@ -44,8 +44,11 @@ $(INSTALL_STAMP): pyproject.toml
 	$(PYTHON) -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-demo: install ## run the embedded demo (config/config.yaml) on this machine, then print its timing
+DEMO_REPORT := results/demo/report.html
+
+demo: install ## run the embedded demo (config/config.yaml) on this machine, its report, then its timing
 	$(SNAKEMAKE) --profile profiles/local all
+	$(SNAKEMAKE) --report $(DEMO_REPORT)
 	.venv/bin/unidad timing config/config.yaml
 
 test: install test-unit test-lint test-dry-run test-slurm ## everything CI checks, in order
@@ -96,8 +99,8 @@ slurm-start: ## start the single-node CI SLURM on this machine (root)
 slurm-stop: ## stop it again
 	bash ci/slurm/stop_slurm.sh
 
-report: install ## the Snakemake report of the demo (report.html): every table and figure with captions
-	$(SNAKEMAKE) --report report.html
+report: install ## the demo's Snakemake report again ($(DEMO_REPORT)): every table and figure with captions
+	$(SNAKEMAKE) --report $(DEMO_REPORT)
 
 clean-results: ## delete workflow outputs: results/ (keeps its README.md), logs/, the smoke run
 	if [ -d results ]; then find results -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +; fi

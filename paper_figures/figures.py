@@ -294,7 +294,8 @@ def metric_vs_iteration(tidy: pd.DataFrame, metric: str, out_base: str | Path, *
                             alpha=0.15, linewidth=0)
         ax.set_title(_dataset_title(rows, dataset))
         ax.set_xlabel("training iteration" if x == "iterations" else "checkpoint step")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # at most ~5 ticks: a 3.5-inch panel has room for five 5-digit iteration counts side by side
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
         ax.set_ylabel(metric_axis_label(metric))
         if metric in FRACTION_METRICS:
             _keep_within_unit_interval(ax)

@@ -194,3 +194,29 @@ def test_a_per_dataset_extractor_is_kept_for_each_panel(tidy):
     rows, protocol = figures._one_protocol(per_domain, "fid")
     assert set(rows["dataset"]) == {"near", "far"}
     assert "oracle:near" in protocol and "oracle:far" in protocol
+
+
+def test_selection_keeps_the_nfe_sweep_for_the_nfe_figure(tmp_path):
+    """The tidy pipeline's own selection rows (not hand-made ones) carry the NFE sweep of the chosen
+    checkpoint, so FID vs NFE is drawn from a real run's table."""
+    from unidad.evaluate import _tidy_row, with_selection
+
+    config = {"benchmark": "demo"}
+    rows = []
+    for seed in (0, 1):
+        common = dict(dataset="near", shots=10, method="unidad", stage="unidad", seed=seed,
+                      slug=f"near__unidad__s{seed}", method_nfe=3, extractor="demo-cnn-v1", variant="none")
+        for step, fid in ((200, 30.0), (400, 20.0)):
+            for split, offset in (("test", 0.0), ("val", 1.0)):
+                rows.append(_tidy_row(config, step=step, nfe=3, final=step == 400, split=split, metric="fid",
+                                      value=fid + offset + seed, **common))
+        for nfe in (1, 2, 4):  # the sweep, at the final checkpoint only
+            rows.append(_tidy_row(config, step=400, nfe=nfe, final=True, metric="fid",
+                                  value=20.0 + 5.0 * abs(3 - nfe) + seed, **common))
+    tidy = with_selection(pd.DataFrame(rows))
+    final = tidy[tidy["selection"] == "final"]
+    assert sorted(final["nfe"].unique()) == [1, 2, 3, 4]
+    assert set(final["step"]) == {400}
+    best_val = tidy[tidy["selection"] == "best_val"]
+    assert set(best_val["step"]) == {400} and sorted(best_val["nfe"].unique()) == [1, 2, 3, 4]
+    _assert_written(fid_vs_nfe(tidy, tmp_path / "fid_vs_nfe"))

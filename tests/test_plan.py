@@ -2,9 +2,10 @@
 import copy
 from pathlib import Path
 
+import pytest
 import yaml
 
-from unidad.config import validate_config
+from unidad.config import ConfigError, validate_config
 from unidad.plan import Plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,3 +62,23 @@ def test_changing_a_target_dataset_renames_only_its_runs():
     before, after = Plan(cfg), Plan(changed)
     renamed = set(before.runs) - set(after.runs)
     assert renamed and all(slug.startswith("far-") for slug in renamed)
+
+
+def test_shots_ablation_trains_the_method_unchanged_on_fewer_shots():
+    cfg = _demo()
+    cfg["ablations"] = [{"method": "unidad", "param": "shots", "values": [1, 5], "targets": ["near"]}]
+    plan = Plan(validate_config(cfg))
+    variant_runs = [m for m in plan.method_runs if m.method.startswith("unidad@shots=")]
+    assert sorted((m.method, m.shots) for m in variant_runs if m.seed == 0) == [
+        ("unidad@shots=1", 1), ("unidad@shots=5", 5)]
+    five = plan.runs[[m for m in variant_runs if m.shots == 5][0].final]
+    ten = _run(plan, "near", "unidad")
+    assert five.params == ten.params  # the stage options are the method's own
+    assert five.data["shots"] == 5 and five.slug.startswith("near-k5__")
+
+
+def test_shots_ablation_values_must_be_positive_integers():
+    cfg = _demo()
+    cfg["ablations"] = [{"method": "unidad", "param": "shots", "values": [0]}]
+    with pytest.raises(ConfigError, match="shots values must be positive integers"):
+        Plan(validate_config(cfg))

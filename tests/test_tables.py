@@ -445,3 +445,25 @@ def test_tables_survive_the_file_round_trip(tidy, tmp_path, suffix):
     assert (loaded["ablation"] == "").sum() == (tidy["ablation"] == "").sum()  # empty text stays empty text
     assert to_markdown(main_table(loaded)) == to_markdown(main_table(tidy))
     assert to_markdown(ablation_table(loaded, "a")) == to_markdown(ablation_table(tidy, "a"))
+
+
+def test_shots_ablation_is_a_table_and_leaves_the_other_tables_alone(tidy):
+    unidad = tidy[(tidy["method"] == "unidad") & (tidy["ablation"] == "")]
+    variants = []
+    for k, shift in ((1, 40.0), (5, 15.0)):
+        rows = unidad.copy()
+        rows["shots"] = k
+        rows["ablation"], rows["ablation_param"], rows["ablation_value"] = f"shots={k}", "shots", str(k)
+        rows.loc[rows["metric"] == "fid", "value"] += shift
+        variants.append(rows)
+    frame = pd.concat([tidy, *variants])
+    table = ablation_table(frame, "shots")
+    assert list(table.index) == [("unidad", "main grid"), ("unidad", "1"), ("unidad", "5")]
+    assert {c[0] for c in table.columns if c[0]} == {"near", "far"}  # no near@1shot columns
+    stats = pd.DataFrame(table.attrs["stats"]).set_index(["ablation_value", "dataset", "metric"])
+    assert stats.loc[("1", "near", "fid"), "mean"] == pytest.approx(74.0)
+    # the main table and the claims see the 10-shot grid as before, under the datasets' own names
+    assert list(main_table(frame).columns) == list(main_table(tidy).columns)
+    before = _claims(tidy, far_datasets=["far"])
+    after = _claims(frame, far_datasets=["far"])
+    assert list(after["held"]) == list(before["held"])

@@ -227,7 +227,7 @@ def _ablation_vs_reference(stats: _Stats, claim_id: int, param: str, is_ablated,
     ablated = t[(t["ablation_param"] == param) & t["ablation_value"].map(is_ablated)]
     if ablated.empty:
         return [_not_tested(claim_id, text, f"no ablation rows with ablation_param == '{param}' for this claim "
-                                            "(run that ablation)")]
+                                            "(add it to the config's `ablations`, as config/claims.yaml does)")]
     rows = []
     for method in ordered_methods(ablated["method"]):
         for dataset in ordered_datasets(ablated[ablated["method"] == method]):

@@ -439,8 +439,9 @@ def _reference_rows(config, target, shots, seed, method, rep, nfe) -> list[dict[
 def with_selection(tidy):
     """Adds rows per checkpoint-selection rule. 'all' = every checkpoint; final = last; best_val =
     lowest FID on the validation split; best_test = lowest FID on the test reference (the official
-    code's optimistic choice, flagged in every table that uses it). Selection is over checkpoints at
-    the method's own NFE."""
+    code's optimistic choice, flagged in every table that uses it). The checkpoint is chosen at the
+    method's own NFE; a selection keeps every NFE evaluated at that checkpoint (the NFE sweep runs at
+    the final one), so figures over NFE use the same selection as the tables."""
     import pandas as pd
 
     test = tidy[tidy["split"] == "test"].copy()
@@ -462,7 +463,7 @@ def with_selection(tidy):
                 if fid.empty:
                     continue
                 step = int(fid.loc[fid["value"].idxmin(), "step"])
-            picked = g[g["step"] == step].copy()
+            picked = group[group["step"] == step].copy()
             picked["selection"] = sel
             picks.append(picked)
         if picks:

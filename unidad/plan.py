@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from unidad.config import PROJECT_ROOT, ConfigError
+from unidad.config import PROJECT_ROOT, SHOTS_PARAM, ConfigError
 from unidad.registry import UnknownNameError
 
 SOURCE = "source"
@@ -119,9 +119,9 @@ class Plan:
                 for method in config["methods"]:
                     for seed in config["seeds"]:
                         self._add_method_run(target, shots, method, seed)
-        for variant, targets in self._ablation_variants().items():
+        for variant, (targets, shot_counts) in self._ablation_variants().items():
             for target in targets:
-                for shots in config["shots"]:
+                for shots in shot_counts:
                     for seed in config["seeds"]:
                         self._add_method_run(target, shots, variant, seed)
 
@@ -173,11 +173,13 @@ class Plan:
         return self.root / "data" / dataset / sub
 
     # -- building ----------------------------------------------------------------------------------
-    def _ablation_variants(self) -> dict[str, list[str]]:
-        """Adds a method per ablation value ("<method>@<label>=<value>"); returns variant -> targets."""
+    def _ablation_variants(self) -> dict[str, tuple[list[str], list[int]]]:
+        """Adds a method per ablation value ("<method>@<label>=<value>"); returns variant -> (targets,
+        shot counts). The parameter `shots` is not a stage option: its variants are the unchanged
+        method trained on that many shots of the target (the paper's 1/5/10-shot ablation)."""
         import copy
 
-        variants: dict[str, list[str]] = {}
+        variants: dict[str, tuple[list[str], list[int]]] = {}
         for i, ab in enumerate(self.config.get("ablations", [])):
             where = f"config key ablations[{i}]: "
             base = ab["method"]
@@ -193,15 +195,32 @@ class Plan:
             for t in targets:
                 if t not in self.config["datasets"]:
                     raise ConfigError(f"{where}target '{t}' is not under datasets")
+            if ab["param"] == SHOTS_PARAM:
+                self._check_shots_ablation(ab["values"], targets, where)
             for value in ab["values"]:
                 spec = copy.deepcopy(self.methods_def[base])
-                st = spec["stages"][names.index(stage_name)]
-                st["params"] = {**(st.get("params") or {}), ab["param"]: value}
+                if ab["param"] == SHOTS_PARAM:
+                    shot_counts = [int(value)]
+                else:
+                    st = spec["stages"][names.index(stage_name)]
+                    st["params"] = {**(st.get("params") or {}), ab["param"]: value}
+                    shot_counts = list(self.config["shots"])
                 name = f"{base}@{label}={value}"
                 spec["description"] = f"{base} with {ab['param']}={value} (ablation '{label}')"
                 self.methods_def[name] = spec
-                variants[name] = targets
+                variants[name] = (targets, shot_counts)
         return variants
+
+    def _check_shots_ablation(self, values: list[Any], targets: list[str], where: str) -> None:
+        for value in values:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{where}shots values must be positive integers, got {value!r}")
+        for t in targets:
+            if self.config["datasets"][t]["kind"] != "demo":
+                raise ConfigError(
+                    f"{where}a shots ablation draws k shots of a demo domain; target '{t}' is a folder dataset, "
+                    f"whose shots are the images in its folder: add one dataset entry per shot count instead"
+                )
 
     def stage_config(self, stage_id: str, params: dict[str, Any], where: str, dataset: str | None = None):
         """Options of one stage run: stage defaults < stage_params < datasets.<dataset>.stage_params

@@ -21,6 +21,8 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from unidad.config import SHOTS_PARAM
+
 log = logging.getLogger(__name__)
 
 PAPER_RESULTS_CSV = Path(__file__).parent / "data" / "paper_results.csv"
@@ -273,9 +275,11 @@ def _select(frame: pd.DataFrame, selection: str, nfe: int | None, ablation: str 
 
 def _label_shots(frame: pd.DataFrame) -> pd.DataFrame:
     """A dataset run with several shot counts becomes one dataset per count ("near@5shot", the
-    paper's naming), so that different shot counts are never averaged together."""
-    shot_counts = frame.groupby("dataset")["shots"].nunique()
-    mixed = frame["dataset"].isin(shot_counts[shot_counts > 1].index) & frame["shots"].notna()
+    paper's naming), so that different shot counts are never averaged together. Rows of a `shots`
+    ablation keep their dataset's name: their ablation value already says the count."""
+    grid = frame["ablation_param"] != SHOTS_PARAM
+    shot_counts = frame[grid].groupby("dataset")["shots"].nunique()
+    mixed = grid & frame["dataset"].isin(shot_counts[shot_counts > 1].index) & frame["shots"].notna()
     if not mixed.any():
         return frame
     frame = frame.copy()

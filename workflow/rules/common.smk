@@ -14,6 +14,8 @@ except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}") from None
 
 R = str(PLAN.root)
+# The report groups everything under the benchmark, so reports of several configs read apart.
+REPORT_CATEGORY = f"Benchmark {config['benchmark']}"
 
 
 wildcard_constraints:

@@ -31,7 +31,12 @@ rule verify_staged_folder:
 rule domain_grids:
     """A picture of every demo domain and of each target's 10-shot set."""
     output:
-        f"{R}/figures/domains.png",
+        report(
+            f"{R}/figures/domains.png",
+            caption="../report/domains.rst",
+            category=REPORT_CATEGORY,
+            subcategory="Data",
+        ),
     log:
         f"{R}/logs/figures/domains.log",
     resources:

@@ -7,7 +7,8 @@ rule tables:
             directory(f"{R}/tables/compiled"),
             patterns=["{name}.md"],
             caption="../report/tables.rst",
-            category="Tables",
+            category=REPORT_CATEGORY,
+            subcategory="Tables",
         ),
     log:
         f"{R}/logs/tables/tables.log",
@@ -30,7 +31,8 @@ rule figures:
             directory(f"{R}/figures/paper"),
             patterns=["{name}.png"],
             caption="../report/figures.rst",
-            category="Figures",
+            category=REPORT_CATEGORY,
+            subcategory="Figures",
         ),
     log:
         f"{R}/logs/figures/paper.log",
@@ -52,8 +54,8 @@ rule qualitative_grid:
         report(
             f"{R}/figures/qualitative_{{dataset}}.png",
             caption="../report/qualitative.rst",
-            category="Figures",
-            subcategory="Qualitative",
+            category=REPORT_CATEGORY,
+            subcategory="Qualitative samples",
         ),
     log:
         f"{R}/logs/figures/qualitative_{{dataset}}.log",
