@@ -61,6 +61,7 @@ PAPER_STYLE = {
 # the panels/footer grid of each faceted figure, for refitting the footer just before saving
 _FOOTER_GRIDS: "weakref.WeakKeyDictionary[plt.Figure, GridSpec]" = weakref.WeakKeyDictionary()
 FRACTION_METRICS = ("prdc_precision", "prdc_recall", "prdc_coverage", "oracle_in_domain", "oracle_mode_coverage")
+TRAINED_PER_NFE = " (trained per NFE)"  # label suffix of the nfe ablation's line in FID vs NFE
 SELECTION_TEXT = {"final": "final checkpoint", "best_val": "checkpoint picked on the validation split",
                   "best_test": "best checkpoint on the test split (oracle)", "all": "every checkpoint"}
 
@@ -346,20 +347,32 @@ def quality_diversity_scatter(tidy: pd.DataFrame, out_base: str | Path, *, selec
     return _save(fig, out_base)
 
 
+def nfe_curves(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the FID-vs-NFE figure, one "method" per line.
+
+    Two different things are plotted: one student sampled with K steps (the main grid's NFE sweep,
+    under the method's name), and a student trained for K steps (the "nfe" ablation, each at its own
+    K, with the main-grid student at its own NFE) under "<method> (trained per NFE)".
+    """
+    rows = rows[~rows["method"].isin(REFERENCE_METHODS) & rows["nfe"].notna()]
+    sweep = rows[rows["ablation"] == ""]
+    ablated = rows[rows["ablation_param"] == "nfe"]
+    trained = ablated[ablated["nfe"] == pd.to_numeric(ablated["ablation_value"], errors="coerce")]
+    if not trained.empty and "method_nfe" in sweep.columns:
+        own = sweep[sweep["method"].isin(set(trained["method"])) & (sweep["nfe"] == sweep["method_nfe"])]
+        trained = pd.concat([trained, own])
+    return pd.concat([sweep, trained.assign(method=trained["method"] + TRAINED_PER_NFE)])
+
+
 @_paper_style
 def fid_vs_nfe(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "final",
                metric: str = "fid") -> tuple[Path, Path] | None:
     """FID against the number of sampling steps (NFE, log scale), one line per method, one panel per dataset."""
     frame = normalise_tidy(tidy)
-    styles = method_styles(frame["method"])
-    rows = select_rows(frame, selection, nfe=None, ablation=None)
-    rows = rows[((rows["ablation"] == "") | (rows["ablation_param"] == "nfe"))
-                & ~rows["method"].isin(REFERENCE_METHODS) & rows["nfe"].notna()]
-    rows, protocol = _one_protocol(rows, metric)
-    # an NFE sweep may sit in the main grid and in an "nfe" ablation: count each measurement once
-    rows = rows.drop_duplicates(["method", "dataset", "seed", "nfe"])
+    rows, protocol = _one_protocol(nfe_curves(select_rows(frame, selection, nfe=None, ablation=None)), metric)
     if rows.empty or rows.groupby("method")["nfe"].nunique().max() < 2:
         return _skip(f"{metric} vs NFE", "no method was evaluated at more than one NFE")
+    styles = method_styles(list(frame["method"]) + list(rows["method"]))
     stats = aggregate(rows, by=["method", "dataset", "nfe"])
     datasets = _panel_order(frame, rows)
     methods = ordered_methods(stats["method"])
@@ -382,7 +395,10 @@ def fid_vs_nfe(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "fi
         ax.set_ylabel(metric_axis_label(metric))
         ax.grid(True, alpha=0.3)
     _legend_below(fig, styles, methods)
-    _note(fig, [_protocol_sentence(metric, protocol), "NFE = network evaluations per image.",
+    per_nfe = (f"'{TRAINED_PER_NFE.strip()}': a student trained for each NFE (ablation 'nfe'); the other lines "
+               "sample one student with each number of steps." if any(m.endswith(TRAINED_PER_NFE) for m in methods)
+               else "")
+    _note(fig, [_protocol_sentence(metric, protocol), "NFE = network evaluations per image.", per_nfe,
                 f"{SELECTION_TEXT.get(selection, selection).capitalize()}.", _seeds_sentence(rows, "error bars")])
     return _save(fig, out_base)
 

@@ -220,3 +220,27 @@ def test_selection_keeps_the_nfe_sweep_for_the_nfe_figure(tmp_path):
     best_val = tidy[tidy["selection"] == "best_val"]
     assert set(best_val["step"]) == {400} and sorted(best_val["nfe"].unique()) == [1, 2, 3, 4]
     _assert_written(fid_vs_nfe(tidy, tmp_path / "fid_vs_nfe"))
+
+
+def test_students_trained_per_nfe_get_their_own_line_in_fid_vs_nfe(tidy, tmp_path):
+    from paper_figures.figures import TRAINED_PER_NFE, nfe_curves
+    from unidad.tables import normalise_tidy, select_rows
+
+    main = tidy[(tidy["method"] == "unidad") & (tidy["ablation"] == "") & (tidy["selection"] == "final")]
+    ablation = []
+    for k in (1, 2):  # a student trained for k steps, measured at k (and, by its own sweep, at 3)
+        for nfe in (k, 3):
+            rows = main[main["nfe"] == nfe].copy()
+            rows["ablation"], rows["ablation_param"], rows["ablation_value"] = f"nfe={k}", "nfe", str(k)
+            rows["value"] = rows["value"] - 5.0
+            ablation.append(rows)
+    frame = normalise_tidy(pd.concat([tidy.assign(method_nfe=np.where(tidy["method"] == "ft", 25, 3)), *ablation]))
+    curves = nfe_curves(select_rows(frame, "final", nfe=None, ablation=None))
+    trained = curves[curves["method"] == "unidad" + TRAINED_PER_NFE]
+    assert sorted(trained["nfe"].unique()) == [1, 2, 3]  # each ablation student at its own NFE + the main one
+    main_line = curves[curves["method"] == "unidad"]
+    assert sorted(main_line["nfe"].unique()) == [1, 2, 3, 4]
+    assert main_line["ablation"].eq("").all()  # the sweep line holds no ablation student
+    fid_at_1 = main_line[(main_line["metric"] == "fid") & (main_line["nfe"] == 1)]["value"].mean()
+    assert fid_at_1 == pytest.approx(main[(main["metric"] == "fid") & (main["nfe"] == 1)]["value"].mean())
+    _assert_written(fid_vs_nfe(frame, tmp_path / "fid_vs_nfe"))

@@ -450,7 +450,7 @@ def with_selection(tidy):
     keys = ["benchmark", "dataset", "shots", "method", "ablation", "seed"]
     for sel in ("final", "best_val", "best_test"):
         picks = []
-        for _, group in test.groupby(keys):
+        for _, group in test.groupby(keys, sort=False):  # config order, which the tables keep
             g = group[group["nfe"] == group["method_nfe"]]
             own_nfe = int(g["nfe"].iloc[0])
             steps = sorted(g["step"].unique())

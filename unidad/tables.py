@@ -296,8 +296,11 @@ def protocol_text(extractor: str, variant: str) -> str:
 def metric_columns(rows: pd.DataFrame, metric_order: Sequence[str] = ()) -> tuple[dict, list[str]]:
     """Column label per (metric, extractor, variant) and one footnote per measurement protocol.
 
-    A metric measured in one way is labelled by its name; measured in several ways, each gets its
-    own column "name [extractor, variant]", so no column mixes extractors or variants.
+    Columns are per dataset, so a metric measured one way in each dataset is labelled by its name
+    (a per-domain oracle measures each dataset its own way); where one dataset has it measured in
+    several ways, each gets its own column "name [extractor, variant]", so no column mixes extractors
+    or variants. Metrics measured the same way share one footnote, which names the datasets when the
+    metric's protocol differs between them.
     """
     for extractor, rows_e in rows[rows["extractor"] != ""].groupby("extractor"):
         hashes = sorted(set(rows_e["extractor_sha256"]) - {""})
@@ -305,26 +308,41 @@ def metric_columns(rows: pd.DataFrame, metric_order: Sequence[str] = ()) -> tupl
             raise ValueError(f"extractor '{extractor}' appears with {len(hashes)} different sha256 "
                              f"({', '.join(h[:12] for h in hashes)}): the numbers come from different weights; "
                              "re-evaluate every run with one extractor file")
+    has_dataset = "dataset" in rows.columns
     combos = rows[["metric", "extractor", "variant", "extractor_sha256"]].drop_duplicates(["metric", "extractor", "variant"])
     order = {m: i for i, m in enumerate(metric_order)}
     combos = combos.assign(_rank=combos["metric"].map(lambda m: order.get(m, len(order))))
     combos = combos.sort_values(["_rank", "metric", "extractor", "variant"], kind="stable")
     labels: dict[tuple[str, str, str], str] = {}
-    notes: list[str] = []
+    notes: dict[str, list[str]] = {}  # protocol text -> metric names, in column order
     for metric, sub in combos.groupby("metric", sort=False):
+        measured = rows[rows["metric"] == metric]
+        if has_dataset:
+            ways_in_one_dataset = int(measured.groupby("dataset")[["extractor", "variant"]]
+                                      .apply(lambda g: len(g.drop_duplicates())).max())
+        else:
+            ways_in_one_dataset = len(sub)
         for _, combo in sub.iterrows():
             key = (metric, combo["extractor"], combo["variant"])
             protocol = protocol_text(combo["extractor"], combo["variant"])
-            labels[key] = metric_label(metric) + (f" [{protocol}]" if len(sub) > 1 and protocol else "")
-            if protocol:
-                sha = f" (sha256 {combo['extractor_sha256'][:12]})" if combo["extractor_sha256"] else ""
-                parts = []
-                if combo["extractor"]:
-                    parts.append(f"extractor {combo['extractor']}{sha}")
-                if combo["variant"]:
-                    parts.append(f"variant {combo['variant']}")
-                notes.append(f"{METRIC_INFO.get(metric, (metric,))[0]}: " + ", ".join(parts) + ".")
-    return labels, notes
+            labels[key] = metric_label(metric) + (f" [{protocol}]" if ways_in_one_dataset > 1 and protocol else "")
+            if not protocol:
+                continue
+            sha = f" (sha256 {combo['extractor_sha256'][:12]})" if combo["extractor_sha256"] else ""
+            parts = []
+            if combo["extractor"]:
+                parts.append(f"extractor {combo['extractor']}{sha}")
+            if combo["variant"]:
+                parts.append(f"variant {combo['variant']}")
+            text = ", ".join(parts)
+            if len(sub) > 1 and ways_in_one_dataset == 1 and has_dataset:
+                here = measured[(measured["extractor"] == combo["extractor"]) & (measured["variant"] == combo["variant"])]
+                text += f" ({', '.join(ordered_datasets(here))})"
+            names = notes.setdefault(text, [])
+            name = METRIC_INFO.get(metric, (metric,))[0]
+            if name not in names:
+                names.append(name)
+    return labels, [f"{', '.join(names)}: {text}." for text, names in notes.items()]
 
 
 # ------------------------------------------------------------------------------ table assembly
