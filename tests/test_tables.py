@@ -467,3 +467,24 @@ def test_shots_ablation_is_a_table_and_leaves_the_other_tables_alone(tidy):
     before = _claims(tidy, far_datasets=["far"])
     after = _claims(frame, far_datasets=["far"])
     assert list(after["held"]) == list(before["held"])
+
+
+def test_nfe_ablation_shows_each_student_at_its_own_nfe(tidy):
+    main = tidy[(tidy["method"] == "unidad") & (tidy["ablation"] == "") & (tidy["selection"] == "final")]
+    variants = []
+    for k in (1, 2):  # a student trained for k steps, measured at k and (its own sweep) at 3
+        for nfe, shift in ((k, 100.0 * k), (3, 1000.0)):
+            rows = main[main["nfe"] == nfe].copy()
+            rows["ablation"], rows["ablation_param"], rows["ablation_value"] = f"nfe={k}", "nfe", str(k)
+            rows["method_nfe"] = k
+            rows.loc[rows["metric"] == "fid", "value"] += shift
+            variants.append(rows)
+    frame = pd.concat([tidy.assign(method_nfe=np.where(tidy["method"] == "ft", 25, 3)), *variants])
+    stats = pd.DataFrame(ablation_table(frame, "nfe").attrs["stats"]).set_index(["ablation_value", "dataset", "metric"])
+    at_own = main[(main["nfe"] == 1) & (main["metric"] == "fid") & (main["dataset"] == "near")]["value"].mean()
+    assert stats.loc[("1", "near", "fid"), "mean"] == pytest.approx(at_own + 100.0)  # not the +1000 NFE-3 rows
+
+
+def test_one_seed_tables_say_there_is_no_spread():
+    table = main_table(make_tidy(seeds=(0,)))
+    assert "One seed per cell: no spread to show." in table.attrs["notes"]

@@ -371,7 +371,9 @@ def _seed_note(counts: Iterable[int]) -> str:
     if not counts:
         return ""
     full = max(counts)
-    note = f"Mean ± sample std (ddof=1) over {full} seed{'s' if full != 1 else ''}"
+    if full == 1:
+        return "One seed per cell: no spread to show."
+    note = f"Mean ± sample std (ddof=1) over {full} seeds"
     if min(counts) < full:
         note += "; (n=k) marks cells with fewer seeds"
     return note + "."
@@ -507,7 +509,10 @@ def ablation_table(tidy: pd.DataFrame, param: str, metrics: Sequence[str] = ("fi
     if ablated.empty:
         raise ValueError(f"no ablation rows with ablation_param == '{param}'; present: {ablation_params(frame) or 'none'}")
     ablated = _select_checkpoints(ablated, selection)
-    if nfe is not None and not ablated.empty:
+    if "method_nfe" in ablated.columns and ablated["method_nfe"].notna().all():
+        # each variant at its own NFE: a student trained for 1 step is shown at 1 step, not at `nfe`
+        ablated = ablated[ablated["nfe"] == ablated["method_nfe"]]
+    elif nfe is not None and not ablated.empty:
         ablated = _resolve_nfe(ablated, nfe, ["method", "ablation"])
     methods = ordered_methods(ablated["method"])
     main = _select(frame[frame["method"].isin(methods)], selection, nfe)
