@@ -488,3 +488,11 @@ def test_nfe_ablation_shows_each_student_at_its_own_nfe(tidy):
 def test_one_seed_tables_say_there_is_no_spread():
     table = main_table(make_tidy(seeds=(0,)))
     assert "One seed per cell: no spread to show." in table.attrs["notes"]
+
+
+def test_a_labelled_shots_ablation_keeps_its_datasets_names(tidy):
+    rows = tidy[(tidy["method"] == "unidad") & (tidy["ablation"] == "")].copy()
+    rows["shots"] = 1
+    rows["ablation"], rows["ablation_param"], rows["ablation_value"] = "k=1", "k", "1"
+    table = ablation_table(pd.concat([tidy, rows]), "k")
+    assert {c[0] for c in table.columns if c[0]} == {"near", "far"}

@@ -10,8 +10,6 @@ import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = PROJECT_ROOT / "workflow" / "schemas" / "config.schema.yaml"
-# The ablation parameter that changes the number of training shots rather than a stage option.
-SHOTS_PARAM = "shots"
 
 
 class ConfigError(ValueError):

@@ -18,11 +18,13 @@ from typing import Any
 
 import yaml
 
-from unidad.config import PROJECT_ROOT, SHOTS_PARAM, ConfigError
+from unidad.config import PROJECT_ROOT, ConfigError
 from unidad.registry import UnknownNameError
 
 SOURCE = "source"
 TEACHER_PREFIX = "source__teacher"
+# The ablation parameter that changes the number of training shots rather than a stage option.
+SHOTS_PARAM = "shots"
 # dataset options that change what a stage trains on (sizes of evaluation splits do not)
 _TRAINING_DATA_KEYS = ("kind", "domain", "seed", "train_size", "path", "on_wrong_size")
 

@@ -21,8 +21,6 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from unidad.config import SHOTS_PARAM
-
 log = logging.getLogger(__name__)
 
 PAPER_RESULTS_CSV = Path(__file__).parent / "data" / "paper_results.csv"
@@ -275,11 +273,11 @@ def _select(frame: pd.DataFrame, selection: str, nfe: int | None, ablation: str 
 
 def _label_shots(frame: pd.DataFrame) -> pd.DataFrame:
     """A dataset run with several shot counts becomes one dataset per count ("near@5shot", the
-    paper's naming), so that different shot counts are never averaged together. Rows of a `shots`
-    ablation keep their dataset's name: their ablation value already says the count."""
-    grid = frame["ablation_param"] != SHOTS_PARAM
-    shot_counts = frame[grid].groupby("dataset")["shots"].nunique()
-    mixed = grid & frame["dataset"].isin(shot_counts[shot_counts > 1].index) & frame["shots"].notna()
+    paper's naming), so that different shot counts are never averaged together. Whether a dataset
+    has several is read from the main grid (the config's `shots`): a shots ablation's rows keep
+    their dataset's name, since their ablation value already says the count."""
+    shot_counts = frame[frame["ablation"] == ""].groupby("dataset")["shots"].nunique()
+    mixed = frame["dataset"].isin(shot_counts[shot_counts > 1].index) & frame["shots"].notna()
     if not mixed.any():
         return frame
     frame = frame.copy()
@@ -308,7 +306,6 @@ def metric_columns(rows: pd.DataFrame, metric_order: Sequence[str] = ()) -> tupl
             raise ValueError(f"extractor '{extractor}' appears with {len(hashes)} different sha256 "
                              f"({', '.join(h[:12] for h in hashes)}): the numbers come from different weights; "
                              "re-evaluate every run with one extractor file")
-    has_dataset = "dataset" in rows.columns
     combos = rows[["metric", "extractor", "variant", "extractor_sha256"]].drop_duplicates(["metric", "extractor", "variant"])
     order = {m: i for i, m in enumerate(metric_order)}
     combos = combos.assign(_rank=combos["metric"].map(lambda m: order.get(m, len(order))))
@@ -317,11 +314,8 @@ def metric_columns(rows: pd.DataFrame, metric_order: Sequence[str] = ()) -> tupl
     notes: dict[str, list[str]] = {}  # protocol text -> metric names, in column order
     for metric, sub in combos.groupby("metric", sort=False):
         measured = rows[rows["metric"] == metric]
-        if has_dataset:
-            ways_in_one_dataset = int(measured.groupby("dataset")[["extractor", "variant"]]
-                                      .apply(lambda g: len(g.drop_duplicates())).max())
-        else:
-            ways_in_one_dataset = len(sub)
+        ways_in_one_dataset = int(measured.groupby("dataset")[["extractor", "variant"]]
+                                  .apply(lambda g: len(g.drop_duplicates())).max())
         for _, combo in sub.iterrows():
             key = (metric, combo["extractor"], combo["variant"])
             protocol = protocol_text(combo["extractor"], combo["variant"])
@@ -335,7 +329,7 @@ def metric_columns(rows: pd.DataFrame, metric_order: Sequence[str] = ()) -> tupl
             if combo["variant"]:
                 parts.append(f"variant {combo['variant']}")
             text = ", ".join(parts)
-            if len(sub) > 1 and ways_in_one_dataset == 1 and has_dataset:
+            if len(sub) > 1 and ways_in_one_dataset == 1:
                 here = measured[(measured["extractor"] == combo["extractor"]) & (measured["variant"] == combo["variant"])]
                 text += f" ({', '.join(ordered_datasets(here))})"
             names = notes.setdefault(text, [])
