@@ -45,5 +45,9 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._items)
 
+    def registered(self) -> list[str]:
+        """Names in registration order (the order a registry's users list them in)."""
+        return list(self._items)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

@@ -32,6 +32,7 @@ from torch import nn
 
 from unidad.checkpoint import load_weights
 from unidad.data.domains import DOMAINS, get_domain
+from unidad.metrics.extractors import DISTANCES, EXTRACTORS
 from unidad.weights import file_sha256
 
 EXTRACTOR_ID = "demo-cnn-v1"
@@ -472,14 +473,10 @@ class DemoPerceptualDistance:
         return f"DemoPerceptualDistance({str(self.path)!r}, sha256={self.weights_sha256[:12]})"
 
 
-def _register() -> None:
-    # guarded: the metrics package may be mid-change; this module must work without the registry
-    try:
-        from unidad.metrics.extractors import EXTRACTORS
-    except ImportError:
-        return
-    if "demo" not in EXTRACTORS:
-        EXTRACTORS.add("demo", DemoFeatureExtractor)
+def _demo_distance(path: Path) -> tuple[DemoPerceptualDistance, dict]:
+    d = DemoPerceptualDistance(path)
+    return d, {"id": d.id, "weights_sha256": d.weights_sha256}
 
 
-_register()
+EXTRACTORS.add("demo", DemoFeatureExtractor)
+DISTANCES.add("demo", _demo_distance)

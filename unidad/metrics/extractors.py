@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from pathlib import Path
-from typing import Iterable, Protocol, Sequence, runtime_checkable
+from typing import Callable, Iterable, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -29,7 +29,10 @@ class FeatureExtractor(Protocol):
     def __call__(self, images) -> np.ndarray: ...
 
 
+# name (config evaluation.extractor) -> factory(demo extractor file or None) -> FeatureExtractor
 EXTRACTORS: Registry = Registry("feature extractor")
+# name (config evaluation.lpips) -> factory(demo extractor file or None) -> (distance function, provenance)
+DISTANCES: Registry = Registry("distance")
 
 
 def to_uint8_nchw(images) -> torch.Tensor:
@@ -157,16 +160,21 @@ class InceptionV3Extractor:
         return np.concatenate(outputs, axis=0)
 
 
-EXTRACTORS.add("inception_v3_tf", InceptionV3Extractor)
+def _inception(extractor_file: Path | None = None) -> InceptionV3Extractor:
+    from unidad.weights import resolve
+
+    return InceptionV3Extractor(resolve("inception_v3_tf"))
 
 
-def build_extractor(name: str, **kwargs) -> FeatureExtractor:
-    return EXTRACTORS.get(name)(**kwargs)
+EXTRACTORS.add("inception", _inception)
 
 
-def check_same_protocol(extractors: Sequence[FeatureExtractor]) -> None:
-    """Refuse to compare features from extractors with different ids, weights or resize protocols."""
-    keys = {(e.id, e.weights_sha256, e.resize_protocol) for e in extractors}
-    if len(keys) > 1:
-        raise ValueError(f"features come from different extractors/protocols {sorted(keys)}; "
-                         "extract reference and generated features with the same one")
+def load_extractor(name: str, extractor_file: str | Path | None = None) -> FeatureExtractor:
+    """The feature extractor a config names (evaluation.extractor); `extractor_file` is the demo
+    extractor's weights, trained in the DAG (real extractors resolve their weights through the manifest)."""
+    return EXTRACTORS.get(name)(None if extractor_file is None else Path(extractor_file))
+
+
+def load_distance(name: str, extractor_file: str | Path | None = None) -> tuple[Callable, dict]:
+    """The LPIPS-style distance a config names (evaluation.lpips) and its provenance (id, weights hash)."""
+    return DISTANCES.get(name)(None if extractor_file is None else Path(extractor_file))

@@ -22,6 +22,10 @@ from typing import Callable
 import numpy as np
 import torch
 
+from unidad.metrics.extractors import DISTANCES
+from unidad.metrics.inputs import MetricInputs
+from unidad.metrics.registry import Metric, Value, register_metric
+
 DistanceFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 VARIANTS = {
@@ -246,3 +250,36 @@ def lpips_vgg_distance(weights_path_or_none: str | Path | None = None, weights_d
 
     distance.provenance = provenance
     return distance
+
+
+# ------------------------------------------------------------------------------------ registration
+def _vgg_distance(extractor_file: Path | None = None) -> tuple[DistanceFn, dict]:
+    fn = lpips_vgg_distance()
+    return fn, {"id": LPIPS_VGG_ID, **fn.provenance}
+
+
+DISTANCES.add("vgg", _vgg_distance)
+
+
+def _intra_lpips_metric(inputs: MetricInputs, nfe: int, images: np.ndarray) -> dict:
+    from unidad.imageio import to_float_nchw
+
+    distance, provenance = inputs.distance
+    shots = inputs.shot_images
+    res = intra_lpips(torch.from_numpy(to_float_nchw(images)), torch.from_numpy(to_float_nchw(shots)), distance,
+                      variant=inputs.intra_lpips_variant)
+    return {"variant": inputs.intra_lpips_variant, "extractor": provenance["id"],
+            "extractor_sha256": provenance.get("weights_sha256", ""), "n_reference": int(len(shots)),
+            "values": {"intra_lpips": float(res["value"])}, "params": {k: v for k, v in res.items() if k != "value"}}
+
+
+def _intra_lpips_protocol(inputs: MetricInputs) -> dict:
+    return {"lpips": inputs.lpips, "variant": inputs.intra_lpips_variant, "shots": inputs.shots}
+
+
+register_metric(Metric(
+    "intra_lpips", "Intra-cluster LPIPS: samples assigned to their nearest shot, mean pairwise distance per cluster "
+    "(variant cdc or unidad_compat: metrics.md)",
+    (Value("intra_lpips", "Intra-LPIPS", True, 3),), _intra_lpips_metric, frozenset({"shots", "distance"}),
+    _intra_lpips_protocol,
+))

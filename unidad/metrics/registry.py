@@ -1,62 +1,115 @@
-"""The metric registry: every metric the harness can report, with the inputs it needs.
+"""The metric registry: every metric the harness can report, read by everything that needs the list.
 
-`needs` names what the caller must provide, so the workflow can wire inputs without knowing the
-metric: "features" = (reference features, generated features) from one FeatureExtractor;
-"images" = generated images; "train_images" = the few-shot training images; "distance" = an
-LPIPS-like batched distance function.
+A metric entry says what it needs (so the workflow wires its inputs), how to compute it for one set of
+generated images, what its number depends on besides the samples (its protocol key, which invalidates
+the metric cache), and how each value it produces is shown (label, direction, decimals, bounded).
+
+Evaluation (`unidad.jobs.evaluate`), config validation, the rules' inputs (`common.smk`), the tables
+and the figures all read this registry; adding a metric is one module that calls `register_metric`
+plus its import in `unidad/metrics/__init__.py` (or a plugin: docs/adding_a_metric.md).
 """
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from unidad.metrics.frechet import fid_from_features
-from unidad.metrics.intra_lpips import intra_lpips
-from unidad.metrics.kid import kid_from_features
-from unidad.metrics.prdc import prdc
+from unidad.plugins import load_plugins
 from unidad.registry import Registry
+
+if TYPE_CHECKING:  # the inputs object lives with the evaluation job
+    from unidad.metrics.inputs import MetricInputs
+
+# What a metric can ask the evaluation job for (each is a declared input of the metrics rule):
+#   "reference"  feature statistics of the target's reference splits (extractor from evaluation.extractor)
+#   "shots"      the k training images of the run's target
+#   "distance"   the LPIPS-style distance of evaluation.lpips
+#   "oracle"     the demo domain's rule-based oracle (skipped with a note on real datasets)
+#   "timing"     the sampler's timing, recorded with the samples
+NEEDS = ("reference", "shots", "distance", "oracle", "timing")
+# Table groups: quality metrics make the main tables, oracle metrics the oracle table, speed the compute table.
+GROUPS = ("quality", "oracle", "speed")
 
 
 @dataclass(frozen=True)
-class MetricSpec:
+class Value:
+    """One number a metric produces (a row value of the tidy table's `metric` column)."""
+
+    name: str
+    label: str
+    higher_is_better: bool | None  # None: no better direction (e.g. a std)
+    decimals: int = 3
+    bounded: bool = False  # a fraction in [0, 1]: figures keep the axis inside it
+    shown: bool = True  # False: recorded in the tidy table, listed after the shown values
+
+
+@dataclass(frozen=True)
+class Metric:
     id: str
-    fn: Callable
-    needs: tuple[str, ...]
     description: str
-    params: dict = field(default_factory=dict)  # fixed protocol parameters, recorded with the number
+    values: tuple[Value, ...]
+    compute: Callable[["MetricInputs", int, Any], dict[str, Any]]  # (inputs, nfe, uint8 images) -> record
+    needs: frozenset[str] = frozenset()
+    protocol: Callable[["MetricInputs"], dict[str, Any]] = lambda inputs: {}
+    group: str = "quality"
+
+    def __post_init__(self) -> None:
+        unknown = set(self.needs) - set(NEEDS)
+        if unknown:
+            raise ValueError(f"metric '{self.id}' needs {sorted(unknown)}; a metric can need {', '.join(NEEDS)}")
+        if self.group not in GROUPS:
+            raise ValueError(f"metric '{self.id}' has group {self.group!r}; groups: {', '.join(GROUPS)}")
 
 
-METRICS: Registry[MetricSpec] = Registry("metric")
+METRICS: Registry[Metric] = Registry("metric")
 
 
-def _register(spec: MetricSpec) -> MetricSpec:
-    return METRICS.add(spec.id, spec)
+def register_metric(metric: Metric) -> Metric:
+    taken = {v.name: m for m in METRICS for v in METRICS.get(m).values}
+    clash = [v.name for v in metric.values if v.name in taken and taken[v.name] != metric.id]
+    if clash:
+        raise ValueError(f"metric '{metric.id}' reports {clash}, already reported by {taken[clash[0]]}")
+    return METRICS.add(metric.id, metric)
 
 
-_register(MetricSpec(
-    "fid", fid_from_features, ("features",),
-    "Frechet distance between Gaussians of reference and generated features (eigvals form, float64)",
-))
-_register(MetricSpec(
-    "kid", kid_from_features, ("features",),
-    "Kernel Inception Distance: unbiased MMD^2, cubic polynomial kernel, mean/std over subsets",
-    {"subsets": 100, "subset_size": 1000, "degree": 3, "coef0": 1},
-))
-_register(MetricSpec(
-    "prdc", prdc, ("features",),
-    "Precision/recall/density/coverage (Naeem et al. 2020), Euclidean, k-th NN radius, strict <",
-    {"k": 5},
-))
-for _variant, _text in (
-    ("cdc", "CDC protocol: M=50 random members, clusters with <2 members excluded"),
-    ("unidad_compat", "Uni-DAD compat: first M=100 members, small clusters count 0, generated in [0,1]"),
-):
-    _register(MetricSpec(
-        f"intra_lpips_{_variant}", functools.partial(intra_lpips, variant=_variant),
-        ("images", "train_images", "distance"), f"Intra-cluster LPIPS, {_text}", {"variant": _variant},
-    ))
+def metric_ids() -> list[str]:
+    """Every registered metric id, in registration order (the order tables list them)."""
+    load_plugins()
+    return list(METRICS.registered())
 
 
-def get_metric(metric_id: str) -> MetricSpec:
+def get_metric(metric_id: str) -> Metric:
+    load_plugins()
     return METRICS.get(metric_id)
+
+
+def check_metric_names(names) -> None:
+    """Config validation: every name in evaluation.metrics is a registered metric."""
+    known = metric_ids()
+    unknown = [m for m in names if m not in known]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown} in evaluation.metrics; known metrics: {', '.join(known)}")
+
+
+def values() -> Mapping[str, Value]:
+    """Every value any metric reports, by name, in registration order."""
+    return {v.name: v for m in metric_ids() for v in METRICS.get(m).values}
+
+
+def value_info(name: str) -> Value:
+    """How a tidy-table metric value is shown; a name no metric reports gets a neutral entry."""
+    return values().get(name) or Value(name, name, None, 3, shown=False)
+
+
+def value_names(group: str | None = None, shown_only: bool = True) -> list[str]:
+    """Value names (of one table group), in registration order."""
+    out = []
+    for m in metric_ids():
+        metric = METRICS.get(m)
+        if group is None or metric.group == group:
+            out += [v.name for v in metric.values if v.shown or not shown_only]
+    return out
+
+
+def metrics_needing(need: str, names) -> list[str]:
+    """Which of the configured metrics need an input (`common.smk` wires inputs from this)."""
+    return [m for m in names if need in get_metric(m).needs]

@@ -1,0 +1,85 @@
+"""What the metrics of one checkpoint read, given as explicit paths and loaded lazily, once.
+
+The evaluation job builds one `MetricInputs` per checkpoint from its rule's inputs and params; every
+metric's `compute` and `protocol` (unidad.metrics.registry) takes it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class MetricInputs:
+    samples: Path  # samples.npz of the checkpoint (uint8 images per NFE, timing)
+    references: dict[str, Path] = field(default_factory=dict)  # split ("full" = test, "val") -> statistics .npz
+    extractor: str = ""  # evaluation.extractor (feature extractor registry name)
+    extractor_file: Path | None = None  # the demo extractor's weights, when the extractor or distance is "demo"
+    lpips: str = ""  # evaluation.lpips (distance registry name)
+    intra_lpips_variant: str = "cdc"
+    shots_dir: Path | None = None  # the k training images of the run's target
+    shots: int | None = None
+    domain: str | None = None  # the target's demo domain (None for a real dataset: no oracle)
+    image_size: int = 0
+
+    @cached_property
+    def _samples(self) -> dict[str, Any]:
+        with np.load(self.samples, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+
+    @property
+    def checkpoint(self) -> str:
+        return str(self._samples["checkpoint"])
+
+    @property
+    def images(self) -> dict[int, np.ndarray]:
+        """NFE -> uint8 NHWC images."""
+        return {int(k[len("images_nfe"):]): v for k, v in self._samples.items() if k.startswith("images_nfe")}
+
+    @cached_property
+    def timing(self) -> dict[str, Any]:
+        return json.loads(str(self._samples["timing"]))
+
+    @cached_property
+    def feature_extractor(self):
+        from unidad.metrics.extractors import load_extractor
+
+        return load_extractor(self.extractor, self.extractor_file)
+
+    @cached_property
+    def distance(self):
+        from unidad.metrics.extractors import load_distance
+
+        return load_distance(self.lpips, self.extractor_file)
+
+    @cached_property
+    def shot_images(self) -> np.ndarray:
+        from unidad.data.folders import load_image_folder
+
+        if self.shots_dir is None:
+            raise ValueError("this metric needs the training shots, but the evaluation job was given none")
+        return load_image_folder(self.shots_dir, shots=self.shots, image_size=self.image_size)
+
+    def generated_features(self, nfe: int) -> np.ndarray:
+        """Features of the samples at one NFE, extracted once and shared by every feature metric."""
+        cache = self.__dict__.setdefault("_features", {})
+        if nfe not in cache:
+            cache[nfe] = self.feature_extractor(self.images[nfe])
+        return cache[nfe]
+
+    def reference(self, split: str) -> dict[str, Any] | None:
+        """Feature statistics of a reference split, checked against the extractor's weights; None if absent."""
+        path = self.references.get(split)
+        if path is None or not Path(path).exists():
+            return None
+        ref = dict(np.load(path, allow_pickle=False))
+        sha = self.feature_extractor.weights_sha256
+        if str(ref["extractor_sha256"]) != sha:
+            raise ValueError(f"reference statistics {path} were made with other extractor weights "
+                             f"({str(ref['extractor_sha256'])[:12]} vs {sha[:12]}); delete it to recompute")
+        return ref
