@@ -77,20 +77,21 @@ def test_snakemake_dry_run_fails_on_a_misspelt_key(tmp_path):
 def test_ablation_variants_become_methods_with_one_option_changed():
     cfg = load_config_file(ROOT / "config" / "ablations.yaml")
     plan = Plan(cfg)
-    methods = {mr.method for mr in plan.method_runs}
-    assert {"unidad@a=0.25", "unidad@gan_loss=hinge", "unidad@heads=single", "unidad@nfe=1"} <= methods
-    runs = {plan.runs[mr.final].params["dual_weight"] for mr in plan.method_runs if mr.method.startswith("unidad@a=")}
-    assert runs == {0.0, 0.25, 0.75, 1.0}
-    k1 = next(mr for mr in plan.method_runs if mr.method == "unidad@nfe=1")
+    labels = {mr.label for mr in plan.method_runs}
+    assert {"unidad@a=0.25", "unidad@gan_loss=hinge", "unidad@heads=single", "unidad@nfe=1"} <= labels
+    a_runs = [mr for mr in plan.method_runs if mr.ablation is not None and mr.ablation.label == "a"]
+    assert {mr.method for mr in a_runs} == {"unidad"}  # the method id stays the method's own
+    assert {plan.runs[mr.final].params["dual_weight"] for mr in a_runs} == {0.0, 0.25, 0.75, 1.0}
+    assert {mr.ablation.param for mr in a_runs} == {"dual_weight"}  # the option the label stands for
+    k1 = next(mr for mr in plan.method_runs if mr.label == "unidad@nfe=1")
     assert plan.method_nfe(k1.final) == 1
 
 
-def test_ablation_columns_split_the_variant_name():
-    from unidad.evaluate import ablation_columns
+def test_ablation_values_are_data_and_fill_the_tidy_columns():
+    from unidad.plan import Ablation
 
-    assert ablation_columns("unidad@a=0.25") == {"method": "unidad", "ablation": "a=0.25", "ablation_param": "a",
-                                                 "ablation_value": "0.25"}
-    assert ablation_columns("ft")["ablation"] == ""
+    ablation = Ablation(label="a", param="dual_weight", value=0.25, stage="unidad")
+    assert ablation.fields() == {"ablation": "a=0.25", "ablation_param": "a", "ablation_value": "0.25"}
 
 
 def test_bad_ablation_names_the_problem():

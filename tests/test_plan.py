@@ -68,8 +68,8 @@ def test_shots_ablation_trains_the_method_unchanged_on_fewer_shots():
     cfg = _demo()
     cfg["ablations"] = [{"method": "unidad", "param": "shots", "values": [1, 5], "targets": ["near"]}]
     plan = Plan(validate_config(cfg))
-    variant_runs = [m for m in plan.method_runs if m.method.startswith("unidad@shots=")]
-    assert sorted((m.method, m.shots) for m in variant_runs if m.seed == 0) == [
+    variant_runs = [m for m in plan.method_runs if m.ablation is not None]
+    assert sorted((m.label, m.shots) for m in variant_runs if m.seed == 0) == [
         ("unidad@shots=1", 1), ("unidad@shots=5", 5)]
     five = plan.runs[[m for m in variant_runs if m.shots == 5][0].final]
     ten = _run(plan, "near", "unidad")

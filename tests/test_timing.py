@@ -1,15 +1,15 @@
 """The DAG's own timing log: one line per finished job, summarised by `unidad timing`."""
 from unidad.planning import summarise_job_times
-from unidad.runner import job_times_file, record_job_time
+from unidad.runtime import record_job_time
 
 
 def test_timing_counts_the_latest_run_of_each_job(tmp_path, capsys):
-    config = {"results_dir": str(tmp_path), "benchmark": "demo"}
-    record_job_time(config, "train_stage", "logs/train/a.log", 100.0, 160.0, 1)
-    record_job_time(config, "train_stage", "logs/train/a.log", 200.0, 230.0, 1)  # a rerun replaces it
-    record_job_time(config, "checkpoint_metrics", "logs/metrics/a.log", 230.0, 240.0, 2)
-    assert len(job_times_file(config).read_text().splitlines()) == 3
-    assert summarise_job_times(config) == 0
+    times = tmp_path / "demo" / "logs" / "job_times.jsonl"
+    record_job_time(times, "train_stage", "logs/train/a.log", 100.0, 160.0, 1)
+    record_job_time(times, "train_stage", "logs/train/a.log", 200.0, 230.0, 1)  # a rerun replaces it
+    record_job_time(times, "checkpoint_metrics", "logs/metrics/a.log", 230.0, 240.0, 2)
+    assert len(times.read_text().splitlines()) == 3
+    assert summarise_job_times(times) == 0
     out = capsys.readouterr().out
     assert "2 jobs" in out
     assert "wall time, first job start to last job end: 40 s" in out
@@ -19,5 +19,5 @@ def test_timing_counts_the_latest_run_of_each_job(tmp_path, capsys):
 
 
 def test_timing_without_a_log_says_so(tmp_path, capsys):
-    assert summarise_job_times({"results_dir": str(tmp_path), "benchmark": "demo"}) == 1
+    assert summarise_job_times(tmp_path / "demo" / "logs" / "job_times.jsonl") == 1
     assert "run the DAG first" in capsys.readouterr().out

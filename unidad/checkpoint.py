@@ -36,6 +36,8 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from unidad.atomic import TEMP_PREFIX, atomic_path
+
 CHECKPOINTS_DIR = "checkpoints"
 WEIGHTS_FILE = "weights.safetensors"
 STATE_FILE = "state.pt"
@@ -43,7 +45,6 @@ META_FILE = "meta.json"
 FORMAT_VERSION = 1
 
 _STEP_DIR = re.compile(r"^step(\d{8,})$")
-_TEMP_PREFIX = ".tmp-"
 _MODULE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _RESERVED_META_KEYS = ("format_version", "step", "modules", "weights_sha256", "created")
 
@@ -150,16 +151,8 @@ def export_weights(
     rename). `metadata` goes into the safetensors header as strings."""
     _check_module_names(modules)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f"{_TEMP_PREFIX}{path.name}-", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(path) as tmp:
         _write_weights_file(tmp, modules, metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     _fsync_path(path.parent)
     return path
 
@@ -301,6 +294,11 @@ def step_dir_name(step: int) -> str:
     return f"step{step:08d}"
 
 
+def checkpoint_weights_file(run_dir: str | os.PathLike, step: int) -> Path:
+    """The exported weights of checkpoint `step` of a run (what evaluation and later stages read)."""
+    return _checkpoints_root(run_dir) / step_dir_name(step) / WEIGHTS_FILE
+
+
 def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     """Complete checkpoints of a run, oldest first. Temporary and incomplete folders (no meta.json)
     are not listed."""
@@ -321,7 +319,7 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
 
 
 def _remove_stale_temp_dirs(root: Path) -> None:
-    for entry in root.glob(f"{_TEMP_PREFIX}*"):
+    for entry in root.glob(f"{TEMP_PREFIX}*"):
         if entry.is_dir():
             _remove_tree_quietly(entry)
         else:
@@ -329,7 +327,7 @@ def _remove_stale_temp_dirs(root: Path) -> None:
 
 
 def _retired_name(step_dir: Path) -> Path:
-    return step_dir.with_name(f"{_TEMP_PREFIX}retired-{step_dir.name}-{os.getpid()}-{time.monotonic_ns()}")
+    return step_dir.with_name(f"{TEMP_PREFIX}retired-{step_dir.name}-{os.getpid()}-{time.monotonic_ns()}")
 
 
 def _retire(step_dir: Path) -> None:
@@ -407,7 +405,7 @@ def save_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale_temp_dirs(root)
     final = root / step_dir_name(step)
-    building = Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{final.name}-", dir=root))
+    building = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{final.name}-", dir=root))
     try:
         weights = building / WEIGHTS_FILE
         _write_weights_file(weights, modules, {"step": str(step)})

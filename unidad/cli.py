@@ -5,8 +5,8 @@
   unidad stages                                    registered stages and their options with defaults
   unidad methods [CONFIG]                          method ids and their stage lists
   unidad timing [CONFIG]                           how long the DAG's jobs took (per rule) and its wall time
-  unidad train CONFIG_JSON SLUG [--stop-at N]       train one stage run of a resolved config (what the
-                                                   DAG's training jobs start, under torchrun for >1 GPU)
+  unidad train JOB_JSON [--stop-at N]              train one stage run from its job file (what the DAG's
+                                                   training jobs start, under torchrun for >1 GPU)
 """
 from __future__ import annotations
 
@@ -63,19 +63,21 @@ def _cmd_plan(args) -> int:
 def _cmd_train(args) -> int:
     import json
 
-    from unidad.runner import run_stage
+    from unidad.jobs.train import StageJob, run_stage
 
-    with open(args.config_json) as f:
-        config = json.load(f)
-    run_stage(config, args.slug, threads=args.threads, stop_at=args.stop_at)
+    with open(args.job_json) as f:
+        job = StageJob.from_dict(json.load(f))
+    run_stage(job, threads=args.threads, stop_at=args.stop_at)
     return 0
 
 
 def _cmd_timing(args) -> int:
     from unidad.planning import summarise_job_times
 
+    from unidad.plan import Plan
+
     config = _load_config(args)
-    return 2 if config is None else summarise_job_times(config)
+    return 2 if config is None else summarise_job_times(Plan(config).path("job_times"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,9 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("methods", help="method ids and their stages")
     p.add_argument("config", nargs="?", default="config/config.yaml")
     p.set_defaults(func=_cmd_methods)
-    p = sub.add_parser("train", help="train one stage run of a resolved (validated) config saved as JSON")
-    p.add_argument("config_json")
-    p.add_argument("slug")
+    p = sub.add_parser("train", help="train one stage run from its job file (what a multi-GPU training job runs)")
+    p.add_argument("job_json", help="the run's training job as JSON (unidad.jobs.train.StageJob)")
     p.add_argument("--stop-at", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=_cmd_train)

@@ -7,12 +7,13 @@ fed to a model is bit-identical every time.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from unidad.atomic import atomic_path
 
 GRID_SEPARATOR_VALUE = 128  # mid gray: visible against both the light and the dark demo images
 
@@ -93,15 +94,8 @@ def save_png_atomic(array: Any, path: str | os.PathLike) -> Path:
     """Write uint8 H,W,3 (or H,W) as PNG; readers never see a half-written file."""
     arr = _check_hwc_uint8(array)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            Image.fromarray(arr).save(fh, format="PNG")
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr).save(tmp, format="PNG")
     return path
 
 

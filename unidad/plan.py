@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from unidad.checkpoint import checkpoint_weights_file
 from unidad.config import PROJECT_ROOT, ConfigError
 from unidad.registry import UnknownNameError
 
@@ -27,6 +28,33 @@ TEACHER_PREFIX = "source__teacher"
 SHOTS_PARAM = "shots"
 # dataset options that change what a stage trains on (sizes of evaluation splits do not)
 _TRAINING_DATA_KEYS = ("kind", "domain", "seed", "train_size", "path", "on_wrong_size")
+
+# Every file and folder the DAG writes, relative to results/<benchmark>/: the rules' output templates
+# and the Plan's path methods both read this table, so a path is written in one place. Evaluation is
+# keyed by the run, not the method: methods that end in the same run share its samples.
+PATHS = {
+    "demo_split": "data/{dataset}/{split}",
+    "staged_check": "data/{dataset}/{split}.verified",
+    "source_weights": "source_teacher/weights.safetensors",
+    "teacher_report": "source_teacher/report.json",
+    "teacher_grid": "source_teacher/samples.png",
+    "run_dir": "runs/{slug}",
+    "summary": "runs/{slug}/summary.json",
+    "segment_marker": "runs/{slug}/segments/until{end}.done",
+    "demo_extractor": "extractors/demo-cnn.safetensors",
+    "reference": "reference/{dataset}/{split}_{extractor}.npz",
+    "samples": "eval/{slug}/step{step}/samples.npz",
+    "samples_grid": "eval/{slug}/step{step}/samples.png",
+    "metric": "eval/{slug}/step{step}/metrics/{metric}.json",
+    "tidy_csv": "tables/results_tidy.csv",
+    "tidy_parquet": "tables/results_tidy.parquet",
+    "runs_table": "tables/runs.csv",
+    "tables": "tables/compiled",
+    "figures": "figures/paper",
+    "domains_figure": "figures/domains.png",
+    "qualitative": "figures/qualitative_{dataset}.png",
+    "job_times": "logs/job_times.jsonl",
+}
 
 
 @dataclass
@@ -50,21 +78,44 @@ class StageRun:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+@dataclass(frozen=True)
+class Ablation:
+    """One value of a config `ablations` entry: the method trained with `param` set to `value` in one of
+    its stages (`param: shots` trains the unchanged method on that many shots instead)."""
+
+    label: str  # the entry's label (default: its param); names the ablation in tables and figures
+    param: str  # a stage option, or "shots"
+    value: Any
+    stage: str  # the stage (name within the method) whose option changes
+
+    def fields(self) -> dict[str, str]:
+        """The tidy table's ablation columns."""
+        return {"ablation": f"{self.label}={self.value}", "ablation_param": self.label,
+                "ablation_value": str(self.value)}
+
+
 @dataclass
 class MethodRun:
     target: str
     shots: int
-    method: str
+    method: str  # the method's id in the methods file
     seed: int
     stages: list[str]  # slugs, in order
+    ablation: Ablation | None = None
 
     @property
     def final(self) -> str:
         return self.stages[-1]
 
     @property
-    def key(self) -> str:
-        return f"{self.target}-k{self.shots}__{self.method}__seed{self.seed}"
+    def label(self) -> str:
+        """How the method is named in grids and logs: its id, with the ablation value if any."""
+        return self.method if self.ablation is None else f"{self.method}@{self.ablation.label}={self.ablation.value}"
+
+    def ablation_fields(self) -> dict[str, str]:
+        if self.ablation is None:
+            return {"ablation": "", "ablation_param": "", "ablation_value": ""}
+        return self.ablation.fields()
 
 
 @dataclass
@@ -82,10 +133,16 @@ class EvalUnit:
         return f"step{self.step:08d}_nfe{self.nfe}"
 
 
-def load_methods(config: dict[str, Any]) -> dict[str, Any]:
+def methods_path(config: dict[str, Any]) -> Path:
+    """The methods file a config names (relative paths: to the working directory, else the project)."""
     path = Path(config["methods_file"])
     if not path.is_absolute() and not path.exists():
         path = PROJECT_ROOT / path
+    return path
+
+
+def load_methods(config: dict[str, Any]) -> dict[str, Any]:
+    path = methods_path(config)
     if not path.exists():
         raise ConfigError(f"config key methods_file: {config['methods_file']} not found")
     with open(path) as f:
@@ -105,6 +162,7 @@ class Plan:
 
         self.config = config
         self.stages_registry = STAGES
+        self.methods_path = methods_path(config)
         self.methods_def = load_methods(config)
         self.root = Path(config["results_dir"]) / config["benchmark"]
         self.runs: dict[str, StageRun] = {}
@@ -121,25 +179,34 @@ class Plan:
                 for method in config["methods"]:
                     for seed in config["seeds"]:
                         self._add_method_run(target, shots, method, seed)
-        for variant, (targets, shot_counts) in self._ablation_variants().items():
+        for method, ablation, spec, targets, shot_counts in self._ablation_variants():
             for target in targets:
                 for shots in shot_counts:
                     for seed in config["seeds"]:
-                        self._add_method_run(target, shots, variant, seed)
+                        self._add_method_run(target, shots, method, seed, spec, ablation)
 
     # -- paths ----------------------------------------------------------------------------------
+    def path(self, name: str, **fields: Any) -> Path:
+        """An output of the DAG: `PATHS[name]` under the benchmark's results folder. Steps are formatted
+        as the rules' `{step}` wildcard (8 digits)."""
+        if "step" in fields and isinstance(fields["step"], int):
+            fields["step"] = f"{fields['step']:08d}"
+        if "end" in fields and isinstance(fields["end"], int):
+            fields["end"] = f"{fields['end']:08d}"
+        return self.root / PATHS[name].format(**fields)
+
     def run_dir(self, slug: str) -> Path:
-        return self.root / "runs" / slug
+        return self.path("run_dir", slug=slug)
 
     def final_weights(self, slug: str) -> Path:
         run = self.runs[slug]
         return self.checkpoint_weights(slug, run.checkpoint_steps[-1])
 
     def checkpoint_weights(self, slug: str, step: int) -> Path:
-        return self.run_dir(slug) / "checkpoints" / f"step{step:08d}" / "weights.safetensors"
+        return checkpoint_weights_file(self.run_dir(slug), step)
 
     def summary(self, slug: str) -> Path:
-        return self.run_dir(slug) / "summary.json"
+        return self.path("summary", slug=slug)
 
     def segment_ends(self, slug: str) -> list[int]:
         """Where the jobs of a segmented run stop (config `segment_iters`); the last is the end of
@@ -151,7 +218,7 @@ class Plan:
         return list(range(size, total, size)) + [total]
 
     def segment_marker(self, slug: str, end: int) -> Path:
-        return self.run_dir(slug) / "segments" / f"until{end:08d}.done"
+        return self.path("segment_marker", slug=slug, end=end)
 
     def trained_until(self, slug: str, step: int) -> Path:
         """The file whose existence means checkpoint `step` of `slug` exists: the marker of the
@@ -161,7 +228,7 @@ class Plan:
         return self.summary(slug) if end == ends[-1] else self.segment_marker(slug, end)
 
     def source_weights(self) -> Path:
-        return self.root / "source_teacher" / "weights.safetensors"
+        return self.path("source_weights")
 
     def dataset_dir(self, dataset: str, split: str, shots: int | None = None) -> Path:
         """Folder of a dataset split as the DAG writes (demo) or as the config names (folder)."""
@@ -171,17 +238,16 @@ class Plan:
             if key not in d:
                 raise ConfigError(f"config key datasets.{dataset}.{key} is needed for the {split} split")
             return Path(d[key])
-        sub = f"k{shots}" if split == "shots" else split
-        return self.root / "data" / dataset / sub
+        return self.path("demo_split", dataset=dataset, split=f"k{shots}" if split == "shots" else split)
 
     # -- building ----------------------------------------------------------------------------------
-    def _ablation_variants(self) -> dict[str, tuple[list[str], list[int]]]:
-        """Adds a method per ablation value ("<method>@<label>=<value>"); returns variant -> (targets,
-        shot counts). The parameter `shots` is not a stage option: its variants are the unchanged
-        method trained on that many shots of the target (the paper's 1/5/10-shot ablation)."""
+    def _ablation_variants(self) -> list[tuple[str, Ablation, dict[str, Any], list[str], list[int]]]:
+        """One (method, ablation value, method spec, targets, shot counts) per value of each config ablation.
+        The parameter `shots` is not a stage option: its variants are the unchanged method trained on
+        that many shots of the target (the paper's 1/5/10-shot ablation)."""
         import copy
 
-        variants: dict[str, tuple[list[str], list[int]]] = {}
+        variants = []
         for i, ab in enumerate(self.config.get("ablations", [])):
             where = f"config key ablations[{i}]: "
             base = ab["method"]
@@ -192,7 +258,6 @@ class Plan:
             stage_name = ab.get("stage") or names[-1]
             if stage_name not in names:
                 raise ConfigError(f"{where}method '{base}' has no stage '{stage_name}' (its stages: {names})")
-            label = ab.get("label") or ab["param"]
             targets = ab.get("targets") or list(self.config["targets"])
             for t in targets:
                 if t not in self.config["datasets"]:
@@ -200,6 +265,7 @@ class Plan:
             if ab["param"] == SHOTS_PARAM:
                 self._check_shots_ablation(ab["values"], targets, where)
             for value in ab["values"]:
+                ablation = Ablation(ab.get("label") or ab["param"], ab["param"], value, stage_name)
                 spec = copy.deepcopy(self.methods_def[base])
                 if ab["param"] == SHOTS_PARAM:
                     shot_counts = [int(value)]
@@ -207,10 +273,7 @@ class Plan:
                     st = spec["stages"][names.index(stage_name)]
                     st["params"] = {**(st.get("params") or {}), ab["param"]: value}
                     shot_counts = list(self.config["shots"])
-                name = f"{base}@{label}={value}"
-                spec["description"] = f"{base} with {ab['param']}={value} (ablation '{label}')"
-                self.methods_def[name] = spec
-                variants[name] = (targets, shot_counts)
+                variants.append((base, ablation, spec, targets, shot_counts))
         return variants
 
     def _check_shots_ablation(self, values: list[Any], targets: list[str], where: str) -> None:
@@ -272,15 +335,17 @@ class Plan:
             return self.teacher_slug
         return [self.config["source"]["kind"], self.config["source"]["weights"], self.config["backbone"]]
 
-    def _add_method_run(self, target: str, shots: int, method: str, seed: int) -> None:
-        spec = self.methods_def[method]
+    def _add_method_run(self, target: str, shots: int, method: str, seed: int, spec: dict[str, Any] | None = None,
+                        ablation: Ablation | None = None) -> None:
+        spec = self.methods_def[method] if spec is None else spec
+        mr = MethodRun(target, shots, method, seed, [], ablation)
         stages = spec.get("stages") if isinstance(spec, dict) else None
         if not stages:
-            raise ConfigError(f"method '{method}' has no stages (methods file entry needs 'stages: [...]')")
+            raise ConfigError(f"method '{mr.label}' has no stages (methods file entry needs 'stages: [...]')")
         slugs_by_name: dict[str, str] = {}
         slugs: list[str] = []
         for i, st in enumerate(stages):
-            where = f"method '{method}' stage {i + 1}: "
+            where = f"method '{mr.label}' stage {i + 1}: "
             st = dict(st)
             stage_id = st.pop("stage", None)
             if stage_id is None:
@@ -327,7 +392,7 @@ class Plan:
                 slug=slug, stage=stage_id, params=cfg.to_dict(), data=data_spec, roles=roles, seed=seed,
                 product_module=cls.product_module(cfg), sampling=sampling,
                 checkpoint_steps=cfg.checkpoint_steps(),
-                method=None if not depends_on_target else method,
+                method=None if not depends_on_target else mr.label,
                 target=target if depends_on_target else None,
                 shots=shots if depends_on_target else None,
                 stage_name=name, shared=not depends_on_target,
@@ -335,7 +400,8 @@ class Plan:
             self.runs.setdefault(slug, run)
             slugs_by_name[name] = slug
             slugs.append(slug)
-        self.method_runs.append(MethodRun(target, shots, method, seed, slugs))
+        mr.stages = slugs
+        self.method_runs.append(mr)
 
     # -- evaluation units ---------------------------------------------------------------------------
     @cached_property
@@ -363,9 +429,6 @@ class Plan:
 
         return nfe_of(s["sampler"], int(s["steps"]))
 
-    def eval_dir(self, slug: str, step: int) -> Path:
-        # keyed by the run, not the method: methods that end in the same run share its samples
-        return self.root / "eval" / slug / f"step{step:08d}"
 
     def checkpoint_nfes(self, slug: str, step: int) -> list[int]:
         """NFEs sampled at one checkpoint: the method's own, plus the sweep at the last checkpoint."""
@@ -400,3 +463,39 @@ class Plan:
             else:
                 files.add(str(self.summary(ref)))
         return sorted(files)
+
+    # -- scalars and paths the jobs are given ---------------------------------------------------
+    @cached_property
+    def image_size(self) -> int:
+        from unidad.backbones import backbone_image_size
+
+        return backbone_image_size(self.config["backbone"])
+
+    def has_split(self, dataset: str, split: str) -> bool:
+        """Whether a dataset has a split: the DAG writes every split of a demo dataset; a staged folder
+        dataset has the splits the config names (a missing val split means no best-val selection)."""
+        d = self.config["datasets"][dataset]
+        return d["kind"] == "demo" or {"full": "full_path", "val": "val_path"}.get(split, "path") in d
+
+    def demo_domain(self, dataset: str) -> str | None:
+        """The demo domain of a dataset (its oracle), or None for a staged folder."""
+        d = self.config["datasets"][dataset]
+        return d["domain"] if d["kind"] == "demo" else None
+
+    def run_dataset(self, slug: str) -> str:
+        """The dataset a run is evaluated on: its target, or its training data for shared runs."""
+        run = self.runs[slug]
+        return run.target or run.data["dataset"]
+
+    def sample_seeds(self, n: int | None = None) -> list[int]:
+        ev = self.config["evaluation"]
+        return [ev["sample_seed_offset"] + i for i in range(ev["n_samples"] if n is None else n)]
+
+    def reference_file(self, dataset: str, split: str) -> Path:
+        return self.path("reference", dataset=dataset, split=split, extractor=self.config["evaluation"]["extractor"])
+
+    def metric_file(self, slug: str, step: int, metric: str) -> Path:
+        return self.path("metric", slug=slug, step=step, metric=metric)
+
+    def samples_file(self, slug: str, step: int) -> Path:
+        return self.path("samples", slug=slug, step=step)

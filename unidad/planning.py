@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any
 
 from unidad.plan import Plan
@@ -49,7 +50,7 @@ def estimate(config: dict[str, Any], step_seconds: float | None = None) -> dict[
     for mr in plan.method_runs:
         for slug in dict.fromkeys(mr.stages):
             secs, src = seconds(plan.runs[slug])
-            per_method[mr.method] += secs
+            per_method[mr.label] += secs
             source_of[src] += 1
     unique_seconds = sum(seconds(r)[0] for r in plan.runs.values())
     jobs = Counter({"train_stage": len(plan.runs), "sample_checkpoint": len(plan.eval_checkpoints),
@@ -62,7 +63,7 @@ def estimate(config: dict[str, Any], step_seconds: float | None = None) -> dict[
         "benchmark": config["benchmark"], "backbone": kind, "gpus_per_training_job": gpus,
         "memory_class": MEMORY_CLASS[config["backbone"].get("gpu_memory_class", "none")],
         "jobs": dict(jobs), "training_runs": len(plan.runs), "method_runs": len(plan.method_runs),
-        "hours_per_method_run": {m: per_method[m] / 3600 / max(1, sum(1 for r in plan.method_runs if r.method == m))
+        "hours_per_method_run": {m: per_method[m] / 3600 / max(1, sum(1 for r in plan.method_runs if r.label == m))
                                  for m in per_method},
         "device_hours_total": unique_seconds / 3600 * max(1, gpus),
         "estimate_sources": dict(source_of),
@@ -85,13 +86,10 @@ def print_plan(config: dict[str, Any], step_seconds: float | None = None) -> Non
     print(f"step times: {', '.join(f'{k}: {v}' for k, v in e['estimate_sources'].items())}")
 
 
-def summarise_job_times(config: dict[str, Any]) -> int:
+def summarise_job_times(path: Path) -> int:
     """Print the DAG's own timing log (results/<benchmark>/logs/job_times.jsonl): per rule the jobs and
     their summed seconds, and the wall time from the first job's start to the last job's end, counting
     for each job only its latest run (a rerun replaces the earlier one)."""
-    from unidad.runner import job_times_file
-
-    path = job_times_file(config)
     if not path.exists():
         print(f"unidad timing: no {path} yet; run the DAG first")
         return 1

@@ -41,6 +41,8 @@ from typing import Any, Callable, Protocol, TypeVar, runtime_checkable
 
 import yaml
 
+from unidad.atomic import write_text_atomic
+
 logger = logging.getLogger(__name__)
 
 RUN_RECORD_FILE = "mlflow_run.json"
@@ -369,10 +371,7 @@ class MlflowTracker:
     def _write_run_record(self, run_dir: Path, experiment_id: str) -> None:
         record = {"tracking_uri": self.tracking_uri, "experiment": self.experiment,
                   "experiment_id": experiment_id, "run_id": self.run_id}
-        run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = run_dir / f".{RUN_RECORD_FILE}.tmp"
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(tmp, run_dir / RUN_RECORD_FILE)
+        write_text_atomic(run_dir / RUN_RECORD_FILE, json.dumps(record, indent=2) + "\n")
 
     # -- the Tracker interface --------------------------------------------------------------
 

@@ -39,3 +39,32 @@ def build_backbone(spec: dict[str, Any]) -> Denoiser:
     """spec = {"kind": name, "params": {...}} as in the config's `backbone` section."""
     factory = BACKBONES.get(spec.get("kind", "tiny"))
     return factory(**(spec.get("params") or {}))
+
+
+def backbone_image_size(spec: dict[str, Any]) -> int:
+    kind = spec["kind"]
+    params = spec.get("params") or {}
+    if kind == "tiny":
+        return int(params.get("image_size", 16))
+    if kind == "adm":
+        return 256 if params.get("config", "ffhq256") == "ffhq256" else int(params["config"]["image_size"])
+    return int(params.get("image_size", 512))
+
+
+def load_source_weights(spec: dict[str, Any], path) -> Denoiser:
+    from pathlib import Path
+
+    kind = spec["kind"]
+    if kind == "adm":
+        from unidad.backbones.adm import load_adm_checkpoint
+
+        return load_adm_checkpoint(path, build_backbone(spec).unet.config)
+    if kind == "sd15":
+        from unidad.backbones.sd15 import load_sd15
+
+        return load_sd15(path)
+    from unidad.checkpoint import read_weights
+
+    model = build_backbone(spec)
+    model.load_state_dict(next(iter(read_weights(Path(path)).values())), strict=True)
+    return model

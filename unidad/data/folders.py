@@ -7,14 +7,13 @@ what to do about it in one line; writing is all-or-nothing.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from unidad.atomic import atomic_dir
 from unidad.imageio import as_numpy, pil_to_rgb, to_uint8_hwc
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -117,25 +116,8 @@ def write_image_folder(images: Any, out_dir: str | os.PathLike) -> Path:
         raise ImageFolderError(f"no images to write to {out_dir}; pass at least one image")
 
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     digits = max(5, len(str(len(arr) - 1)))
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
-    try:
+    with atomic_dir(out_dir) as staging:
         for i, image in enumerate(arr):
             Image.fromarray(np.ascontiguousarray(image)).save(staging / f"{i:0{digits}d}.png", format="PNG")
-        if out_dir.exists():
-            retired = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old-"))
-            os.replace(out_dir, retired / "old")
-            try:
-                os.replace(staging, out_dir)
-            except BaseException:
-                os.replace(retired / "old", out_dir)  # put the previous folder back
-                raise
-            finally:
-                shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out_dir

@@ -18,8 +18,6 @@ published scale.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unidad.atomic import atomic_path
 from unidad.checkpoint import load_weights
 from unidad.data.domains import DOMAINS, get_domain
 from unidad.metrics.extractors import DISTANCES, EXTRACTORS
@@ -313,16 +312,9 @@ def _write_weights(out_path: str | Path, model: DemoCNN, summary: dict) -> Path:
     from safetensors.torch import save_file
 
     path = Path(out_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"{_MODULE_NAME}.{key}": t.detach().cpu().contiguous() for key, t in model.state_dict().items()}
-    fd, tmp_name = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp_name, metadata={"demo_extractor": json.dumps(summary)})
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"demo_extractor": json.dumps(summary)})
     return path
 
 

@@ -27,6 +27,16 @@ class MetricInputs:
     domain: str | None = None  # the target's demo domain (None for a real dataset: no oracle)
     image_size: int = 0
 
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "MetricInputs":
+        """From the plain values a rule passes (paths as strings)."""
+        p = dict(params)
+        p["samples"] = Path(p["samples"])
+        p["references"] = {k: Path(v) for k, v in p.get("references", {}).items()}
+        for key in ("extractor_file", "shots_dir"):
+            p[key] = None if p.get(key) is None else Path(p[key])
+        return cls(**p)
+
     @cached_property
     def _samples(self) -> dict[str, Any]:
         with np.load(self.samples, allow_pickle=False) as f:

@@ -12,10 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import random
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from unidad.atomic import write_text_atomic
 from unidad.checkpoint import (
     capture_rng_state,
     latest_checkpoint,
@@ -308,7 +307,5 @@ def train(
         **stage.describe(),
     }
     if summary["complete"] and world.is_main:
-        tmp = run_dir / "summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2))
-        os.replace(tmp, run_dir / "summary.json")
+        write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
     return summary

@@ -1,21 +1,32 @@
-# Validation, wildcard constraints and input functions only; the logic lives in the unidad package.
+# Validation, wildcard constraints, and every rule's inputs and params: the plan (unidad.plan) computes
+# each path and scalar here, and each rule's script hands them to one unidad.jobs function as they are.
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir)))
 
+import unidad.jobs.params as P
 from unidad.config import ConfigError, validate_config
-from unidad.plan import Plan
+from unidad.metrics.registry import check_metric_names, metrics_needing
+from unidad.plan import PATHS, Plan
 
 try:
     validate_config(config)
     PLAN = Plan(config)
-except ConfigError as err:
+    check_metric_names(config["evaluation"]["metrics"])
+except (ConfigError, ValueError) as err:
     raise WorkflowError(f"invalid config: {err}") from None
 
 R = str(PLAN.root)
+EV = config["evaluation"]
+METRICS = EV["metrics"]
 # The report groups everything under the benchmark, so reports of several configs read apart.
 REPORT_CATEGORY = f"Benchmark {config['benchmark']}"
+
+
+def out(name):
+    """A rule's output template: PATHS[name] under the results folder, wildcards left in braces."""
+    return f"{R}/{PATHS[name]}"
 
 
 wildcard_constraints:
@@ -23,6 +34,9 @@ wildcard_constraints:
     split=r"train|full|val|k\d+",
     slug=r"[A-Za-z0-9_.-]+",
     end=r"\d{8}",
+    step=r"\d{8}",
+    extractor=r"[a-z0-9_-]+",
+    metric=r"[a-z0-9_]+",
 
 
 def resource_settings(kind):
@@ -55,13 +69,40 @@ def training_threads(wildcards):
     return resource_settings("train")["cpus"]
 
 
+JOB_TIMES = str(PLAN.path("job_times"))
+
+
+def job_params(**params):
+    """A rule's params: its job's arguments, plus the timing log every job appends to."""
+    return {"job_times": JOB_TIMES, **params}
+
+
+# ----------------------------------------------------------------------------------------------- data
 def data_dir(dataset, split, shots=None):
     """What a job needs to depend on for a dataset split: the folder the DAG writes (demo), or the
     marker of the job that checked a staged folder (real datasets)."""
     if config["datasets"][dataset]["kind"] == "folder":
-        name = f"k{shots}" if split == "shots" else split
-        return f"{R}/data/{dataset}/{name}.verified"
+        return str(PLAN.path("staged_check", dataset=dataset, split=f"k{shots}" if split == "shots" else split))
     return str(PLAN.dataset_dir(dataset, split, shots))
+
+
+def split_shots(split):
+    """The shot count of a split wildcard ("k10" -> 10), None for the other splits."""
+    return int(split[1:]) if split.startswith("k") and split[1:].isdigit() else None
+
+
+def split_folder(dataset, split):
+    """The folder of a split wildcard: where the DAG writes it (demo) or where the config stages it."""
+    shots = split_shots(split)
+    return str(PLAN.dataset_dir(dataset, "shots" if shots else split, shots))
+
+
+DEMO_DATASETS = {k: d for k, d in config["datasets"].items() if d["kind"] == "demo"}
+
+
+# ------------------------------------------------------------------------------------------- training
+def stage_job(wildcards):
+    return P.stage_job(PLAN, wildcards.slug)
 
 
 def stage_inputs(wildcards):
@@ -83,37 +124,25 @@ def stage_inputs(wildcards):
     }
 
 
-def all_outputs():
-    outs = [f"{R}/source_teacher/report.json"]
-    if any(config["datasets"][t]["kind"] == "demo" for t in config["targets"]):
-        outs.append(f"{R}/figures/domains.png")
-    outs += [str(PLAN.summary(slug)) for slug in PLAN.runs]
-    outs += [f"{R}/tables/results_tidy.csv", f"{R}/tables/compiled", f"{R}/figures/paper"]
-    outs += [f"{R}/figures/qualitative_{t}.png" for t in config["targets"]]
-    return outs
+def teacher_inputs():
+    return {"trained": str(PLAN.summary(PLAN.teacher_slug))} if PLAN.teacher_slug else {}
 
 
-wildcard_constraints:
-    step=r"\d{8}",
-    extractor=r"[a-z0-9_-]+",
+def teacher_params():
+    """Where the source teacher comes from: the final weights of its pretraining run, or staged weights."""
+    if PLAN.teacher_slug:
+        slug = PLAN.teacher_slug
+        return {"trained": str(PLAN.final_weights(slug)), "module": PLAN.runs[slug].product_module, "staged": None}
+    from unidad.weights import resolve
+
+    ref = config["source"]["weights"]
+    staged = ref if ("/" in ref or ref.endswith((".pt", ".safetensors"))) else str(resolve(ref))
+    return {"trained": None, "module": "model", "staged": staged}
 
 
-from unidad.evaluate import (
-    FEATURE_METRICS,
-    check_metric_names,
-    extractor_file,
-    metric_file,
-    needs_demo_extractor,
-    reference_file,
-    samples_file,
-)
-
-try:
-    check_metric_names(config["evaluation"]["metrics"])
-except ValueError as err:
-    raise WorkflowError(f"invalid config: {err}") from None
-
-EXTRACTOR_FILES = [str(extractor_file(PLAN))] if needs_demo_extractor(config) else []
+# ----------------------------------------------------------------------------------------- evaluation
+EXTRACTOR_FILE = P.demo_extractor_file(PLAN)
+EXTRACTOR_FILES = [str(EXTRACTOR_FILE)] if EXTRACTOR_FILE else []
 
 
 def reference_inputs(wildcards):
@@ -123,27 +152,74 @@ def reference_inputs(wildcards):
 def metric_inputs(wildcards):
     slug = wildcards.slug
     run = PLAN.runs[slug]
-    dataset = run.target or run.data["dataset"]
-    metrics = config["evaluation"]["metrics"]
-    inputs = {"samples": str(samples_file(PLAN, slug, int(wildcards.step)))}
-    if any(m in FEATURE_METRICS for m in metrics):
-        inputs["reference"] = [str(reference_file(PLAN, dataset, "full")), str(reference_file(PLAN, dataset, "val"))]
-    if "intra_lpips" in metrics:
+    dataset = PLAN.run_dataset(slug)
+    inputs = {"samples": str(PLAN.samples_file(slug, int(wildcards.step))), "extractor": EXTRACTOR_FILES}
+    if metrics_needing("reference", METRICS):
+        inputs["reference"] = [str(PLAN.reference_file(dataset, s)) for s in P.reference_splits(PLAN, dataset)]
+    if metrics_needing("shots", METRICS):
         inputs["shots"] = data_dir(dataset, "shots", run.shots)
-    inputs["extractor"] = EXTRACTOR_FILES
     return inputs
 
 
+def metric_inputs_params(wildcards):
+    return P.metric_inputs(PLAN, wildcards.slug, int(wildcards.step))
+
+
+def sample_params(wildcards):
+    return P.sampling_job(PLAN, wildcards.slug, int(wildcards.step))
+
+
 def metric_files():
-    return sorted(
-        str(metric_file(PLAN, slug, step, m)) for slug, step in PLAN.eval_checkpoints for m in config["evaluation"]["metrics"]
-    )
+    return sorted(str(PLAN.metric_file(slug, step, m)) for slug, step in PLAN.eval_checkpoints for m in METRICS)
+
+
+def shot_sets():
+    """Every demo target's k-shot folder (the oracle's reference rows)."""
+    return [{"dataset": t, "shots": k, "domain": PLAN.demo_domain(t), "folder": str(PLAN.dataset_dir(t, "shots", k))}
+            for t in config["targets"] if PLAN.demo_domain(t) for k in config["shots"]]
+
+
+def tidy_params():
+    references = None
+    if "oracle" in METRICS:
+        references = {"teacher_report": str(PLAN.path("teacher_report")), "shot_sets": shot_sets(),
+                      "seeds": config["seeds"], "shot_counts": config["shots"], "image_size": PLAN.image_size}
+    return {
+        "benchmark": config["benchmark"], "units": [P.eval_unit_record(PLAN, u) for u in PLAN.eval_units],
+        "references": references, "runs": {slug: run.to_dict() for slug, run in PLAN.runs.items()},
+        "run_dirs": {slug: str(PLAN.run_dir(slug)) for slug in PLAN.runs},
+        "tracking": config["tracking"]["kind"],
+    }
+
+
+# --------------------------------------------------------------------------------------------- report
+def far_datasets():
+    """Targets structurally distant from the source (demo: domain 'far'; real: datasets.X.domain_gap)."""
+    return [t for t in config["targets"]
+            if config["datasets"][t].get("domain_gap") == "far" or PLAN.demo_domain(t) == "far"]
 
 
 def qualitative_inputs(wildcards):
-    from unidad.reporting import qualitative_units
-
     return {
         "shots": data_dir(wildcards.dataset, "shots", max(config["shots"])),
-        "samples": [str(p) for p, _ in qualitative_units(PLAN, wildcards.dataset).values()],
+        "samples": [str(p) for p, _ in P.qualitative_units(PLAN, wildcards.dataset).values()],
     }
+
+
+def qualitative_params(wildcards):
+    return {
+        "shots_dir": str(PLAN.dataset_dir(wildcards.dataset, "shots", max(config["shots"]))),
+        "samples": {m: [str(p), nfe] for m, (p, nfe) in P.qualitative_units(PLAN, wildcards.dataset).items()},
+        "image_size": PLAN.image_size,
+        "title": f"{config['benchmark']} / {wildcards.dataset}: 10 shots, then each method (same seeds)",
+    }
+
+
+def all_outputs():
+    outs = [str(PLAN.path("teacher_report"))]
+    if any(PLAN.demo_domain(t) for t in config["targets"]):
+        outs.append(str(PLAN.path("domains_figure")))
+    outs += [str(PLAN.summary(slug)) for slug in PLAN.runs]
+    outs += [str(PLAN.path(p)) for p in ("tidy_csv", "tables", "figures")]
+    outs += [str(PLAN.path("qualitative", dataset=t)) for t in config["targets"]]
+    return outs

@@ -1,7 +1,9 @@
 rule demo_split:
     """One split of a procedural demo dataset, written as a folder of PNGs like a real dataset."""
     output:
-        directory(f"{R}/data/{{dataset}}/{{split}}"),
+        directory(out("demo_split")),
+    params:
+        **job_params(dataset=lambda w: DEMO_DATASETS[w.dataset], image_size=PLAN.image_size),
     log:
         f"{R}/logs/data/{{dataset}}_{{split}}.log",
     # the source teacher (the critical path) starts from these folders
@@ -17,7 +19,14 @@ rule demo_split:
 rule verify_staged_folder:
     """A real dataset split staged on disk: every file readable, enough images, sizes handled per config."""
     output:
-        f"{R}/data/{{dataset}}/{{split}}.verified",
+        out("staged_check"),
+    params:
+        **job_params(
+            folder=lambda w: split_folder(w.dataset, w.split),
+            shots=lambda w: split_shots(w.split),
+            image_size=PLAN.image_size,
+            on_wrong_size=lambda w: config["datasets"][w.dataset].get("on_wrong_size", "resize"),
+        ),
     log:
         f"{R}/logs/data/{{dataset}}_{{split}}_verify.log",
     resources:
@@ -32,11 +41,13 @@ rule domain_grids:
     """A picture of every demo domain and of each target's 10-shot set."""
     output:
         report(
-            f"{R}/figures/domains.png",
+            out("domains_figure"),
             caption="../report/domains.rst",
             category=REPORT_CATEGORY,
             subcategory="Data",
         ),
+    params:
+        **job_params(demo_datasets=DEMO_DATASETS, targets=config["targets"], image_size=PLAN.image_size),
     log:
         f"{R}/logs/figures/domains.log",
     resources:

@@ -1,10 +1,9 @@
-EVAL = f"{R}/eval/{{slug}}/step{{step}}"
-
-
 rule demo_extractor:
     """The demo's feature extractor and LPIPS-style distance, trained on the demo domains (no downloads)."""
     output:
-        f"{R}/extractors/demo-cnn.safetensors",
+        out("demo_extractor"),
+    params:
+        **job_params(image_size=PLAN.image_size, train=EV.get("extractor_train") or {}),
     log:
         f"{R}/logs/extractors/demo-cnn.log",
     threads: pretraining_threads()
@@ -21,7 +20,14 @@ rule reference_statistics:
     input:
         unpack(reference_inputs),
     output:
-        f"{R}/reference/{{dataset}}/{{split}}_{{extractor}}.npz",
+        out("reference"),
+    params:
+        **job_params(
+            folder=lambda w: split_folder(w.dataset, w.split),
+            image_size=PLAN.image_size,
+            extractor=EV["extractor"],
+            extractor_file=EXTRACTOR_FILES[0] if EXTRACTOR_FILES else None,
+        ),
     log:
         f"{R}/logs/reference/{{dataset}}_{{split}}_{{extractor}}.log",
     threads: resources_for("evaluate")["cpus"]
@@ -38,8 +44,10 @@ rule sample_checkpoint:
     input:
         trained=lambda w: str(PLAN.trained_until(w.slug, int(w.step))),
     output:
-        samples=f"{EVAL}/samples.npz",
-        grid=f"{EVAL}/samples.png",
+        samples=out("samples"),
+        grid=out("samples_grid"),
+    params:
+        **job_params(sampling=sample_params),
     log:
         f"{R}/logs/sample/{{slug}}_step{{step}}.log",
     threads: resources_for("sample")["cpus"]
@@ -58,7 +66,9 @@ rule checkpoint_metrics:
     input:
         unpack(metric_inputs),
     output:
-        [f"{EVAL}/metrics/{m}.json" for m in config["evaluation"]["metrics"]],
+        **{m: out("metric").replace("{metric}", m) for m in METRICS},
+    params:
+        **job_params(inputs=metric_inputs_params),
     log:
         f"{R}/logs/metrics/{{slug}}_step{{step}}.log",
     threads: resources_for("evaluate")["cpus"]
@@ -76,11 +86,15 @@ rule tidy_results:
     """Every number of every checkpoint in one tidy table (CSV and Parquet)."""
     input:
         metrics=metric_files(),
+        summaries=[str(PLAN.summary(slug)) for slug in PLAN.runs],
         shots=[data_dir(t, "shots", k) for t in config["targets"] for k in config["shots"]],
-        teacher=f"{R}/source_teacher/report.json",
+        teacher=out("teacher_report"),
     output:
-        csv=f"{R}/tables/results_tidy.csv",
-        parquet=f"{R}/tables/results_tidy.parquet",
+        csv=out("tidy_csv"),
+        parquet=out("tidy_parquet"),
+        runs=out("runs_table"),
+    params:
+        **job_params(**tidy_params()),
     log:
         f"{R}/logs/tables/tidy.log",
     resources:

@@ -1,15 +1,18 @@
 rule tables:
     """Paper-style tables (Markdown, LaTeX booktabs, CSV), the claims check and the paper comparison."""
     input:
-        tidy=f"{R}/tables/results_tidy.parquet",
+        tidy=out("tidy_parquet"),
+        methods=str(PLAN.methods_path),
     output:
         report(
-            directory(f"{R}/tables/compiled"),
+            directory(out("tables")),
             patterns=["{name}.md"],
             caption="../report/tables.rst",
             category=REPORT_CATEGORY,
             subcategory="Tables",
         ),
+    params:
+        **job_params(far_datasets=far_datasets()),
     log:
         f"{R}/logs/tables/tables.log",
     group:
@@ -25,15 +28,18 @@ rule tables:
 rule figures:
     """Metric vs iteration, quality-diversity scatter, FID vs NFE, FID vs a (PDF + PNG)."""
     input:
-        tidy=f"{R}/tables/results_tidy.parquet",
+        tidy=out("tidy_parquet"),
+        methods=str(PLAN.methods_path),
     output:
         report(
-            directory(f"{R}/figures/paper"),
+            directory(out("figures")),
             patterns=["{name}.png"],
             caption="../report/figures.rst",
             category=REPORT_CATEGORY,
             subcategory="Figures",
         ),
+    params:
+        **job_params(),
     log:
         f"{R}/logs/figures/paper.log",
     group:
@@ -52,11 +58,13 @@ rule qualitative_grid:
         unpack(qualitative_inputs),
     output:
         report(
-            f"{R}/figures/qualitative_{{dataset}}.png",
+            out("qualitative"),
             caption="../report/qualitative.rst",
             category=REPORT_CATEGORY,
             subcategory="Qualitative samples",
         ),
+    params:
+        **job_params(grid=qualitative_params),
     log:
         f"{R}/logs/figures/qualitative_{{dataset}}.log",
     group:

@@ -4,7 +4,9 @@ rule train_stage:
     input:
         unpack(stage_inputs),
     output:
-        summary=f"{R}/runs/{{slug}}/summary.json",
+        summary=out("summary"),
+    params:
+        **job_params(job=stage_job, stop_at=None),
     log:
         f"{R}/logs/train/{{slug}}.log",
     threads: training_threads
@@ -22,7 +24,9 @@ rule train_segment:
     input:
         unpack(stage_inputs),
     output:
-        f"{R}/runs/{{slug}}/segments/until{{end}}.done",
+        marker=out("segment_marker"),
+    params:
+        **job_params(job=stage_job, stop_at=lambda w: int(w.end)),
     log:
         f"{R}/logs/train/{{slug}}_until{{end}}.log",
     threads: resources_for("train")["cpus"]

@@ -1,9 +1,8 @@
-from pathlib import Path
-
-from unidad.evaluate import compute_metrics
-from unidad.runner import job_log
+from unidad.jobs.evaluate import compute_metrics
+from unidad.metrics.inputs import MetricInputs
+from unidad.runtime import job_log
 
 with job_log(snakemake):
-    outputs = {Path(p).stem: p for p in snakemake.output}
-    compute_metrics(snakemake.config, snakemake.wildcards.slug, int(snakemake.wildcards.step), snakemake.input.samples,
-                    outputs, threads=snakemake.threads)
+    w = snakemake.wildcards
+    compute_metrics(MetricInputs.from_params(snakemake.params.inputs), dict(snakemake.output.items()), w.slug,
+                    int(w.step), threads=snakemake.threads)

@@ -1,5 +1,6 @@
-from unidad.evaluate import train_extractor
-from unidad.runner import job_log
+from unidad.jobs.evaluate import train_extractor
+from unidad.runtime import job_log
 
 with job_log(snakemake):
-    train_extractor(snakemake.config, snakemake.output[0], threads=snakemake.threads)
+    p = snakemake.params
+    train_extractor(snakemake.output[0], p.image_size, p.train, threads=snakemake.threads)

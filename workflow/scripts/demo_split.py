@@ -1,6 +1,6 @@
-from unidad.runner import job_log
-
-from unidad.runner import write_demo_split
+from unidad.jobs.data import write_demo_split
+from unidad.runtime import job_log
 
 with job_log(snakemake):
-    write_demo_split(snakemake.config, snakemake.wildcards.dataset, snakemake.wildcards.split, snakemake.output[0])
+    p = snakemake.params
+    write_demo_split(p.dataset, snakemake.wildcards.split, p.image_size, snakemake.output[0])

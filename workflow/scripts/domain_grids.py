@@ -1,6 +1,6 @@
-from unidad.runner import job_log
-
-from unidad.runner import domain_figure
+from unidad.jobs.data import domain_figure
+from unidad.runtime import job_log
 
 with job_log(snakemake):
-    domain_figure(snakemake.config, snakemake.output[0])
+    p = snakemake.params
+    domain_figure(p.demo_datasets, p.targets, p.image_size, snakemake.output[0])

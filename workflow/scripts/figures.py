@@ -1,5 +1,14 @@
-from unidad.reporting import build_figures
-from unidad.runner import job_log
+# The figures live in paper_figures/ (never imported by the unidad library): this job calls them itself.
+import logging
+
+from paper_figures.figures import write_all_figures
+from unidad.atomic import atomic_dir
+from unidad.results.methods import MethodCatalogue
+from unidad.results.schema import load_tidy
+from unidad.runtime import job_log
 
 with job_log(snakemake):
-    build_figures(snakemake.config, snakemake.input.tidy, snakemake.output[0])
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    methods = MethodCatalogue.from_file(snakemake.input.methods)
+    with atomic_dir(snakemake.output[0]) as tmp:
+        write_all_figures(load_tidy(snakemake.input.tidy), tmp, methods=methods)

@@ -1,6 +1,11 @@
-from unidad.reporting import build_qualitative_grid
-from unidad.runner import job_log
+# The grid is drawn by paper_figures/ (never imported by the unidad library): this job calls it itself.
+from pathlib import Path
+
+from paper_figures.figures import qualitative_grid
+from unidad.jobs.report import qualitative_rows
+from unidad.runtime import job_log
 
 with job_log(snakemake):
-    build_qualitative_grid(snakemake.config, snakemake.wildcards.dataset, snakemake.input.shots,
-                           snakemake.input.samples, snakemake.output[0])
+    g = snakemake.params.grid
+    shots, rows = qualitative_rows(g["shots_dir"], g["samples"], g["image_size"])
+    qualitative_grid(shots, rows, Path(snakemake.output[0]).with_suffix(""), title=g["title"])

@@ -1,6 +1,7 @@
-from unidad.evaluate import reference_statistics
-from unidad.runner import job_log
+from unidad.jobs.evaluate import reference_statistics
+from unidad.runtime import job_log
 
 with job_log(snakemake):
-    w = snakemake.wildcards
-    reference_statistics(snakemake.config, w.dataset, w.split, snakemake.output[0], threads=snakemake.threads)
+    p = snakemake.params
+    reference_statistics(p.folder, snakemake.wildcards.split, p.image_size, p.extractor, p.extractor_file,
+                         snakemake.output[0], threads=snakemake.threads)

@@ -1,7 +1,6 @@
-from unidad.evaluate import sample_checkpoint
-from unidad.runner import job_log
+from unidad.jobs.evaluate import sample_checkpoint
+from unidad.runtime import job_log
 
 with job_log(snakemake):
-    w = snakemake.wildcards
-    sample_checkpoint(snakemake.config, w.slug, int(w.step), snakemake.output.samples, snakemake.output.grid,
+    sample_checkpoint(**snakemake.params.sampling, out_npz=snakemake.output.samples, out_grid=snakemake.output.grid,
                       threads=snakemake.threads)

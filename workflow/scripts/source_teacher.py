@@ -1,6 +1,6 @@
-from unidad.runner import job_log
-
-from unidad.runner import export_source_teacher
+from unidad.jobs.teachers import export_source_teacher
+from unidad.runtime import job_log
 
 with job_log(snakemake):
-    export_source_teacher(snakemake.config, snakemake.output[0])
+    p = snakemake.params
+    export_source_teacher(p.backbone, snakemake.output[0], trained=p.trained, module=p.module, staged=p.staged)

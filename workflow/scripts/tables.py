@@ -1,5 +1,5 @@
-from unidad.reporting import build_tables
-from unidad.runner import job_log
+from unidad.jobs.report import build_tables
+from unidad.runtime import job_log
 
 with job_log(snakemake):
-    build_tables(snakemake.config, snakemake.input.tidy, snakemake.output[0])
+    build_tables(snakemake.input.tidy, snakemake.input.methods, snakemake.params.far_datasets, snakemake.output[0])

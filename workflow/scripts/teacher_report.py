@@ -1,6 +1,8 @@
-from unidad.runner import job_log
-
-from unidad.runner import teacher_report
+from unidad.jobs.teachers import teacher_report
+from unidad.runtime import job_log
 
 with job_log(snakemake):
-    teacher_report(snakemake.config, snakemake.output.report, snakemake.output.grid, threads=snakemake.threads)
+    p = snakemake.params
+    teacher_report(p.backbone, snakemake.input.weights, p.sampling, p.seeds, p.batch_size, snakemake.output.report,
+                   snakemake.output.grid, source_domain=p.source_domain, target_domains=p.target_domains,
+                   device=p.device, threads=snakemake.threads)

@@ -1,4 +1,6 @@
-from unidad.runner import job_log, verify_staged_folder
+from unidad.jobs.data import verify_staged_folder
+from unidad.runtime import job_log
 
 with job_log(snakemake):
-    verify_staged_folder(snakemake.config, snakemake.wildcards.dataset, snakemake.wildcards.split, snakemake.output[0])
+    p = snakemake.params
+    verify_staged_folder(p.folder, p.shots, p.image_size, p.on_wrong_size, snakemake.output[0])

@@ -1,0 +1,152 @@
+"""Jobs of workflow/rules/evaluate.smk: the demo extractor, reference statistics, sampling a checkpoint,
+its metrics, and the tidy table of every number.
+
+Every number written here carries its metric id, protocol variant, extractor id and weights SHA-256,
+the numbers of generated and reference images and the checkpoint it came from (metrics.md).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from unidad.atomic import atomic_path, write_json_atomic
+from unidad.runtime import log, set_threads
+
+
+def train_extractor(out: str | Path, image_size: int, params: Mapping[str, Any], threads: int | None = None) -> dict:
+    from unidad.metrics.demo_extractor import train_demo_extractor
+
+    set_threads(threads)
+    return train_demo_extractor(out, image_size=image_size, log=log, **dict(params))
+
+
+def reference_statistics(folder: str | Path, split: str, image_size: int, extractor: str,
+                         extractor_file: str | Path | None, out: str | Path, threads: int | None = None) -> None:
+    """Features, mean and covariance of a dataset split, resized to the working resolution first
+    (PIL bilinear), cached with the extractor's id and weights hash."""
+    from unidad.data.folders import load_image_folder
+    from unidad.metrics.extractors import load_extractor
+    from unidad.metrics.frechet import feature_statistics
+
+    set_threads(threads)
+    images = load_image_folder(folder, image_size=image_size, on_wrong_size="resize")
+    if split == "full":
+        images = images[:5000]  # metrics.md: the first 5000 files in sorted order
+    ext = load_extractor(extractor, extractor_file)
+    feats = ext(images)
+    mu, sigma = feature_statistics(feats)
+    with atomic_path(out) as tmp:
+        np.savez(tmp, features=feats, mu=mu, sigma=sigma, extractor=ext.id, extractor_sha256=ext.weights_sha256,
+                 resize_protocol=str(ext.resize_protocol), n=len(feats), folder=str(folder), image_size=image_size)
+    log(f"[reference] {folder} ({split}): {len(feats)} images -> {out}")
+
+
+def sample_checkpoint(backbone: Mapping[str, Any], weights: str | Path, module: str, sampling: Mapping[str, Any],
+                      nfes: Sequence[int], grid_nfe: int, seeds: Sequence[int], batch_size: int, step: int,
+                      out_npz: str | Path, out_grid: str | Path, device: str = "auto",
+                      threads: int | None = None) -> None:
+    """Samples one checkpoint at every NFE it is evaluated at into one file (uint8 images per NFE, the
+    same per-image seeds for every NFE and every method); the grid shows the method's own NFE."""
+    from unidad.imageio import save_grid
+    from unidad.jobs.teachers import sample_product
+
+    arrays: dict[str, Any] = {}
+    timings, samplings = {}, {}
+    for nfe in nfes:
+        s = dict(sampling)
+        if s["kind"] == "few_step":
+            s["steps"] = nfe
+        images, timing = sample_product(backbone, weights, module, s, seeds, batch_size, device, threads)
+        arrays[f"images_nfe{nfe}"] = images
+        timings[nfe], samplings[nfe] = timing, s
+        if nfe == grid_nfe:
+            save_grid(images[:64], out_grid, nrow=8)
+    with atomic_path(out_npz) as tmp:
+        # uint8 and lossless: the same values PNG files would hold
+        np.savez_compressed(tmp, seeds=np.asarray(seeds), timing=json.dumps(timings), sampling=json.dumps(samplings),
+                            checkpoint=str(weights), step=step, **arrays)
+
+
+def compute_metrics(inputs, outputs: Mapping[str, str | Path], slug: str, step: int,
+                    threads: int | None = None) -> None:
+    """Every configured metric of one checkpoint (all its NFEs), one JSON per metric.
+
+    `inputs` is a MetricInputs (unidad.metrics.inputs). A metric already computed for these exact
+    samples and protocol is restored from a cache next to the samples instead of recomputed, so adding
+    a metric to the config computes only that metric."""
+    from unidad.checkpoint import sha256_file
+    from unidad.metrics.registry import get_metric
+
+    set_threads(threads)
+    metrics = {name: get_metric(name) for name in outputs}
+    samples = Path(inputs.samples)
+    cache_dir = samples.parent / ".metric_cache"
+    cache_dir.mkdir(exist_ok=True)
+    samples_hash = sha256_file(samples)
+    for name, out in outputs.items():
+        metric = metrics[name]
+        protocol = metric.protocol(inputs)
+        cached = cache_dir / f"{name}.json"
+        if cached.exists():
+            rec = json.loads(cached.read_text())
+            if rec.get("samples_sha256") == samples_hash and rec.get("protocol") == protocol:
+                write_json_atomic(out, rec)
+                log(f"[metrics] {name}: up to date for these samples (cache)")
+                continue
+        rec = {"metric": name, "slug": slug, "step": step, "checkpoint": inputs.checkpoint,
+               "samples_sha256": samples_hash, "protocol": protocol, "per_nfe": {}}
+        for nfe, images in inputs.images.items():
+            record = {"n_generated": int(len(images)), "variant": "", "extractor": "", "extractor_sha256": "",
+                      "n_reference": 0, "values": {}, "values_val": {}, "params": {}}
+            record.update(metric.compute(inputs, nfe, images))
+            rec["per_nfe"][str(nfe)] = record
+        write_json_atomic(cached, rec)
+        write_json_atomic(out, rec)
+        log(f"[metrics] {name}: computed for NFE {sorted(inputs.images)}")
+
+
+def tidy_results(benchmark: str, units: Sequence[Mapping[str, Any]], references: Mapping[str, Any] | None,
+                 runs: Mapping[str, Mapping[str, Any]], run_dirs: Mapping[str, str], tracking: str,
+                 out_csv: str | Path, out_parquet: str | Path, out_runs: str | Path) -> int:
+    """The tidy table (CSV and Parquet) with one row per number and its checkpoint-selection rows, and
+    the run table (every training run's resolved options, keyed by slug); the numbers are mirrored into
+    each training run's MLflow entry. Returns the tidy table's row count."""
+    from unidad.results.collect import collect_tidy, run_table
+    from unidad.results.select import with_selection
+
+    tidy = with_selection(collect_tidy(benchmark, units, references))
+    with atomic_path(out_csv) as tmp:
+        tidy.to_csv(tmp, index=False)
+    with atomic_path(out_parquet) as tmp:
+        tidy.to_parquet(tmp, index=False)
+    with atomic_path(out_runs) as tmp:
+        run_table(runs).to_csv(tmp, index=False)
+    log(f"{len(tidy)} rows; mirrored into {mirror_to_tracker(tidy, run_dirs, tracking)} MLflow runs")
+    return len(tidy)
+
+
+def mirror_to_tracker(tidy, run_dirs: Mapping[str, str], tracking: str) -> int:
+    """Step-indexed copies of every evaluation number in its training run's MLflow entry.
+
+    Done once per DAG run over the tidy table (opening an MLflow client costs seconds, too much for each
+    of hundreds of metric jobs). Files stay the source of truth; tracking errors only warn. Returns the
+    number of runs updated."""
+    if tracking == "none" or tidy.empty:
+        return 0
+    from unidad.tracking import tracker_for_run_dir
+
+    updated = 0
+    rows = tidy[(tidy["selection"] == "all") & tidy["slug"].isin(list(run_dirs))]
+    for slug, group in rows.groupby("slug"):
+        try:
+            tracker = tracker_for_run_dir(Path(run_dirs[slug]))
+            for step, at_step in group.groupby("step"):
+                tracker.log_metrics({f"eval/{r.metric}/nfe{r.nfe}": float(r.value) for r in at_step.itertuples()},
+                                    step=int(step))
+            updated += 1
+        except Exception as exc:
+            log(f"[evaluate] warning: could not mirror metrics of {slug} to MLflow: {exc}")
+    return updated

@@ -1,0 +1,58 @@
+"""Jobs of workflow/rules/teachers.smk: the source teacher as one weights file, and its report."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from unidad.atomic import write_json_atomic
+from unidad.runtime import log, resolve_device, set_threads
+
+
+def export_source_teacher(backbone: Mapping[str, Any], out: str | Path, *, trained: str | Path | None = None,
+                          module: str = "model", staged: str | Path | None = None) -> None:
+    """The source teacher as one weights file with module 'model', whichever way it was obtained:
+    `trained` (a pretraining run's final weights, module `module`) or `staged` (real weights on disk)."""
+    from unidad.backbones import build_backbone, load_source_weights
+    from unidad.checkpoint import export_weights, read_weights
+
+    if (trained is None) == (staged is None):
+        raise ValueError("give the source teacher either as trained weights or as a staged file, not both")
+    if trained is not None:
+        model = build_backbone(dict(backbone))
+        model.load_state_dict(read_weights(trained)[module], strict=True)
+    else:
+        model = load_source_weights(dict(backbone), staged)
+    export_weights(out, {"model": model})
+
+
+def sample_product(backbone: Mapping[str, Any], weights: str | Path, module: str, sampling: Mapping[str, Any],
+                   seeds: Sequence[int], batch_size: int, device: str = "auto", threads: int | None = None):
+    """Images (uint8 NHWC) and timing of one product (a module in a weights file), one seed per image."""
+    from unidad.backbones import build_backbone
+    from unidad.checkpoint import read_weights
+    from unidad.sampling import generate
+
+    set_threads(threads)
+    model = build_backbone(dict(backbone))
+    model.load_state_dict(read_weights(weights)[module], strict=True)
+    return generate(model, dict(sampling), list(seeds), batch_size=batch_size, device=resolve_device(device), log=log)
+
+
+def teacher_report(backbone: Mapping[str, Any], weights: str | Path, sampling: Mapping[str, Any], seeds: Sequence[int],
+                   batch_size: int, out_json: str | Path, out_grid: str | Path, *, source_domain: str | None = None,
+                   target_domains: Mapping[str, str] | None = None, device: str = "auto",
+                   threads: int | None = None) -> dict:
+    """Samples the source teacher with its many-step sampler; the oracle judges them against the source
+    domain (demo) and each demo target: the starting point every method adapts from."""
+    from unidad.data.domains import oracle_report
+    from unidad.imageio import save_grid
+
+    images, timing = sample_product(backbone, weights, "model", sampling, seeds, batch_size, device, threads)
+    report: dict[str, Any] = {"n": len(seeds), "sampling": dict(sampling), "timing": timing}
+    if source_domain is not None:
+        report["oracle"] = oracle_report(images, source_domain)
+        report["oracle_domain"] = source_domain
+    report["target_oracle"] = {t: oracle_report(images, d) for t, d in (target_domains or {}).items()}
+    save_grid(images[:64], out_grid, nrow=8)
+    write_json_atomic(out_json, report)
+    return report

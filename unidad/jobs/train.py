@@ -1,0 +1,121 @@
+"""Job of workflow/rules/train.smk: train one stage run (or one segment of it), resuming if it can."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from unidad.atomic import write_json_atomic, write_text_atomic
+from unidad.runtime import git_commit, log, resolve_device, set_threads
+
+
+@dataclass
+class StageJob:
+    """Everything one training job needs, computed by the plan (`Plan.stage_job`)."""
+
+    run: dict[str, Any]  # the resolved StageRun (slug, stage, params, data, roles, seed, ...)
+    run_dir: str
+    weights: dict[str, list[str]]  # role -> [weights file, module inside it]
+    data_dir: str  # the folder of the stage's training images
+    image_size: int
+    backbone: dict[str, Any]
+    benchmark: str
+    tracking: dict[str, Any]  # kind, uri, experiment, results_dir
+    on_wrong_size: str = "resize"
+    device: str = "auto"
+    plugins: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StageJob":
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_stage_images(job: StageJob) -> torch.Tensor:
+    from unidad.data.folders import load_image_folder
+    from unidad.imageio import to_float_nchw
+
+    images = load_image_folder(job.data_dir, shots=job.run["data"].get("shots"), image_size=job.image_size,
+                               on_wrong_size=job.on_wrong_size)
+    return torch.from_numpy(to_float_nchw(images))
+
+
+def run_stage(job: StageJob, threads: int | None = None, stop_at: int | None = None, procs: int = 1) -> dict | None:
+    """Train one stage run (resuming if it has checkpoints).
+
+    procs > 1 (a job given several GPUs): the run is started under torchrun with one data-parallel
+    process per GPU (gloo on the CPU), and this process only waits for it."""
+    from unidad.backbones import build_backbone
+    from unidad.distributed import current_world, init_world, run_under_torchrun, shutdown_world
+    from unidad.plugins import load_plugins
+    from unidad.stages import STAGES, StageContext
+    from unidad.tracking import make_tracker
+    from unidad.train.loop import PREEMPTED_EXIT_CODE, PREEMPTED_MARKER, train
+
+    set_threads(threads)
+    load_plugins(job.plugins)
+    run = job.run
+    slug = run["slug"]
+    run_dir = Path(job.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    summary_file = run_dir / "summary.json"
+    if procs > 1 and not current_world().enabled:
+        launch = run_dir / "launch_job.json"
+        write_json_atomic(launch, job.to_dict())
+        per_proc_threads = max(1, (threads or os.cpu_count() or 1) // procs)
+        args = ["unidad.cli", "train", str(launch), "--threads", str(per_proc_threads)]
+        args += [] if stop_at is None else ["--stop-at", str(stop_at)]
+        log(f"[stage] {slug}: {procs} data-parallel processes (torchrun)")
+        status = run_under_torchrun(procs, args)
+        if status != 0:
+            # torchrun reports any failed worker as 1; a preemption checkpoint must still reach the
+            # scheduler as 75 so that it requeues the job
+            raise SystemExit(PREEMPTED_EXIT_CODE if (run_dir / PREEMPTED_MARKER).exists() else status)
+        return json.loads(summary_file.read_text()) if summary_file.exists() else None
+    cls = STAGES.get(run["stage"])
+    cfg = cls.config_cls.from_dict(run["params"])
+    device = resolve_device(job.device)
+    world = init_world(device.type)
+    if world.enabled and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+    weights = {role: (Path(f), module) for role, (f, module) in job.weights.items()}
+    for role, (f, _) in weights.items():
+        if not f.exists():
+            raise FileNotFoundError(f"stage {slug} needs weights for role '{role}': {f} does not exist")
+    ctx = StageContext(backbone_factory=lambda: build_backbone(job.backbone), weights=weights,
+                       real_images=load_stage_images(job), device=device, seed=run["seed"])
+    stage = cls(cfg, ctx)
+    if not world.is_main:  # rank 0 writes the run record, the tracker entry, stats and checkpoints
+        try:
+            return train(stage, run_dir, tracker=None, stop_at=stop_at, log=lambda msg: None, world=world)
+        finally:
+            shutdown_world()
+    resolved = {"run": run, "backbone": job.backbone, "benchmark": job.benchmark, "git_commit": git_commit(),
+                "torch": str(torch.__version__), "device": str(device), "world_size": world.size}
+    write_text_atomic(run_dir / "run.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    tr = job.tracking
+    tracker = make_tracker(tr["kind"], tr["uri"] or None, f"{tr['experiment']}/{job.benchmark}",
+                           results_dir=tr["results_dir"])
+    tags = {"method": run["method"] or "shared", "dataset": run["target"] or run["data"]["dataset"],
+            "seed": str(run["seed"]), "stage": run["stage"], "stage_name": run["stage_name"],
+            "benchmark": job.benchmark, "shots": str(run["shots"] or ""), "git_commit": resolved["git_commit"],
+            "slug": slug}
+    tracker.start_run(slug, tags=tags, params=resolved, run_dir=run_dir)
+    status = "FAILED"
+    try:
+        log(f"[stage] {slug}: {run['stage']} on {run['data']}, roles {run['roles']}, device {device}, "
+            f"{world.size} process(es)")
+        summary = train(stage, run_dir, tracker=tracker, stop_at=stop_at, log=log, world=world)
+        status = "FINISHED"
+    finally:
+        tracker.end_run(status=status)
+        shutdown_world()
+    return summary
