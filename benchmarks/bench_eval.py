@@ -38,14 +38,16 @@ def main() -> None:
 
     from unidad.config import load_config_file
     from unidad.data.domains import get_domain
-    from unidad.evaluate import compute_metrics, extractor_file, samples_file
+    from unidad.jobs.evaluate import compute_metrics
+    from unidad.jobs.params import demo_extractor_file, metric_inputs
     from unidad.metrics import demo_extractor as demo
+    from unidad.metrics.inputs import MetricInputs
     from unidad.plan import Plan
 
     config = load_config_file(args.config)
     plan = Plan(config)
-    weights = extractor_file(plan)
-    if not weights.exists():
+    weights = demo_extractor_file(plan)
+    if weights is None or not weights.exists():
         raise SystemExit(f"no demo extractor at {weights}: run the DAG for {args.config} first (make demo)")
     images, _ = get_domain(config["datasets"][config["targets"][0]]["domain"]).sample(args.n, seed=99)
     rows = [("demo-cnn-v1 features", _throughput(demo.DemoFeatureExtractor(weights), images))]
@@ -65,7 +67,7 @@ def main() -> None:
 
     # one checkpoint's metrics, with the time inside feature extraction measured
     slug, step = plan.eval_checkpoints[-1]
-    src = samples_file(plan, slug, step)
+    src = plan.samples_file(slug, step)
     if not src.exists():
         raise SystemExit(f"no samples at {src}: run the DAG for {args.config} first")
     spent = {"features": 0.0}
@@ -86,7 +88,8 @@ def main() -> None:
         shutil.copy(src, samples)  # a fresh folder: no metric cache
         outputs = {m: Path(tmp) / f"{m}.json" for m in config["evaluation"]["metrics"]}
         t0 = time.perf_counter()
-        compute_metrics(config, slug, step, samples, outputs, threads=args.threads)
+        inputs = MetricInputs.from_params({**metric_inputs(plan, slug, step), "samples": str(samples)})
+        compute_metrics(inputs, outputs, slug, step, threads=args.threads)
         total = time.perf_counter() - t0
     with np.load(src) as stored:
         n_sets = sum(1 for key in stored.files if key.startswith("images_nfe"))
