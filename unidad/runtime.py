@@ -53,9 +53,12 @@ def record_job_time(path: str | Path, rule: str, job: str, start: float, end: fl
 
 @contextlib.contextmanager
 def job_log(snakemake):
-    """Inside a rule script: stdout/stderr go to the rule's log file; a failure also prints one line
-    naming the rule, the error and the log to the terminal; the job's time goes to the timing log
-    (the rule's `params.job_times`)."""
+    """Inside a rule script: the config's plugins are loaded (the rule's `params.plugins`); stdout/stderr
+    go to the rule's log file; a failure also prints one line naming the rule, the error and the log to
+    the terminal; the job's time goes to the timing log (the rule's `params.job_times`)."""
+    from unidad.plugins import load_plugins
+
+    load_plugins(getattr(snakemake.params, "plugins", None) or [])
     log_file = Path(snakemake.log[0]) if snakemake.log else None
     if log_file is None:
         yield

@@ -73,8 +73,9 @@ JOB_TIMES = str(PLAN.path("job_times"))
 
 
 def job_params(**params):
-    """A rule's params: its job's arguments, plus the timing log every job appends to."""
-    return {"job_times": JOB_TIMES, **params}
+    """A rule's params: its job's arguments, plus the timing log every job appends to and the config's
+    plugin modules, which every job imports first (they register stages, metrics, extractors)."""
+    return {"job_times": JOB_TIMES, "plugins": list(config.get("plugins", [])), **params}
 
 
 # ----------------------------------------------------------------------------------------------- data
