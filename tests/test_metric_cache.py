@@ -7,9 +7,14 @@ import numpy as np
 import pytest
 import yaml
 
-from unidad import evaluate
+import dataclasses
+
 from unidad.config import validate_config
 from unidad.data.domains import get_domain
+from unidad.jobs.evaluate import compute_metrics
+from unidad.jobs.params import metric_inputs
+from unidad.metrics.inputs import MetricInputs
+from unidad.metrics.registry import METRICS, get_metric
 from unidad.plan import Plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,19 +33,29 @@ def checkpoint_samples(tmp_path):
     samples = tmp_path / "samples.npz"
     np.savez_compressed(samples, timing=json.dumps({unit.nfe: timing}), checkpoint="ckpt.safetensors",
                         step=unit.step, **{f"images_nfe{unit.nfe}": images})
-    return cfg, unit, samples
+    inputs = MetricInputs.from_params({**metric_inputs(plan, unit.slug, unit.step), "samples": str(samples)})
+    return inputs, unit, samples
+
+
+def _replace_in_registry(monkeypatch, name, **changes):
+    monkeypatch.setitem(METRICS._items, name, dataclasses.replace(get_metric(name), **changes))
 
 
 def _count_computations(monkeypatch):
     calls = []
-    real = evaluate._MetricContext.compute
+    for name in ("oracle", "speed"):
+        real = get_metric(name).compute
 
-    def counting(self, metric, nfe, images):
-        calls.append(metric)
-        return real(self, metric, nfe, images)
+        def counting(inputs, nfe, images, name=name, real=real):
+            calls.append(name)
+            return real(inputs, nfe, images)
 
-    monkeypatch.setattr(evaluate._MetricContext, "compute", counting)
+        _replace_in_registry(monkeypatch, name, compute=counting)
     return calls
+
+
+def _measure(inputs, unit, outputs):
+    compute_metrics(MetricInputs.from_params({**dataclasses.asdict(inputs)}), outputs, unit.slug, unit.step)
 
 
 def _outputs(tmp_path, metrics):
@@ -48,15 +63,15 @@ def _outputs(tmp_path, metrics):
 
 
 def test_adding_a_metric_computes_only_that_metric(checkpoint_samples, tmp_path, monkeypatch):
-    cfg, unit, samples = checkpoint_samples
+    inputs, unit, samples = checkpoint_samples
     calls = _count_computations(monkeypatch)
-    evaluate.compute_metrics(cfg, unit.slug, unit.step, samples, _outputs(tmp_path, ["oracle"]))
+    _measure(inputs, unit, _outputs(tmp_path, ["oracle"]))
     assert calls == ["oracle"]
     first = json.loads((tmp_path / "out" / "oracle.json").read_text())
     assert first["per_nfe"][str(unit.nfe)]["values"]["oracle_in_domain"] == 1.0
 
     calls.clear()
-    evaluate.compute_metrics(cfg, unit.slug, unit.step, samples, _outputs(tmp_path, ["oracle", "speed"]))
+    _measure(inputs, unit, _outputs(tmp_path, ["oracle", "speed"]))
     assert calls == ["speed"]
     assert json.loads((tmp_path / "out" / "oracle.json").read_text()) == first
     speed = json.loads((tmp_path / "out" / "speed.json").read_text())
@@ -64,25 +79,25 @@ def test_adding_a_metric_computes_only_that_metric(checkpoint_samples, tmp_path,
 
 
 def test_new_samples_are_measured_again(checkpoint_samples, tmp_path, monkeypatch):
-    cfg, unit, samples = checkpoint_samples
+    inputs, unit, samples = checkpoint_samples
     calls = _count_computations(monkeypatch)
-    evaluate.compute_metrics(cfg, unit.slug, unit.step, samples, _outputs(tmp_path, ["oracle"]))
+    _measure(inputs, unit, _outputs(tmp_path, ["oracle"]))
     with np.load(samples) as f:
         arrays = {k: f[k] for k in f.files}
     arrays[f"images_nfe{unit.nfe}"] = get_domain("far").sample(40, seed=3)[0]  # off-target images
     np.savez_compressed(samples, **arrays)
     calls.clear()
-    evaluate.compute_metrics(cfg, unit.slug, unit.step, samples, _outputs(tmp_path, ["oracle"]))
+    _measure(inputs, unit, _outputs(tmp_path, ["oracle"]))
     assert calls == ["oracle"]
     rec = json.loads((tmp_path / "out" / "oracle.json").read_text())
     assert rec["per_nfe"][str(unit.nfe)]["values"]["oracle_in_domain"] == 0.0
 
 
 def test_a_changed_protocol_is_measured_again(checkpoint_samples, tmp_path, monkeypatch):
-    cfg, unit, samples = checkpoint_samples
+    inputs, unit, samples = checkpoint_samples
     calls = _count_computations(monkeypatch)
-    monkeypatch.setattr(evaluate._MetricContext, "protocol", lambda self, metric: {"version": 1})
-    evaluate.compute_metrics(cfg, unit.slug, unit.step, samples, _outputs(tmp_path, ["oracle"]))
-    monkeypatch.setattr(evaluate._MetricContext, "protocol", lambda self, metric: {"version": 2})
-    evaluate.compute_metrics(cfg, unit.slug, unit.step, samples, _outputs(tmp_path, ["oracle"]))
+    _replace_in_registry(monkeypatch, "oracle", protocol=lambda inputs: {"version": 1})
+    _measure(inputs, unit, _outputs(tmp_path, ["oracle"]))
+    _replace_in_registry(monkeypatch, "oracle", protocol=lambda inputs: {"version": 2})
+    _measure(inputs, unit, _outputs(tmp_path, ["oracle"]))
     assert calls == ["oracle", "oracle"]

@@ -16,7 +16,7 @@ def _demo():
 
 
 def _run(plan, target, method, seed=0):
-    [mr] = [m for m in plan.method_runs if (m.target, m.method, m.seed) == (target, method, seed)]
+    [mr] = [m for m in plan.method_runs if (m.target, m.label, m.seed) == (target, method, seed)]
     return plan.runs[mr.final]
 
 
