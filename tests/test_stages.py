@@ -158,3 +158,19 @@ def test_per_term_grad_norms_match_each_terms_own_gradient():
     assert w.grad is None  # reading the norms must not touch the accumulated gradients
     terms["loss"].backward()  # and the graph is still there for the real backward
     assert w.grad is not None
+
+
+def test_every_update_reaches_the_log_whatever_ratio_and_log_every(tiny_factory, source_file, tmp_path):
+    """The generator runs every `ratio` iterations; with ratio dividing log_every it never runs on a log
+    step itself, and its terms must still be logged (each log line: the mean over the window)."""
+    import json
+
+    stage = make_stage("unidad", tiny_factory, source_file, iterations=8, ratio=2, log_every=4,
+                       checkpoint_every=8, target_teacher="online")
+    train(stage, tmp_path / "run", log=lambda msg: None)
+    lines = [json.loads(line) for line in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [4, 8]
+    for r in lines:
+        for update in ("generator", "critic", "target_teacher"):
+            assert f"{update}/loss" in r and f"{update}/lr" in r, (update, sorted(r))
+        assert any(k.startswith("generator/grad_norm/") for k in r)

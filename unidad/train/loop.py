@@ -149,6 +149,31 @@ def _is_log_step(step: int, log_every: int, target: int) -> bool:
     return step % log_every == 0 or step == target
 
 
+class _LogWindow:
+    """The terms of every update since the last log line: a log line holds each term's mean over the
+    iterations its update ran in the window (the learning rate: its latest value), so updates that run
+    every few iterations are logged whatever `ratio` and `log_every` are."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+        self._latest: dict[str, float] = {}
+
+    def has(self, update: str) -> bool:
+        return any(k.startswith(update + "/") for k in self._counts)
+
+    def add(self, record: dict[str, float]) -> None:
+        for k, v in record.items():
+            self._sums[k] = self._sums.get(k, 0.0) + v
+            self._counts[k] = self._counts.get(k, 0) + 1
+            self._latest[k] = v
+
+    def flush(self) -> dict[str, float]:
+        out = {k: self._latest[k] if k.endswith("/lr") else self._sums[k] / self._counts[k] for k in self._sums}
+        self._sums, self._counts, self._latest = {}, {}, {}
+        return out
+
+
 def per_term_grad_norms(terms: dict[str, torch.Tensor], params: list[torch.nn.Parameter]) -> dict[str, float]:
     """L2 norm of the gradient of each (unweighted) loss term w.r.t. the updated parameters.
 
@@ -243,19 +268,23 @@ def train(
     for m in stage.trainable_modules().values():
         m.train()
     stats_cm = open(stats_path, "a") if world.is_main else contextlib.nullcontext()
+    window = _LogWindow()
     with _SignalFlag() as flag, stats_cm as stats_file:
         for it in range(start, target):
             record: dict[str, float] = {}
             for o in optims:
                 if it % o.update.every:
                     continue
+                # per-term gradient norms once per update and log line, at its first step in the window
+                # (an update that runs every `ratio` iterations may never run on a log step itself)
+                first_in_window = not window.has(o.update.name)
                 _set_trainable(stage, set(o.update.modules))
                 o.optimizer.zero_grad(set_to_none=True)
                 for micro in range(cfg.grad_accum):
                     batch = make_batch(stage, it, micro + world.rank * cfg.grad_accum)
                     with _autocast(ctx.device, cfg.precision):
                         terms = o.update.loss(batch)
-                    if micro == 0 and world.is_main and _is_log_step(it + 1, cfg.log_every, target):
+                    if micro == 0 and world.is_main and first_in_window:
                         record.update({f"{o.update.name}/grad_norm/{k}": v
                                        for k, v in per_term_grad_norms(terms, o.params).items()})
                     (terms["loss"].float() / cfg.grad_accum).backward()
@@ -273,10 +302,12 @@ def train(
             images_seen += cfg.batch_size * cfg.grad_accum * world.size
             step = it + 1
             stop_signal = world.any(flag.raised is not None, ctx.device)
+            window.add(record)
             if world.is_main and _is_log_step(step, cfg.log_every, target):
                 now = time.perf_counter()
                 rate = (step - last_log_step) / max(now - last_log_t, 1e-9)
                 eta = (target - step) / max(rate, 1e-9)
+                record = window.flush()
                 record.update(step=step, it_per_s=rate, images_seen=images_seen)
                 stats_file.write(json.dumps(record) + "\n")
                 stats_file.flush()
