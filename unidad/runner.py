@@ -207,11 +207,11 @@ def export_source_teacher(config: dict[str, Any], out: Path) -> None:
 
 def load_staged_source(config: dict[str, Any], model):
     """Real source weights (ffhq.pt for ADM, a diffusers folder for SD1.5) -> the backbone."""
-    from unidad.weights import resolve
+    from unidad.weights import is_path_ref, resolve
 
     src = config["source"]
     ref = src["weights"]
-    path = Path(ref) if (os.sep in ref or ref.endswith((".pt", ".safetensors"))) else resolve(ref)
+    path = Path(ref) if is_path_ref(ref) else resolve(ref)
     kind = config["backbone"]["kind"]
     if kind == "adm":
         from unidad.backbones.adm import load_adm_checkpoint
