@@ -28,6 +28,11 @@ DRY_RUN_PROFILES := local slurm
 SMOKE_CONFIG ?= config/smoke.yaml
 SMOKE_DIR ?= $(CURDIR)/.slurm-ci/smoke
 
+# Checks a test step skipped on this machine (pytest's skips, e.g. the LaTeX compile check without
+# pdflatex; the SLURM smoke run when not root): one file per step, one line per check and why.
+# `make test` prints them all as its last word, so a skip on a developer's machine is never silent.
+SKIPS_DIR := .make-test-skips
+
 export HF_HUB_OFFLINE := 1
 
 .PHONY: help install demo report test test-unit test-lint test-dry-run test-slurm \
@@ -52,12 +57,18 @@ demo: install ## run the embedded demo (config/config.yaml) on this machine, its
 	.venv/bin/unidad timing config/config.yaml
 
 test: install test-unit test-lint test-dry-run test-slurm ## everything CI checks, in order
-	@echo "make test: all steps passed"
+	@if [ -z "$$(cat $(SKIPS_DIR)/* 2>/dev/null)" ]; then echo "make test: all steps passed"; exit 0; fi; \
+	echo "###################################################################"; \
+	echo "### make test: all steps passed, but these checks were SKIPPED:"; \
+	sed 's/^/###   /' $(SKIPS_DIR)/*; \
+	echo "###################################################################"
 
 test-unit: install ## pytest (offline)
 	@echo "== pytest"
+	@mkdir -p $(SKIPS_DIR) && rm -f $(SKIPS_DIR)/pytest
+	@# tests/conftest.py writes the skipped tests and their reasons to UNIDAD_SKIPS_FILE.
 	@# Exit status 5 means pytest collected no tests: a broken suite, not a pass.
-	@$(PYTEST) -q || { status=$$?; \
+	@UNIDAD_SKIPS_FILE=$(SKIPS_DIR)/pytest $(PYTEST) -q || { status=$$?; \
 	    if [ $$status -eq 5 ]; then echo "pytest collected no tests; failing." >&2; fi; \
 	    exit $$status; }
 
@@ -75,11 +86,14 @@ test-dry-run: install ## snakemake -n for every config/*.yaml under the local an
 	done
 
 test-slurm: install ## real run of config/smoke.yaml through SLURM (profiles/slurm-ci); starts SLURM if needed
+	@mkdir -p $(SKIPS_DIR) && rm -f $(SKIPS_DIR)/slurm
 	@if [ "$$(id -u)" -ne 0 ]; then \
 	    echo "###################################################################"; \
 	    echo "### SKIPPED: the SLURM smoke run needs root to start SLURM.     ###"; \
 	    echo "### Run 'sudo make test-slurm', or let CI (root) run it.        ###"; \
 	    echo "###################################################################"; \
+	    echo "make test-slurm: the SLURM smoke run needs root to start SLURM (run 'sudo make test-slurm', or let CI run it)" \
+	        > $(SKIPS_DIR)/slurm; \
 	    exit 0; \
 	fi
 	@echo "== SLURM smoke run: $(SMOKE_CONFIG) with profiles/slurm-ci in $(SMOKE_DIR)"

@@ -117,3 +117,25 @@ def test_slurm_ci_profile_fits_the_ci_node():
     assert "slurm_account" not in resources
     # The workflow's schema rejects unknown top-level config keys.
     assert "config" not in profile
+
+
+def test_pytest_skips_are_written_for_make_test(tmp_path):
+    """`make test-unit` sets UNIDAD_SKIPS_FILE; tests/conftest.py writes one line per skip reason there,
+    which `make test` prints at its end."""
+    (tmp_path / "test_some.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.skipif(True, reason='no pdflatex here')\ndef test_latex():\n    pass\n\n"
+        "@pytest.mark.parametrize('i', [1, 2])\ndef test_weights(i):\n    pytest.skip('weights\\nnot staged')\n\n"
+        "def test_runs():\n    pass\n"
+    )
+    skips = tmp_path / "skips"
+    env = {**os.environ, "UNIDAD_SKIPS_FILE": str(skips),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "conftest", "-p", "no:cacheprovider",
+                           "--rootdir", str(tmp_path), str(tmp_path / "test_some.py")],
+                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert skips.read_text().splitlines() == [
+        "pytest test_some.py::test_latex: no pdflatex here",
+        "pytest test_some.py::test_weights[1] and 1 more: weights not staged",
+    ]

@@ -258,3 +258,84 @@ def test_case7_clip_vit_b32_openai_zero_shot():
     txt = txt / txt.norm(dim=-1, keepdim=True)
     probs = (100.0 * img @ txt.T).softmax(dim=-1)[0].tolist()
     assert probs == pytest.approx([0.9927937, 0.00421068, 0.00299572], abs=2e-3)
+
+
+# ----------------------------------------------------------------------- what a config needs
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+PAPER_FSIG = CONFIG_DIR / "paper_fsig.yaml"
+PAPER_FSIG_NEEDS = ["adm_ffhq256", "inception_v3_tf", "lpips_vgg16", "lpips_vgg_lin_v01"]
+
+
+def test_required_weights_follow_the_config():
+    from unidad.config import load_config_file
+
+    assert weights.required_weights(load_config_file(CONFIG_DIR / "config.yaml")) == []  # the demo needs none
+    needed = weights.required_weights(load_config_file(PAPER_FSIG))
+    assert [r.name for r in needed] == PAPER_FSIG_NEEDS
+    assert needed[0].needed_by == ("source.weights",)
+    assert needed[1].needed_by == ("evaluation.extractor inception",)
+    assert needed[3].needed_by == ("evaluation.lpips vgg",)
+    for name in {n for table in (weights.BACKBONE_WEIGHTS, weights.EXTRACTOR_WEIGHTS, weights.DISTANCE_WEIGHTS)
+                 for names in table.values() for n in names}:
+        assert name in weights.manifest()
+
+    # only the metrics that read reference statistics need the extractor; paths are paths
+    needed = weights.required_weights(load_config_file(PAPER_FSIG, {
+        "evaluation": {"metrics": ["intra_lpips", "speed"]},
+        "source": {"weights": "staged/ffhq.pt"},
+        "extra_methods": {"from_file": {"stages": [
+            {"stage": "ft", "data": "target", "init": "staged/student.safetensors"}]}},
+        "methods": ["ft", "from_file"],
+    }))
+    assert [r.label for r in needed] == ["staged/ffhq.pt", "lpips_vgg16", "lpips_vgg_lin_v01",
+                                         "staged/student.safetensors"]
+    assert needed[0].name is None and needed[3].needed_by[0] == "method from_file stage ft role init"
+
+    needed = weights.required_weights(load_config_file(CONFIG_DIR / "config.yaml", {"backbone": {"kind": "sd15"}}))
+    assert [(r.name, r.needed_by) for r in needed] == [("sd15", ("backbone.kind sd15",))]
+
+
+def test_cli_verify_config_fails_naming_each_missing_file(isolated_dirs, capsys):
+    assert weights.cli(["--weights-dir", str(isolated_dirs["explicit"]), "verify", "--config", str(PAPER_FSIG)]) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    for name in ("adm_ffhq256", "inception_v3_tf", "lpips_vgg16"):
+        (line,) = [ln for ln in lines if ln.startswith(f"{name}: missing")]
+        assert f"get it with: unidad weights fetch {name}" in line
+    assert any(ln.startswith("lpips_vgg_lin_v01: ok") for ln in lines)  # shipped in the lpips package
+    assert captured.err.startswith(f"error: {PAPER_FSIG} needs 3 weights file(s) that are missing or wrong: "
+                                   "adm_ffhq256, inception_v3_tf, lpips_vgg16")
+    # without a config, verify keeps listing what is absent and succeeds
+    assert weights.cli(["verify"]) == 0
+    assert "adm_ffhq256: absent" in capsys.readouterr().out
+
+
+def test_cli_verify_config_passes_when_every_needed_file_is_staged(isolated_dirs, monkeypatch, capsys):
+    staged = isolated_dirs["explicit"]
+    for name in ("adm_ffhq256", "inception_v3_tf", "lpips_vgg16"):
+        entry = weights.get_entry(name)
+        path = staged / entry.filename
+        path.write_bytes(f"fake {name} weights\n".encode())
+        monkeypatch.setitem(weights.manifest(), name,
+                            dataclasses.replace(entry, sha256=sha256_of(path), sha256_prefix=None))
+    argv = ["--weights-dir", str(staged), "verify", "--config", str(PAPER_FSIG)]
+    assert weights.cli(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert all(f"{name}: ok" in captured.out for name in PAPER_FSIG_NEEDS)
+    assert captured.out.splitlines()[-1] == f"{PAPER_FSIG}: all 4 weights file(s) it needs are in place"
+
+    (staged / weights.get_entry("inception_v3_tf").filename).write_bytes(b"a different version")
+    assert weights.cli(argv) == 1
+    captured = capsys.readouterr()
+    (line,) = [ln for ln in captured.out.splitlines() if ln.startswith("inception_v3_tf:")]
+    assert "sha256 mismatch" in line and line.endswith("get it with: delete it and run: unidad weights fetch inception_v3_tf")
+    assert "missing or wrong: inception_v3_tf" in captured.err
+
+
+def test_cli_verify_config_refuses_a_bad_config(tmp_path, capsys):
+    assert weights.cli(["verify", "--config", str(tmp_path / "nope.yaml")]) == 1
+    assert "not found" in capsys.readouterr().err
+    assert weights.cli(["verify", "sd15", "--config", str(PAPER_FSIG)]) == 1
+    assert "either NAME or --config" in capsys.readouterr().err

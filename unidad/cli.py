@@ -1,6 +1,7 @@
 """The `unidad` command.
 
   unidad weights list|verify|fetch|path [NAME]    staged model/metric weights (checksummed manifest)
+  unidad weights verify --config CONFIG            pre-flight: exit 1 unless every file CONFIG needs is in place
   unidad plan [CONFIG]                             what a config will run: jobs, runs, compute estimate
   unidad stages                                    registered stages and their options with defaults
   unidad methods [CONFIG]                          method ids and their stage lists

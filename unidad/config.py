@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +62,70 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"config key {where}: {error.message}"
 
 
+# --------------------------------------------------------------------------- command-line values
+# `snakemake --config key='{a: 0.25}'` reads nested values with YAML's BaseLoader, which leaves every
+# scalar a string ('0.25', '400', 'true'); top-level values (`key=3`) arrive as int/float/bool.
+# Strings are therefore turned into the type the schema (or a stage's config dataclass) declares;
+# what does not parse is left as it is, for the type check to reject with its usual one-line error.
+_TRUE = ("true", "yes", "on")
+_FALSE = ("false", "no", "off")
+_INT = re.compile(r"[-+]?[0-9]+")
+
+
+def parse_text(text: str, kind: str) -> Any:
+    """`text` as `kind` (int, float or bool); ValueError when it does not parse as one.
+
+    float accepts what Python's float() does (0.25, 2e-6, 3) except nan and infinities; bool accepts
+    YAML's words (true/false, yes/no, on/off, any case); int only an optionally signed run of digits."""
+    s = text.strip()
+    if kind == "int" and _INT.fullmatch(s):
+        return int(s)
+    if kind == "float":
+        value = float(s)  # raises ValueError itself
+        if math.isfinite(value):
+            return value
+    if kind == "bool" and s.lower() in _TRUE + _FALSE:
+        return s.lower() in _TRUE
+    raise ValueError(f"{text!r} is not {kind}")
+
+
+_SCHEMA_KINDS = {"integer": "int", "number": "float", "boolean": "bool"}
+
+
+def coerce_strings(instance: Any, schema: dict[str, Any]) -> Any:
+    """Turn strings into the integer/number/boolean the schema declares for them, IN PLACE (through
+    objects, their additionalProperties and arrays' items); returns `instance`."""
+    if isinstance(instance, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, value in instance.items():
+            sub = properties.get(key, extra)
+            if isinstance(sub, dict):
+                instance[key] = _coerced(value, sub)
+    elif isinstance(instance, list) and isinstance(schema.get("items"), dict):
+        for i, value in enumerate(instance):
+            instance[i] = _coerced(value, schema["items"])
+    return instance
+
+
+def _coerced(value: Any, schema: dict[str, Any]) -> Any:
+    kind = _SCHEMA_KINDS.get(schema.get("type"))
+    if kind is None or not isinstance(value, str):
+        return coerce_strings(value, schema)
+    try:
+        parsed = parse_text(value, kind)
+    except ValueError:
+        return value
+    # a number schema keeps whole numbers whole (as YAML would read them)
+    return int(parsed) if kind == "float" and _INT.fullmatch(value.strip()) else parsed
+
+
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Validate and fill defaults IN PLACE (Snakemake's config object is shared); returns it."""
-    validator = _Validator(load_schema())
+    """Validate and fill defaults IN PLACE (Snakemake's config object is shared); returns it.
+    Strings where the schema declares a number or boolean (`--config` values) are converted first."""
+    schema = load_schema()
+    coerce_strings(config, schema)
+    validator = _Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), str(e.absolute_path)))
     if errors:
         raise ConfigError(_describe(errors[0]))

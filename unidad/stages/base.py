@@ -87,22 +87,44 @@ class TrainConfig:
 
 
 def _coerce(cls_name: str, name: str, f: dataclasses.Field, value: Any, where: str) -> Any:
+    """`value` as the field's declared type (bool, int, float, str, `X | None`, list[X] or
+    tuple[X, ...] of those). Strings (what `snakemake --config` hands over for nested values) are
+    parsed into bool, int and float; anything else of the wrong type is refused in one line."""
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     kind = kind.replace(" ", "")
-    ok = True
-    if kind == "bool":
-        ok = isinstance(value, bool)
-    elif kind == "int":
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif kind == "float":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = float(value)
-        else:
-            ok = False
-    elif kind == "str":
-        ok = isinstance(value, str)
-    if not ok:
-        raise StageConfigError(f"{where}option '{name}' of {cls_name} must be {kind}, got {value!r}")
+    try:
+        return _coerce_to(kind, value)
+    except (TypeError, ValueError):
+        raise StageConfigError(f"{where}option '{name}' of {cls_name} must be {kind}, got {value!r}") from None
+
+
+def _coerce_to(kind: str, value: Any) -> Any:
+    """The helper of `_coerce`: TypeError/ValueError when `value` is not (and does not parse as) `kind`."""
+    from unidad.config import parse_text
+
+    inner = kind.removesuffix("|None").removeprefix("None|")
+    if inner != kind:  # an optional option: None (YAML's null or ~ on the command line) stays None
+        if value is None or (isinstance(value, str) and value.strip() in ("null", "Null", "NULL", "~")):
+            return None
+        return _coerce_to(inner, value)
+    for container, suffix in (("list[", "]"), ("tuple[", ",...]")):
+        if kind.startswith(container) and kind.endswith(suffix):
+            if not isinstance(value, (list, tuple)):
+                raise TypeError(value)
+            items = [_coerce_to(kind[len(container):-len(suffix)], v) for v in value]
+            return tuple(items) if container == "tuple[" else items
+    if kind in ("bool", "int", "float") and isinstance(value, str):
+        return parse_text(value, kind)
+    if kind == "bool" and not isinstance(value, bool):
+        raise TypeError(value)
+    if kind == "int" and (not isinstance(value, int) or isinstance(value, bool)):
+        raise TypeError(value)
+    if kind == "float":
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise TypeError(value)
+        return float(value)
+    if kind == "str" and not isinstance(value, str):
+        raise TypeError(value)
     return value
 
 

@@ -134,10 +134,10 @@ def teacher_params():
     if PLAN.teacher_slug:
         slug = PLAN.teacher_slug
         return {"trained": str(PLAN.final_weights(slug)), "module": PLAN.runs[slug].product_module, "staged": None}
-    from unidad.weights import resolve
+    from unidad.weights import is_path_ref, resolve
 
     ref = config["source"]["weights"]
-    staged = ref if ("/" in ref or ref.endswith((".pt", ".safetensors"))) else str(resolve(ref))
+    staged = ref if is_path_ref(ref) else str(resolve(ref))
     return {"trained": None, "module": "model", "staged": staged}
 
 
