@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from unidad import weights
+from unidad import preflight, weights, weights_cli
 
 EXPECTED_ENTRIES = {"adm_ffhq256", "inception_v3_tf", "lpips_vgg16", "lpips_vgg_lin_v01",
                     "clip_vit_b32_openai", "dino_vits16", "sd15"}
@@ -208,29 +208,29 @@ def test_cli_verify_all_fails_on_a_corrupt_file(isolated_dirs, temp_entry, capsy
     blob, set_entry = temp_entry
     (isolated_dirs["unidad"] / "blob.bin").write_bytes(b"corrupt")
     set_entry(sha256=sha256_of(blob))
-    assert weights.cli(["verify"]) == 1
+    assert weights_cli.cli(["verify"]) == 1
     captured = capsys.readouterr()
     assert "sha256 mismatch for weights 'unit_test_blob'" in captured.err
     assert "inception_v3_tf: absent" in captured.out
 
 
 def test_cli_list_path_and_errors(isolated_dirs, capsys):
-    assert weights.cli(["list"]) == 0
+    assert weights_cli.cli(["list"]) == 0
     out = capsys.readouterr().out
     assert "inception_v3_tf" in out and "MISSING" in out and "lpips_vgg_lin_v01" in out
 
-    assert weights.cli(["path", "inception_v3_tf"]) == 1
+    assert weights_cli.cli(["path", "inception_v3_tf"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: missing weights 'inception_v3_tf'") and err.count("\n") == 1
 
-    assert weights.cli(["verify", "lpips_vgg_lin_v01"]) == 0
+    assert weights_cli.cli(["verify", "lpips_vgg_lin_v01"]) == 0
     assert "ok" in capsys.readouterr().out
-    assert weights.cli(["verify"]) == 0  # missing entries are reported, not failures, when verifying all
+    assert weights_cli.cli(["verify"]) == 0  # missing entries are reported, not failures, when verifying all
 
 
 def test_add_weights_subparser_wires_into_a_parent_cli(capsys):
     parser = argparse.ArgumentParser(prog="unidad")
-    weights.add_weights_subparser(parser.add_subparsers(dest="command"))
+    weights_cli.add_weights_subparser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["weights", "path", "lpips_vgg_lin_v01"])
     assert args.func(args) == 0
     assert capsys.readouterr().out.strip().endswith("vgg.pth")
@@ -270,18 +270,18 @@ PAPER_FSIG_NEEDS = ["adm_ffhq256", "inception_v3_tf", "lpips_vgg16", "lpips_vgg_
 def test_required_weights_follow_the_config():
     from unidad.config import load_config_file
 
-    assert weights.required_weights(load_config_file(CONFIG_DIR / "config.yaml")) == []  # the demo needs none
-    needed = weights.required_weights(load_config_file(PAPER_FSIG))
+    assert preflight.required_weights(load_config_file(CONFIG_DIR / "config.yaml")) == []  # the demo needs none
+    needed = preflight.required_weights(load_config_file(PAPER_FSIG))
     assert [r.name for r in needed] == PAPER_FSIG_NEEDS
     assert needed[0].needed_by == ("source.weights",)
     assert needed[1].needed_by == ("evaluation.extractor inception",)
     assert needed[3].needed_by == ("evaluation.lpips vgg",)
-    for name in {n for table in (weights.BACKBONE_WEIGHTS, weights.EXTRACTOR_WEIGHTS, weights.DISTANCE_WEIGHTS)
+    for name in {n for table in (preflight.BACKBONE_WEIGHTS, preflight.EXTRACTOR_WEIGHTS, preflight.DISTANCE_WEIGHTS)
                  for names in table.values() for n in names}:
         assert name in weights.manifest()
 
     # only the metrics that read reference statistics need the extractor; paths are paths
-    needed = weights.required_weights(load_config_file(PAPER_FSIG, {
+    needed = preflight.required_weights(load_config_file(PAPER_FSIG, {
         "evaluation": {"metrics": ["intra_lpips", "speed"]},
         "source": {"weights": "staged/ffhq.pt"},
         "extra_methods": {"from_file": {"stages": [
@@ -292,12 +292,12 @@ def test_required_weights_follow_the_config():
                                          "staged/student.safetensors"]
     assert needed[0].name is None and needed[3].needed_by[0] == "method from_file stage ft role init"
 
-    needed = weights.required_weights(load_config_file(CONFIG_DIR / "config.yaml", {"backbone": {"kind": "sd15"}}))
+    needed = preflight.required_weights(load_config_file(CONFIG_DIR / "config.yaml", {"backbone": {"kind": "sd15"}}))
     assert [(r.name, r.needed_by) for r in needed] == [("sd15", ("backbone.kind sd15",))]
 
 
 def test_cli_verify_config_fails_naming_each_missing_file(isolated_dirs, capsys):
-    assert weights.cli(["--weights-dir", str(isolated_dirs["explicit"]), "verify", "--config", str(PAPER_FSIG)]) == 1
+    assert weights_cli.cli(["--weights-dir", str(isolated_dirs["explicit"]), "verify", "--config", str(PAPER_FSIG)]) == 1
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
     for name in ("adm_ffhq256", "inception_v3_tf", "lpips_vgg16"):
@@ -307,7 +307,7 @@ def test_cli_verify_config_fails_naming_each_missing_file(isolated_dirs, capsys)
     assert captured.err.startswith(f"error: {PAPER_FSIG} needs 3 weights file(s) that are missing or wrong: "
                                    "adm_ffhq256, inception_v3_tf, lpips_vgg16")
     # without a config, verify keeps listing what is absent and succeeds
-    assert weights.cli(["verify"]) == 0
+    assert weights_cli.cli(["verify"]) == 0
     assert "adm_ffhq256: absent" in capsys.readouterr().out
 
 
@@ -320,14 +320,14 @@ def test_cli_verify_config_passes_when_every_needed_file_is_staged(isolated_dirs
         monkeypatch.setitem(weights.manifest(), name,
                             dataclasses.replace(entry, sha256=sha256_of(path), sha256_prefix=None))
     argv = ["--weights-dir", str(staged), "verify", "--config", str(PAPER_FSIG)]
-    assert weights.cli(argv) == 0
+    assert weights_cli.cli(argv) == 0
     captured = capsys.readouterr()
     assert captured.err == ""
     assert all(f"{name}: ok" in captured.out for name in PAPER_FSIG_NEEDS)
     assert captured.out.splitlines()[-1] == f"{PAPER_FSIG}: all 4 weights file(s) it needs are in place"
 
     (staged / weights.get_entry("inception_v3_tf").filename).write_bytes(b"a different version")
-    assert weights.cli(argv) == 1
+    assert weights_cli.cli(argv) == 1
     captured = capsys.readouterr()
     (line,) = [ln for ln in captured.out.splitlines() if ln.startswith("inception_v3_tf:")]
     assert "sha256 mismatch" in line and line.endswith("get it with: delete it and run: unidad weights fetch inception_v3_tf")
@@ -335,7 +335,7 @@ def test_cli_verify_config_passes_when_every_needed_file_is_staged(isolated_dirs
 
 
 def test_cli_verify_config_refuses_a_bad_config(tmp_path, capsys):
-    assert weights.cli(["verify", "--config", str(tmp_path / "nope.yaml")]) == 1
+    assert weights_cli.cli(["verify", "--config", str(tmp_path / "nope.yaml")]) == 1
     assert "not found" in capsys.readouterr().err
-    assert weights.cli(["verify", "sd15", "--config", str(PAPER_FSIG)]) == 1
+    assert weights_cli.cli(["verify", "sd15", "--config", str(PAPER_FSIG)]) == 1
     assert "either NAME or --config" in capsys.readouterr().err

@@ -84,7 +84,7 @@ def _cmd_timing(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unidad", description="unidad-bench: few-step, few-shot diffusion benchmark")
     sub = parser.add_subparsers(dest="command", required=True)
-    from unidad.weights import add_weights_subparser
+    from unidad.weights_cli import add_weights_subparser
 
     add_weights_subparser(sub)
     p = sub.add_parser("stages", help="registered stages (with -v: their options and defaults)")

@@ -7,13 +7,11 @@ fetch NAME` command) is the only code path that touches the network.
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
 import importlib.util
 import json
 import os
-import sys
 import tempfile
 import urllib.request
 from dataclasses import dataclass
@@ -184,7 +182,7 @@ def _dir_is_complete(folder: Path, files: Sequence[str | tuple[str, ...]]) -> li
     return missing
 
 
-def _searched_text(entry: WeightsEntry, weights_dir) -> str:
+def searched_text(entry: WeightsEntry, weights_dir) -> str:
     places = [str(d) for d in search_dirs(weights_dir)]
     if entry.hf_repo:
         places.append(f"HF cache {_hf_hub_cache()} (repo {entry.hf_repo})")
@@ -219,7 +217,7 @@ def resolve(name: str, weights_dir: str | os.PathLike | None = None) -> Path:
                 if (snap / entry.filename).is_file():
                     return snap / entry.filename
         raise MissingWeightsError(
-            f"missing weights '{name}': file {entry.filename} not found in {_searched_text(entry, weights_dir)}; "
+            f"missing weights '{name}': file {entry.filename} not found in {searched_text(entry, weights_dir)}; "
             f"expected sha256 {entry.expected_hash_text}; get it with: unidad weights fetch {name} "
             f"(on a machine with internet) or place {entry.filename} in $UNIDAD_WEIGHTS_DIR"
         )
@@ -231,7 +229,7 @@ def resolve(name: str, weights_dir: str | os.PathLike | None = None) -> Path:
     required = ", ".join("|".join(f) if isinstance(f, tuple) else f for f in entry.hf_files)
     raise MissingWeightsError(
         f"missing weights '{name}': folder {entry.filename} (HF repo {entry.hf_repo}) with files [{required}] "
-        f"not found in {_searched_text(entry, weights_dir)}; get it with: unidad weights fetch {name} "
+        f"not found in {searched_text(entry, weights_dir)}; get it with: unidad weights fetch {name} "
         f"(on a machine with internet) or place the folder {entry.filename} in $UNIDAD_WEIGHTS_DIR"
     )
 
@@ -282,119 +280,6 @@ def verify(name: str, weights_dir: str | os.PathLike | None = None) -> VerifyRep
         name, path, actual, False,
         f"not pinned: to pin it, set \"sha256\": \"{actual}\" for '{name}' in {MANIFEST_PATH.name}",
     )
-
-
-# ------------------------------------------------------------------------- what a config needs
-
-# Manifest entries behind the config's choices (registry names -> what they load at run time).
-BACKBONE_WEIGHTS = {"sd15": ("sd15",)}  # backbone.kind (sd15 loads its diffusers folder at build time)
-EXTRACTOR_WEIGHTS = {"inception": ("inception_v3_tf",)}  # evaluation.extractor, for metrics needing "reference"
-DISTANCE_WEIGHTS = {"vgg": ("lpips_vgg16", "lpips_vgg_lin_v01")}  # evaluation.lpips, for metrics needing "distance"
-
-
-@dataclass(frozen=True)
-class RequiredWeights:
-    """One file (or folder) a config's jobs load: a manifest entry, or a path the config names."""
-
-    name: str | None  # manifest entry; None for a plain path
-    path: str | None  # the path the config names (name is None)
-    needed_by: tuple[str, ...]  # what in the config needs it, e.g. "evaluation.extractor inception"
-
-    @property
-    def label(self) -> str:
-        return self.name or self.path
-
-
-def is_path_ref(ref: str) -> bool:
-    """A weights reference (source.weights) that is a path rather than a manifest name."""
-    return os.sep in ref or ref.endswith((".pt", ".safetensors"))
-
-
-def required_weights(config: dict) -> list[RequiredWeights]:
-    """Every weights file the jobs of a validated config load, in a stable order: the staged source
-    model (source.kind file), the backbone's own weights (sd15), the extractor and distance of the
-    configured metrics (evaluation.extractor / evaluation.lpips), and the .safetensors paths that
-    methods' stages name as weights roles. The demo (pretrain source, demo extractor) needs none."""
-    from unidad.metrics.registry import metrics_needing
-    from unidad.plan import Plan
-
-    found: dict[tuple[str | None, str | None], list[str]] = {}
-
-    def need(why: str, name: str | None = None, path: str | None = None) -> None:
-        reasons = found.setdefault((name, path), [])
-        if why not in reasons:
-            reasons.append(why)
-
-    source = config["source"]
-    if source["kind"] == "file":
-        ref = source["weights"]
-        if is_path_ref(ref):
-            need("source.weights", path=ref)
-        else:
-            need("source.weights", name=ref)
-    backbone = config["backbone"]
-    model_dir = (backbone.get("params") or {}).get("model_dir")
-    if backbone["kind"] == "sd15" and model_dir:
-        need("backbone.params.model_dir", path=model_dir)
-    else:
-        for name in BACKBONE_WEIGHTS.get(backbone["kind"], ()):
-            need(f"backbone.kind {backbone['kind']}", name=name)
-    evaluation = config["evaluation"]
-    if metrics_needing("reference", evaluation["metrics"]):
-        for name in EXTRACTOR_WEIGHTS.get(evaluation["extractor"], ()):
-            need(f"evaluation.extractor {evaluation['extractor']}", name=name)
-    if metrics_needing("distance", evaluation["metrics"]):
-        for name in DISTANCE_WEIGHTS.get(evaluation["lpips"], ()):
-            need(f"evaluation.lpips {evaluation['lpips']}", name=name)
-    plan = Plan(config)
-    for mr in plan.method_runs:
-        for slug in mr.stages:
-            run = plan.runs[slug]
-            for role, ref in run.roles.items():
-                if ref.startswith("file:"):
-                    need(f"method {mr.method} stage {run.stage_name} role {role}", path=ref[len("file:"):])
-    return [RequiredWeights(name, path, tuple(why)) for (name, path), why in found.items()]
-
-
-@dataclass(frozen=True)
-class RequiredStatus:
-    """Whether one required file is usable: ok, or the problem and the command that fixes it."""
-
-    required: RequiredWeights
-    ok: bool
-    message: str  # the verify message, or the problem
-    fix: str = ""  # the command (or step) that gets the file; empty when ok
-
-
-def check_required(config: dict, weights_dir: str | os.PathLike | None = None) -> list[RequiredStatus]:
-    """Every file `required_weights(config)` lists, checked as `verify` does (present, sha256 pinned
-    in the manifest matches), with the command that gets each one that is missing or wrong."""
-    out = []
-    for req in required_weights(config):
-        if req.name is None:
-            path = Path(req.path)
-            if path.exists():
-                out.append(RequiredStatus(req, True, f"present ({path})"))
-            else:
-                out.append(RequiredStatus(req, False, f"missing: {path} not found",
-                                          "place the file at that path (the config names it; it is not in the manifest)"))
-            continue
-        try:
-            report = verify(req.name, weights_dir)
-        except MissingWeightsError:
-            entry = get_entry(req.name)
-            fix = (f"pip install {entry.package}" if entry.kind == "package_file"
-                   else f"unidad weights fetch {req.name} (on a machine with internet), or place "
-                        f"{entry.filename} in $UNIDAD_WEIGHTS_DIR")
-            out.append(RequiredStatus(req, False, "missing: not found in " + _searched_text(entry, weights_dir), fix))
-        except WeightsError as err:  # a wrong hash, or a name the manifest does not know
-            known = req.name in manifest()
-            fix = (f"delete it and run: unidad weights fetch {req.name}" if known
-                   else "name a manifest entry (unidad weights list) or a path")
-            out.append(RequiredStatus(req, False, str(err), fix))
-        else:
-            out.append(RequiredStatus(req, True, f"{report.message} ({report.path})"))
-    return out
 
 
 # ------------------------------------------------------------------------------------------- download
@@ -450,127 +335,6 @@ def fetch(name: str, dest: str | os.PathLike) -> Path:
     return _download_file(entry, dest)
 
 
-# ------------------------------------------------------------------------------------------------ CLI
-
-def _cmd_list(args) -> int:
-    for entry in list_weights():
-        try:
-            where = str(resolve(entry.name, args.weights_dir))
-        except WeightsError:
-            where = "MISSING"
-        pin = entry.sha256[:12] if entry.sha256 else ("prefix " + entry.sha256_prefix if entry.sha256_prefix else "unpinned")
-        print(f"{entry.name:22s} {entry.kind:12s} {pin:16s} {where}")
-    return 0
-
-
-def _cmd_verify(args) -> int:
-    if args.config:
-        return _verify_config(args)
-    names = [args.name] if args.name else [e.name for e in list_weights()]
-    failed = False
-    for name in names:
-        try:
-            report = verify(name, args.weights_dir)
-        except MissingWeightsError:
-            if args.name:
-                raise
-            print(f"{name}: absent")  # verifying all: a partial install is normal
-            continue
-        except WeightsError as err:
-            failed = True
-            print(f"error: {err}", file=sys.stderr)
-            continue
-        print(f"{name}: {report.message} ({report.path})")
-    return 1 if failed else 0
-
-
-def _verify_config(args) -> int:
-    """`unidad weights verify --config CONFIG`: the pre-flight check of a config's weights; exit 1 when
-    any file it needs is missing or wrong, with the command that gets each."""
-    from unidad.config import ConfigError, load_config_file
-
-    if args.name:
-        raise WeightsError("give either NAME or --config, not both")
-    try:
-        statuses = check_required(load_config_file(args.config), args.weights_dir)
-    except (ConfigError, KeyError) as err:  # KeyError: an unknown metric name in evaluation.metrics
-        raise WeightsError(f"{args.config}: {err}") from None
-    for st in statuses:
-        needed_by = ", ".join(st.required.needed_by)
-        if st.ok:
-            print(f"{st.required.label}: {st.message} [needed by {needed_by}]")
-        else:
-            print(f"{st.required.label}: {st.message} [needed by {needed_by}]; get it with: {st.fix}")
-    bad = [st.required.label for st in statuses if not st.ok]
-    if bad:
-        print(f"error: {args.config} needs {len(bad)} weights file(s) that are missing or wrong: {', '.join(bad)}",
-              file=sys.stderr)
-        return 1
-    print(f"{args.config}: all {len(statuses)} weights file(s) it needs are in place" if statuses
-          else f"{args.config}: needs no pretrained weights")
-    return 0
-
-
-def _cmd_fetch(args) -> int:
-    dest = args.dest or args.weights_dir or os.environ.get("UNIDAD_WEIGHTS_DIR")
-    if not dest:
-        raise WeightsError("no destination: pass --dest DIR or set $UNIDAD_WEIGHTS_DIR")
-    names = [args.name] if args.name else [e.name for e in list_weights() if e.kind != "package_file"]
-    for name in names:
-        path = fetch(name, dest)
-        report = verify(name, dest) if get_entry(name).kind != "hf_dir" else None
-        print(f"{name}: {path}" + (f" ({report.message})" if report else ""))
-    return 0
-
-
-def _cmd_path(args) -> int:
-    print(resolve(args.name, args.weights_dir))
-    return 0
-
-
-def _guarded(command, args) -> int:
-    """Run one CLI command; a WeightsError becomes one stderr line and exit status 1."""
-    try:
-        return command(args)
-    except WeightsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-
-
-def _add_commands(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights-dir", default=None, help="searched before $UNIDAD_WEIGHTS_DIR")
-    commands = parser.add_subparsers(dest="weights_command", required=True)
-    p = commands.add_parser("list", help="manifest entries and where they are found")
-    p.set_defaults(func=functools.partial(_guarded, _cmd_list))
-    p = commands.add_parser("verify", help="check sha256 of local copies (all entries without NAME); "
-                            "with --config, exit 1 unless every file that config needs is in place")
-    p.add_argument("name", nargs="?")
-    p.add_argument("--config", default=None, metavar="CONFIG",
-                   help="a workflow config: check exactly the weights it needs (the pre-flight check before a cluster run)")
-    p.set_defaults(func=functools.partial(_guarded, _cmd_verify))
-    p = commands.add_parser("fetch", help="download (needs internet); the only downloader")
-    p.add_argument("name", nargs="?")
-    p.add_argument("--dest", default=None, help="target folder (default $UNIDAD_WEIGHTS_DIR)")
-    p.set_defaults(func=functools.partial(_guarded, _cmd_fetch))
-    p = commands.add_parser("path", help="print the local path of NAME")
-    p.add_argument("name")
-    p.set_defaults(func=functools.partial(_guarded, _cmd_path))
-
-
-def add_weights_subparser(subparsers) -> argparse.ArgumentParser:
-    """Add `weights` to the `unidad` command's subparsers; `args.func(args)` returns the exit status."""
-    parser = subparsers.add_parser("weights", help="list, verify, fetch or locate pretrained weights")
-    _add_commands(parser)
-    return parser
-
-
-def cli(argv: Sequence[str] | None = None) -> int:
-    """`unidad weights list|verify|fetch|path [NAME]` as a standalone entry point."""
-    parser = argparse.ArgumentParser(prog="unidad weights", description=__doc__.splitlines()[0])
-    _add_commands(parser)
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(cli())
+def is_path_ref(ref: str) -> bool:
+    """A weights reference (source.weights) that is a path rather than a manifest name."""
+    return os.sep in ref or ref.endswith((".pt", ".safetensors"))
