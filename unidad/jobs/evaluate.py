@@ -77,8 +77,8 @@ def compute_metrics(inputs, outputs: Mapping[str, str | Path], slug: str, step: 
     `inputs` is a MetricInputs (unidad.metrics.inputs). A metric already computed for these exact
     samples and protocol is restored from a cache next to the samples instead of recomputed, so adding
     a metric to the config computes only that metric."""
-    from unidad.checkpoint import sha256_file
     from unidad.metrics.registry import get_metric
+    from unidad.weights_file import sha256_file
 
     set_threads(threads)
     metrics = {name: get_metric(name) for name in outputs}

@@ -29,10 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from unidad.atomic import atomic_path
-from unidad.checkpoint import load_weights
 from unidad.data.domains import DOMAINS, get_domain
 from unidad.metrics.extractors import DISTANCES, EXTRACTORS
 from unidad.weights import file_sha256
+from unidad.weights_file import load_weights
 
 EXTRACTOR_ID = "demo-cnn-v1"
 DISTANCE_ID = "demo-cnn-v1-lpips-style"
@@ -307,7 +307,7 @@ def _write_weights(out_path: str | Path, model: DemoCNN, summary: dict) -> Path:
 
     Same settings give the same bytes and so the same sha256: timings stay out of the file, and the
     header holds a single metadata entry because safetensors writes several in an arbitrary order.
-    Keys carry the '<module>.' prefix of unidad.checkpoint, so its load_weights() reads the file.
+    Keys carry the '<module>.' prefix of unidad.weights_file, so its load_weights() reads the file.
     """
     from safetensors.torch import save_file
 
