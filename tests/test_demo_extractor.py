@@ -177,7 +177,7 @@ def test_distance_axioms_and_ordering(distance):
 
 def test_distance_plugs_into_intra_lpips(distance):
     intra_lpips = pytest.importorskip("unidad.metrics.intra_lpips").intra_lpips
-    from unidad.data.domains import make_fewshot
+    from unidad.data.datasets import make_fewshot
 
     train = _to_signed_nchw(make_fewshot("near", 10))
     generated = _to_signed_nchw(get_domain("near").sample(60, seed=FRESH_SEED)[0])
