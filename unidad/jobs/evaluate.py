@@ -17,7 +17,7 @@ from unidad.runtime import log, set_threads
 
 
 def train_extractor(out: str | Path, image_size: int, params: Mapping[str, Any], threads: int | None = None) -> dict:
-    from unidad.metrics.demo_extractor import train_demo_extractor
+    from unidad.metrics.demo_cnn import train_demo_extractor
 
     set_threads(threads)
     return train_demo_extractor(out, image_size=image_size, log=log, **dict(params))
