@@ -26,11 +26,11 @@ def _child(kind: str, steps: int, device: str, threads: int) -> dict:
     import yaml
 
     import baselines  # noqa: F401
-    from unidad.checkpoint import export_weights
     from unidad.data.domains import get_domain
     from unidad.imageio import to_float_nchw
     from unidad.stages import STAGES, StageContext
     from unidad.train.loop import train
+    from unidad.weights_file import export_weights
 
     torch.set_num_threads(threads)
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())

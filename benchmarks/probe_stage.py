@@ -42,7 +42,8 @@ def main() -> None:
 
     from unidad.backbones import build_backbone
     from unidad.config import load_config_file
-    from unidad.data.domains import make_fewshot, oracle_report
+    from unidad.data.datasets import make_fewshot
+    from unidad.data.domains import oracle_report
     from unidad.imageio import save_grid, to_float_nchw
     from unidad.plan import Plan
     from unidad.sampling import generate

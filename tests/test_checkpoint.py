@@ -12,20 +12,16 @@ import torch
 from torch import nn
 
 from unidad.checkpoint import (
-    CheckpointError,
     capture_rng_state,
-    export_weights,
     latest_checkpoint,
     list_checkpoints,
     load_state,
-    load_weights,
     read_meta,
-    read_weights,
     restore_rng_state,
     save_checkpoint,
-    sha256_file,
     verify_checkpoint,
 )
+from unidad.weights_file import CheckpointError, export_weights, load_weights, read_weights, sha256_file
 
 
 class TiedNet(nn.Module):

@@ -11,15 +11,8 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from unidad.data.domains import DOMAINS, get_domain  # noqa: E402
-from unidad.metrics.demo_extractor import (  # noqa: E402
-    DISTANCE_ID,
-    EXTRACTOR_ID,
-    GARBAGE_CLASS,
-    DemoFeatureExtractor,
-    DemoPerceptualDistance,
-    read_summary,
-    train_demo_extractor,
-)
+from unidad.metrics.demo_cnn import EXTRACTOR_ID, GARBAGE_CLASS, read_summary, train_demo_extractor  # noqa: E402
+from unidad.metrics.demo_extractor import DISTANCE_ID, DemoFeatureExtractor, DemoPerceptualDistance  # noqa: E402
 
 # short training for the tests: 300 steps need the higher learning rate to get well above chance
 TEST_ITERATIONS = 300
@@ -177,7 +170,7 @@ def test_distance_axioms_and_ordering(distance):
 
 def test_distance_plugs_into_intra_lpips(distance):
     intra_lpips = pytest.importorskip("unidad.metrics.intra_lpips").intra_lpips
-    from unidad.data.domains import make_fewshot
+    from unidad.data.datasets import make_fewshot
 
     train = _to_signed_nchw(make_fewshot("near", 10))
     generated = _to_signed_nchw(get_domain("near").sample(60, seed=FRESH_SEED)[0])

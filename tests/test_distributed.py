@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from unidad.checkpoint import read_weights
 from unidad.distributed import torchrun_command
+from unidad.weights_file import read_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from unidad.checkpoint import list_checkpoints, read_weights
+from unidad.checkpoint import list_checkpoints
 from unidad.train.loop import PREEMPTED_EXIT_CODE
+from unidad.weights_file import read_weights
 
 CHILD = Path(__file__).resolve().parent / "train_child.py"
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import baselines  # noqa: F401
-from unidad.checkpoint import export_weights, read_weights
 from unidad.stages import STAGES, StageContext
 from unidad.train.loop import train
+from unidad.weights_file import export_weights, read_weights
 
 
 def _snapshot(module):

@@ -18,19 +18,15 @@ import pytest
 import torch
 import yaml
 
-from unidad.tracking import (
+from unidad.mlflow_tracker import (
     MAX_PARAM_VALUE_LENGTH,
     RUN_RECORD_FILE,
     MlflowTracker,
-    NullTracker,
-    Tracker,
     default_tracking_uri,
     flatten_params,
-    make_tracker,
     mlflow_key,
-    read_run_record,
-    tracker_for_run_dir,
 )
+from unidad.tracking import NullTracker, Tracker, make_tracker, read_run_record, tracker_for_run_dir
 
 EXPERIMENT = "unidad-bench/test"
 NETWORK_ATTEMPTS: list[str] = []
@@ -190,7 +186,7 @@ def test_parallel_writers_on_one_database(tracking_uri, client, tmp_path):
 
 JOB = """
 import sys
-from unidad.tracking import MlflowTracker
+from unidad.mlflow_tracker import MlflowTracker
 uri, run_dir = sys.argv[1], sys.argv[2]
 tracker = MlflowTracker(uri, "unidad-bench/parallel")
 tracker.start_run(run_dir, tags={}, params={"job": run_dir}, run_dir=run_dir)

@@ -14,10 +14,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import baselines  # noqa: E402,F401
 from unidad.backbones.tiny import TinyUNet  # noqa: E402
-from unidad.checkpoint import export_weights  # noqa: E402
 from unidad.distributed import init_world, shutdown_world  # noqa: E402
 from unidad.stages import STAGES, StageContext  # noqa: E402
 from unidad.train.loop import train  # noqa: E402
+from unidad.weights_file import export_weights  # noqa: E402
 
 
 def factory():

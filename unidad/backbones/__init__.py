@@ -63,7 +63,7 @@ def load_source_weights(spec: dict[str, Any], path) -> Denoiser:
         from unidad.backbones.sd15 import load_sd15
 
         return load_sd15(path)
-    from unidad.checkpoint import read_weights
+    from unidad.weights_file import read_weights
 
     model = build_backbone(spec)
     model.load_state_dict(next(iter(read_weights(Path(path)).values())), strict=True)

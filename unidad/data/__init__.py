@@ -1,13 +1,7 @@
-"""Data: the demo's procedural image domains and their oracles, and image folders on disk."""
-from unidad.data.domains import (
-    DOMAINS,
-    Domain,
-    fewshot_modes,
-    get_domain,
-    make_fewshot,
-    make_full,
-    oracle_report,
-)
+"""Data: the demo's procedural image domains and their oracles, the few-shot and full sets drawn
+from them, and image folders on disk."""
+from unidad.data.datasets import fewshot_modes, make_fewshot, make_full
+from unidad.data.domains import DOMAINS, Domain, get_domain, oracle_report
 from unidad.data.folders import ImageFolderError, list_image_files, load_image_folder, write_image_folder
 
 __all__ = [

@@ -18,6 +18,9 @@ The oracles' tolerances were set so that own-domain images survive mild blur, no
 drift (tests/test_domains.py), other domains, noise and half-blends of two domains are rejected,
 and ragged blobs from an under-trained model mostly fail the shape-template fit.
 `Domain.rejection_reasons` tells which rule rejects generated images.
+
+The few-shot and full data sets drawn from a domain are in unidad.data.datasets; the pixel
+arithmetic of rendering and judging is in unidad.data.pixels.
 """
 from __future__ import annotations
 
@@ -28,157 +31,34 @@ from typing import Any
 import numpy as np
 
 from unidad.data.folders import write_image_folder  # noqa: F401  (part of this module's API)
-from unidad.imageio import as_numpy
+from unidad.data.pixels import (
+    SHAPE_KINDS,
+    as_unit_hwc,
+    fit_shape_templates,
+    masked_median,
+    project_on_segment,
+    quantize,
+    shape_coverage,
+    solid_patches,
+)
 from unidad.registry import Registry
 
 BASE_SIZE = 16  # layouts are designed at 16x16 and scaled for larger sizes
-FEWSHOT_CANON = 10  # the k-shot sets for k <= 10 are prefixes of one 10-image set
-FEWSHOT_MODE_SHARE = 2 / 3  # share of a domain's modes that its 10-shot set shows
 
 RGB = tuple[float, float, float]
 
 
-# ---------------------------------------------------------------------------------------- helpers
-def _as_unit_hwc(images: Any) -> np.ndarray:
-    """uint8 NHWC or float NCHW in [-1, 1] -> float32 NHWC in [0, 1]."""
-    arr = as_numpy(images)
-    if arr.ndim == 3:
-        arr = arr[None]
-    if arr.ndim != 4:
-        raise ValueError(f"expected an image batch (uint8 [N,H,W,3] or float [N,3,H,W]), got shape {arr.shape}")
-    if arr.dtype == np.uint8:
-        if arr.shape[-1] != 3:
-            raise ValueError(f"uint8 images must be [N,H,W,3], got shape {arr.shape}")
-        return arr.astype(np.float32) / np.float32(255.0)
-    if arr.shape[1] != 3:
-        raise ValueError(f"float images must be [N,3,H,W] in [-1, 1], got shape {arr.shape}")
-    return np.clip((np.moveaxis(arr.astype(np.float32), 1, -1) + 1.0) * 0.5, 0.0, 1.0)
-
-
-def _quantize(unit: np.ndarray) -> np.ndarray:
-    return np.floor(np.clip(unit, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def _check_count(n: int, what: str) -> int:
+# --------------------------------------------------------------------------------- argument checks
+def check_count(n: int, what: str) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"{what} must be a non-negative integer, got {n!r}")
     return int(n)
 
 
-def _check_image_size(image_size: int) -> int:
+def check_image_size(image_size: int) -> int:
     if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 12:
         raise ValueError(f"image_size must be an integer >= 12 (demo default 16), got {image_size!r}")
     return int(image_size)
-
-
-def _project_on_segment(pixels: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Position t along start->end (0 at start, 1 at end) and distance from that line, per pixel.
-
-    pixels [N,H,W,3]; start, end [N,3]. A clean two-colour image has every pixel on the segment;
-    soft edges and blur sit inside it; other colours sit off it.
-    """
-    seg = (end - start)[:, None, None, :]
-    rel = pixels - start[:, None, None, :]
-    seg_sq = np.maximum((seg * seg).sum(-1), 1e-6)
-    t = (rel * seg).sum(-1) / seg_sq
-    residual = np.linalg.norm(rel - t[..., None] * seg, axis=-1)
-    return t, residual
-
-
-def _masked_median(pixels: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Per-image median colour of the masked pixels; [N,H,W,3], [N,H,W] -> [N,3] (nan if empty)."""
-    n = len(pixels)
-    flat = pixels.reshape(n, -1, 3)
-    keep = mask.reshape(n, -1, 1)
-    ordered = np.sort(np.where(keep, flat, np.inf), axis=1)  # masked-out values sort to the end
-    count = keep.sum(1)  # [N,1]
-    lower = np.take_along_axis(ordered, np.maximum((count - 1) // 2, 0)[:, None, :], axis=1)[:, 0]
-    upper = np.take_along_axis(ordered, (count // 2).clip(max=flat.shape[1] - 1)[:, None, :], axis=1)[:, 0]
-    with np.errstate(invalid="ignore"):
-        return np.where(count > 0, (lower + upper) / 2, np.nan)
-
-
-def _solid_patches(mask: np.ndarray) -> np.ndarray:
-    """Pixels whose whole 3x3 neighbourhood is in the mask (a 3x3 erosion); [N,H,W] bool."""
-    h, w = mask.shape[1:]
-    padded = np.pad(mask, ((0, 0), (1, 1), (1, 1)))
-    solid = np.ones_like(mask)
-    for dy in range(3):
-        for dx in range(3):
-            solid &= padded[:, dy : dy + h, dx : dx + w]
-    return solid
-
-
-# ------------------------------------------------------------------------------------------ shapes
-SHAPE_KINDS = ("circle", "square", "triangle")
-
-
-def shape_coverage(
-    kinds: np.ndarray, cx: np.ndarray, cy: np.ndarray, w: np.ndarray, h: np.ndarray, image_size: int
-) -> np.ndarray:
-    """Anti-aliased coverage in [0, 1] of one axis-aligned shape per image, [N] params -> [N,H,W].
-
-    kind 0 = ellipse inscribed in the w x h box, 1 = the box, 2 = isosceles triangle with its apex
-    at the top centre and its base on the bottom edge. The edge is one pixel soft: coverage =
-    clip(0.5 - signed distance, 0, 1), distances in pixels, pixel centres at i + 0.5.
-    """
-    coords = np.arange(image_size, dtype=np.float32) + 0.5
-    x = coords[None, None, :] - cx[:, None, None]
-    y = coords[None, :, None] - cy[:, None, None]
-    half_w = np.maximum(w, 1e-3)[:, None, None] / 2
-    half_h = np.maximum(h, 1e-3)[:, None, None] / 2
-
-    # ellipse: first-order distance (k - 1) / |grad k| with k the normalised radius
-    k = np.sqrt((x / half_w) ** 2 + (y / half_h) ** 2)
-    grad = np.sqrt((x / half_w**2) ** 2 + (y / half_h**2) ** 2) / np.maximum(k, 1e-6)
-    ellipse = np.where(k > 1e-3, (k - 1.0) / np.maximum(grad, 1e-6), -np.minimum(half_w, half_h))
-
-    box = np.maximum(np.abs(x) - half_w, np.abs(y) - half_h)
-
-    # triangle: the largest of the signed distances to its three edges' lines
-    slant = (2 * half_h * np.abs(x) - half_w * (y + half_h)) / np.sqrt(half_w**2 + (2 * half_h) ** 2)
-    triangle = np.maximum(slant, y - half_h)
-
-    kind = kinds[:, None, None]
-    distance = np.where(kind == 0, ellipse, np.where(kind == 1, box, triangle))
-    return np.clip(0.5 - distance, 0.0, 1.0).astype(np.float32)
-
-
-def _shape_moments(cov: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Area, centroid and axis variances of coverage maps [N,H,W]."""
-    size = cov.shape[-1]
-    coords = np.arange(size, dtype=np.float64) + 0.5
-    area = cov.sum((1, 2)).astype(np.float64)
-    safe = np.maximum(area, 1e-6)
-    col_mass = cov.sum(1)
-    row_mass = cov.sum(2)
-    mx = (col_mass * coords).sum(1) / safe
-    my = (row_mass * coords).sum(1) / safe
-    vx = (col_mass * coords**2).sum(1) / safe - mx**2
-    vy = (row_mass * coords**2).sum(1) / safe - my**2
-    return area, mx, my, np.maximum(vx, 1e-6), np.maximum(vy, 1e-6)
-
-
-def _fit_templates(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Best-matching shape kind per coverage map and its relative L1 misfit.
-
-    Each kind's box is solved from the measured moments (box: var = w^2/12; ellipse: w^2/16;
-    triangle: var_x = w^2/24, var_y = h^2/18, centroid h/6 below the box centre), rendered, and
-    compared to the map. Misfit = sum |map - template| / area.
-    """
-    n, size = len(cov), cov.shape[-1]
-    area, mx, my, vx, vy = _shape_moments(cov)
-    boxes = {
-        0: (mx, my, 4 * np.sqrt(vx), 4 * np.sqrt(vy)),
-        1: (mx, my, np.sqrt(12 * vx), np.sqrt(12 * vy)),
-        2: (mx, my - np.sqrt(18 * vy) / 6, np.sqrt(24 * vx), np.sqrt(18 * vy)),
-    }
-    misfit = np.empty((n, len(SHAPE_KINDS)))
-    for kind, (cx, cy, w, h) in boxes.items():
-        template = shape_coverage(np.full(n, kind), cx, cy, w, h, size)
-        misfit[:, kind] = np.abs(cov - template).sum((1, 2)) / np.maximum(area, 1e-6)
-    best = misfit.argmin(1)
-    return best, misfit[np.arange(n), best]
 
 
 # ----------------------------------------------------------------------------------------- domains
@@ -205,12 +85,12 @@ class Domain(ABC):
 
     def sample(self, n: int, seed: int, image_size: int = BASE_SIZE) -> tuple[np.ndarray, np.ndarray]:
         """n images uint8 [n,H,W,3] and their mode indices int64 [n]."""
-        n = _check_count(n, "n")
+        n = check_count(n, "n")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         u = self.uniforms(n, seed, "sample")
         modes = self.modes_from_uniform(u[:, 0])
-        return self.render(modes, u, _check_image_size(image_size)), modes
+        return self.render(modes, u, check_image_size(image_size)), modes
 
     @abstractmethod
     def render(self, modes: np.ndarray, u: np.ndarray, image_size: int) -> np.ndarray:
@@ -221,7 +101,7 @@ class Domain(ABC):
 
         images: uint8 [N,H,W,3] or float [N,3,H,W] in [-1, 1].
         """
-        x = _as_unit_hwc(images)
+        x = as_unit_hwc(images)
         if len(x) == 0:
             return {}, np.zeros(0, np.int64)
         return self._judge(x)
@@ -303,7 +183,7 @@ class ShapeDomain(Domain):
         background = self._background(u, s)
         colour = self.palette[colours] + self.colour_jitter * (2 * u[:, 13:16] - 1)
         image = background * (1 - cov[..., None]) + colour[:, None, None, :] * cov[..., None]
-        return _quantize(image)
+        return quantize(image)
 
     def _background(self, u: np.ndarray, s: int) -> np.ndarray:
         """Base tone +- spread, a faint tint, a linear gradient and a low-frequency ripple."""
@@ -336,19 +216,19 @@ class ShapeDomain(Domain):
         distance = np.linalg.norm(x - tone[:, None, None], axis=-1)
         peak = distance.reshape(n, -1).max(1)
         rules["shape_present"] = peak >= self.min_contrast
-        colour = _masked_median(x, distance >= 0.7 * peak[:, None, None])
+        colour = masked_median(x, distance >= 0.7 * peak[:, None, None])
         colour = np.nan_to_num(colour, nan=-1.0)
         palette_dist = np.linalg.norm(colour[:, None] - self.palette[None], axis=-1)
         colour_index = palette_dist.argmin(1)
         rules["shape_colour"] = palette_dist.min(1) <= self.palette_tol
 
-        t, residual = _project_on_segment(x, tone, colour)
+        t, residual = project_on_segment(x, tone, colour)
         off = (residual > self.off_segment_tol) | (t < -0.25) | (t > 1.25)
         rules["two_colours_only"] = off.reshape(n, -1).mean(1) <= self.max_off_share
 
         # soft edges are a thin band of half-tones; a solid half-tone patch is a ghost (two shapes
         # blended, a shape fading in or out)
-        half_tone_patch = _solid_patches(np.abs(t - 0.5) < 0.25).reshape(n, -1).sum(1)
+        half_tone_patch = solid_patches(np.abs(t - 0.5) < 0.25).reshape(n, -1).sum(1)
         rules["no_half_tone_patch"] = half_tone_patch <= self.max_half_tone_patch
 
         # stretch the soft edges: blur and noise leave the mid-edge (t = 0.5) where it was
@@ -358,7 +238,7 @@ class ShapeDomain(Domain):
         largest = self.size_range[1] ** 2 * scale2
         area = coverage.reshape(n, -1).sum(1)
         rules["shape_size"] = (area >= self.area_slack * smallest) & (area <= (1 + self.area_slack) * largest)
-        kind, misfit = _fit_templates(coverage)
+        kind, misfit = fit_shape_templates(coverage)
         rules["shape_fits_template"] = misfit <= self.max_misfit
         return rules, kind * len(self.palette) + colour_index
 
@@ -418,7 +298,7 @@ class PatternDomain(Domain):
         first = self.pairs[pairs, 0] + self.colour_jitter * (2 * u[:, 5:8] - 1) + brightness
         second = self.pairs[pairs, 1] + self.colour_jitter * (2 * u[:, 8:11] - 1) + brightness
         image = np.where(band[..., None] == 0, first[:, None, None, :], second[:, None, None, :])
-        return _quantize(image)
+        return quantize(image)
 
     def _judge(self, x: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Every pixel on the line between one colour pair's two colours (contrast may be lowered
@@ -429,18 +309,18 @@ class PatternDomain(Domain):
         off_shares = np.zeros((n, len(self.pairs)))
         for p, pair in enumerate(self.pairs):
             start, end = np.broadcast_to(pair[0], (n, 3)), np.broadcast_to(pair[1], (n, 3))
-            t, residual = _project_on_segment(x, start, end)
+            t, residual = project_on_segment(x, start, end)
             off_shares[:, p] = ((residual > self.off_segment_tol) | (t < -0.25) | (t > 1.25)).reshape(n, -1).mean(1)
         pair_index = off_shares.argmin(1)
         proto = self.pairs[pair_index]
 
         # the image's own two colours (the medians of its two classes), which blur may pull towards
         # each other along the pair's line but not off it
-        t, _ = _project_on_segment(x, proto[:, 0], proto[:, 1])
-        first = np.nan_to_num(_masked_median(x, t <= 0.5), nan=-1.0)
-        second = np.nan_to_num(_masked_median(x, t > 0.5), nan=-1.0)
+        t, _ = project_on_segment(x, proto[:, 0], proto[:, 1])
+        first = np.nan_to_num(masked_median(x, t <= 0.5), nan=-1.0)
+        second = np.nan_to_num(masked_median(x, t > 0.5), nan=-1.0)
         ends = np.stack([first, second], 1).reshape(n, 2, 1, 3)
-        ends_t, ends_residual = _project_on_segment(ends, proto[:, 0], proto[:, 1])
+        ends_t, ends_residual = project_on_segment(ends, proto[:, 0], proto[:, 1])
         ends_t, ends_residual = ends_t.reshape(n, 2), ends_residual.reshape(n, 2)
         rules = {
             "pair_colours": (ends_residual.max(1) <= self.pair_tol)
@@ -450,7 +330,7 @@ class PatternDomain(Domain):
 
         # nearly every pixel is one of those two colours; blends of patterns or shapes over
         # patterns make extra levels
-        t, residual = _project_on_segment(x, first, second)
+        t, residual = project_on_segment(x, first, second)
         off = (residual > self.off_segment_tol) | (np.minimum(np.abs(t), np.abs(t - 1)) > self.level_tol)
         rules["two_colours_only"] = off.reshape(n, -1).mean(1) <= self.max_off_share
 
@@ -520,53 +400,7 @@ def get_domain(name: str | Domain) -> Domain:
     return name if isinstance(name, Domain) else DOMAINS.get(name)
 
 
-# -------------------------------------------------------------------------------- data set builders
-def fewshot_modes(domain: str | Domain, seed: int = 0) -> list[int]:
-    """The modes the canonical 10-shot set shows, in the order its images cycle through them.
-
-    About 2/3 of the modes, chosen so that every value of each factor (every shape kind and every
-    colour, say) appears: the missing modes are new combinations of things the shots do show.
-    """
-    dom = get_domain(domain)
-    n_modes = len(dom.modes)
-    shown = min(FEWSHOT_CANON, max(2, int(round(FEWSHOT_MODE_SHARE * n_modes))))
-    entropy = [zlib.crc32(dom.name.encode()), zlib.crc32(b"fewshot-modes"), int(seed)]
-    rng = np.random.default_rng(np.random.SeedSequence(entropy))
-    outer, inner = dom.factor_sizes
-    for _ in range(1000):
-        chosen = rng.permutation(n_modes)[:shown]
-        if len(set(chosen // inner)) == outer and len(set(chosen % inner)) == inner:
-            break
-    return [int(m) for m in chosen]
-
-
-def make_fewshot(domain: str | Domain, k: int, seed: int = 0, image_size: int = BASE_SIZE) -> np.ndarray:
-    """The k-shot training set, uint8 [k,H,W,3].
-
-    Like a real few-shot set it shows several modes but not all: the first 10 images cycle through
-    fewshot_modes() (2/3 of the modes); images past the 10th come from the full distribution.
-    Sets are nested: make_fewshot(d, k) is a prefix of make_fewshot(d, k') for k < k'.
-    """
-    dom = get_domain(domain)
-    k = _check_count(k, "k")
-    if k == 0:
-        raise ValueError("k must be >= 1 for a few-shot set")
-    u = dom.uniforms(k, seed, "fewshot")
-    shown = fewshot_modes(dom, seed)
-    modes = dom.modes_from_uniform(u[:, 0])
-    head = min(k, FEWSHOT_CANON)
-    modes[:head] = [shown[i % len(shown)] for i in range(head)]
-    return dom.render(modes, u, _check_image_size(image_size))
-
-
-def make_full(domain: str | Domain, n: int = 5000, seed: int = 0, image_size: int = BASE_SIZE) -> np.ndarray:
-    """The 'full data set' of a domain, the reference for the metrics: n images from all modes."""
-    dom = get_domain(domain)
-    n = _check_count(n, "n")
-    u = dom.uniforms(n, seed, "full")
-    return dom.render(dom.modes_from_uniform(u[:, 0]), u, _check_image_size(image_size))
-
-
+# ----------------------------------------------------------------------------------- oracle report
 def oracle_report(images: Any, domain: str | Domain) -> dict:
     """Quality and diversity of a set of images as judged by the domain's oracle (JSON-ready).
 
@@ -601,10 +435,6 @@ __all__ = [
     "LightShapeDomain",
     "PatternDomain",
     "get_domain",
-    "fewshot_modes",
-    "make_fewshot",
-    "make_full",
     "oracle_report",
     "write_image_folder",
-    "shape_coverage",
 ]

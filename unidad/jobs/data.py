@@ -14,7 +14,8 @@ def write_demo_split(dataset: Mapping[str, Any], split: str, image_size: int, ou
 
     split: "train" (teacher pretraining set), "full" (reference statistics), "val" (checkpoint
     selection; disjoint seeds from "full"), or "k{shots}" (the few-shot training set)."""
-    from unidad.data.domains import get_domain, make_fewshot, make_full, write_image_folder
+    from unidad.data.datasets import make_fewshot, make_full
+    from unidad.data.domains import get_domain, write_image_folder
 
     dom = get_domain(dataset["domain"])
     seed = int(dataset.get("seed", 0))
@@ -48,7 +49,8 @@ def domain_figure(demo_datasets: Mapping[str, Mapping[str, Any]], targets: Seque
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from unidad.data.domains import get_domain, make_fewshot
+    from unidad.data.datasets import make_fewshot
+    from unidad.data.domains import get_domain
     from unidad.imageio import make_grid
 
     panels = []

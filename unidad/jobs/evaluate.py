@@ -17,7 +17,7 @@ from unidad.runtime import log, set_threads
 
 
 def train_extractor(out: str | Path, image_size: int, params: Mapping[str, Any], threads: int | None = None) -> dict:
-    from unidad.metrics.demo_extractor import train_demo_extractor
+    from unidad.metrics.demo_cnn import train_demo_extractor
 
     set_threads(threads)
     return train_demo_extractor(out, image_size=image_size, log=log, **dict(params))
@@ -77,8 +77,8 @@ def compute_metrics(inputs, outputs: Mapping[str, str | Path], slug: str, step: 
     `inputs` is a MetricInputs (unidad.metrics.inputs). A metric already computed for these exact
     samples and protocol is restored from a cache next to the samples instead of recomputed, so adding
     a metric to the config computes only that metric."""
-    from unidad.checkpoint import sha256_file
     from unidad.metrics.registry import get_metric
+    from unidad.weights_file import sha256_file
 
     set_threads(threads)
     metrics = {name: get_metric(name) for name in outputs}

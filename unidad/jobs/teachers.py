@@ -13,7 +13,7 @@ def export_source_teacher(backbone: Mapping[str, Any], out: str | Path, *, train
     """The source teacher as one weights file with module 'model', whichever way it was obtained:
     `trained` (a pretraining run's final weights, module `module`) or `staged` (real weights on disk)."""
     from unidad.backbones import build_backbone, load_source_weights
-    from unidad.checkpoint import export_weights, read_weights
+    from unidad.weights_file import export_weights, read_weights
 
     if (trained is None) == (staged is None):
         raise ValueError("give the source teacher either as trained weights or as a staged file, not both")
@@ -29,8 +29,8 @@ def sample_product(backbone: Mapping[str, Any], weights: str | Path, module: str
                    seeds: Sequence[int], batch_size: int, device: str = "auto", threads: int | None = None):
     """Images (uint8 NHWC) and timing of one product (a module in a weights file), one seed per image."""
     from unidad.backbones import build_backbone
-    from unidad.checkpoint import read_weights
     from unidad.sampling import generate
+    from unidad.weights_file import read_weights
 
     set_threads(threads)
     model = build_backbone(dict(backbone))

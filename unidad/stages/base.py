@@ -188,7 +188,7 @@ class Stage:
     # -- helpers for subclasses -----------------------------------------------------------------
     def new_backbone(self, role: str | None = None) -> nn.Module:
         """A fresh backbone, loaded from the weights the context gives for `role` (if any)."""
-        from unidad.checkpoint import read_weights
+        from unidad.weights_file import read_weights
 
         model = self.ctx.backbone_factory()
         if role is not None:

@@ -27,12 +27,12 @@ from unidad.checkpoint import (
     capture_rng_state,
     latest_checkpoint,
     load_state,
-    load_weights,
     restore_rng_state,
     save_checkpoint,
 )
 from unidad.distributed import World
 from unidad.stages.base import Stage, Update
+from unidad.weights_file import load_weights
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: the job should be requeued / retried and will resume
 PREEMPTED_MARKER = "preempted.json"  # written next to the checkpoints when a run stops for requeue
