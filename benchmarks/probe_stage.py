@@ -40,7 +40,6 @@ def main() -> None:
 
     import torch
 
-    import baselines  # noqa: F401
     from unidad.backbones import build_backbone
     from unidad.config import load_config_file
     from unidad.data.domains import make_fewshot, oracle_report
