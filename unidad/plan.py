@@ -62,10 +62,6 @@ class MethodRun:
     def final(self) -> str:
         return self.stages[-1]
 
-    @property
-    def key(self) -> str:
-        return f"{self.target}-k{self.shots}__{self.method}__seed{self.seed}"
-
 
 @dataclass
 class EvalUnit:
@@ -76,10 +72,6 @@ class EvalUnit:
     step: int
     nfe: int
     final: bool
-
-    @property
-    def name(self) -> str:
-        return f"step{self.step:08d}_nfe{self.nfe}"
 
 
 def load_methods(config: dict[str, Any]) -> dict[str, Any]:
