@@ -40,12 +40,11 @@ def main() -> None:
 
     import torch
 
-    from unidad.backbones import build_backbone
+    from unidad.backbones import backbone_image_size, build_backbone
     from unidad.config import load_config_file
     from unidad.data.domains import make_fewshot, oracle_report
     from unidad.imageio import save_grid, to_float_nchw
     from unidad.plan import Plan
-    from unidad.runner import plan_image_size
     from unidad.sampling import generate
     from unidad.stages import StageContext
     from unidad.train.loop import train
@@ -60,7 +59,7 @@ def main() -> None:
         raise SystemExit(f"probe_stage: {source} does not exist; run `make demo` (or its source_teacher rule) first")
     weights = {role: (source, "model") for role in cls.roles}
     weights.update({role: (Path(path), "model") for role, path in json.loads(args.weights).items()})
-    shots = make_fewshot(dataset["domain"], args.shots, seed=dataset.get("seed", 0), image_size=plan_image_size(config))
+    shots = make_fewshot(dataset["domain"], args.shots, seed=dataset.get("seed", 0), image_size=backbone_image_size(config["backbone"]))
     shots = torch.from_numpy(to_float_nchw(shots))
     ctx = StageContext(backbone_factory=lambda: build_backbone(config["backbone"]), weights=weights,
                        real_images=shots, device=torch.device("cpu"), seed=args.seed)

@@ -75,12 +75,12 @@ def qualitative_units(plan: Plan, dataset: str) -> dict[str, tuple[Path, int]]:
 def build_qualitative_grid(config: dict[str, Any], dataset: str, shots_dir: str, samples: Sequence[str], out: str,
                            per_row: int = 10) -> None:
     from paper_figures.figures import qualitative_grid
+    from unidad.backbones import backbone_image_size
     from unidad.data.folders import load_image_folder
-    from unidad.runner import plan_image_size
 
     plan = Plan(config)
     units = qualitative_units(plan, dataset)
-    shots = load_image_folder(shots_dir, image_size=plan_image_size(config))[:per_row]
+    shots = load_image_folder(shots_dir, image_size=backbone_image_size(config["backbone"]))[:per_row]
     rows = {}
     for method, (path, nfe) in units.items():
         with np.load(path, allow_pickle=False) as f:
