@@ -4,22 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from unidad.stages.base import register_stage
-from unidad.stages.denoise import DenoiseConfig, DenoiseStage
+from unidad.stages.base import TrainConfig, register_stage
+from unidad.stages.denoise import DenoiseStage
+from unidad.stages.options import DenoiseOptions
 
 
-@dataclass
-class FTConfig(DenoiseConfig):
+@dataclass(kw_only=True)
+class FTConfig(DenoiseOptions, TrainConfig):
     iterations: int = 5000
-    batch_size: int = 8
-    lr: float = 2e-6
-    warmup_iters: int = 500
-    weight_decay: float = 0.01
-    checkpoint_every: int = 500
     sigma_sampling: str = "grid"  # index ~ U{0..999} on the Karras grid, as the Uni-DAD code
     ema_decay: float = 0.0
-    sample_steps: int = 25
-    sampler: str = "euler"
 
 
 @register_stage("ft")

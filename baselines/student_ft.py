@@ -13,16 +13,12 @@ import torch
 from unidad.edm import student_sigmas
 from unidad.losses.denoising import denoising_loss
 from unidad.stages.base import Stage, TrainConfig, Update, register_stage
+from unidad.stages.options import FewStepOptions
 
 
-@dataclass
-class StudentFTConfig(TrainConfig):
+@dataclass(kw_only=True)
+class StudentFTConfig(FewStepOptions, TrainConfig):
     iterations: int = 5000
-    batch_size: int = 8
-    lr: float = 2e-6
-    gen_steps: int = 3
-    sigma_start: float = 80.0
-    sigma_end: float = 0.5
 
 
 @register_stage("student_ft")

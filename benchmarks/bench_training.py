@@ -25,12 +25,11 @@ def _child(kind: str, steps: int, device: str, threads: int) -> dict:
     import torch
     import yaml
 
-    import baselines  # noqa: F401
+    from unidad.weights_file import export_weights
     from unidad.data.domains import get_domain
     from unidad.imageio import to_float_nchw
-    from unidad.stages import STAGES, StageContext
+    from unidad.stages import StageContext, get_stage
     from unidad.train.loop import train
-    from unidad.weights_file import export_weights
 
     torch.set_num_threads(threads)
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
@@ -49,7 +48,7 @@ def _child(kind: str, steps: int, device: str, threads: int) -> dict:
         stage_id, params = "unidad", dict(cfg["stage_params"]["unidad"])
         params["target_teacher"] = kind
     params.update(iterations=steps, checkpoint_every=steps, log_every=max(1, steps))
-    cls = STAGES.get(stage_id)
+    cls = get_stage(stage_id)
     ctx = StageContext(backbone_factory=factory,
                        weights={r: (tmp / "source.safetensors", "model") for r in cls.roles},
                        real_images=torch.from_numpy(to_float_nchw(images)), device=dev, seed=0)

@@ -41,6 +41,9 @@ def test_defaults_are_filled():
     (lambda c: c.update(targets=["nowhere"]), "nowhere"),
     (lambda c: c.update(methods=["ft", "made_up"]), "made_up"),
     (lambda c: c["stage_params"]["unidad"].update(dual_wieght=0.3), "dual_wieght"),
+    # dmd2 has one teacher: Uni-DAD's target-teacher options are not among its options
+    (lambda c: c["stage_params"]["dmd2"].update(dual_weight=0.3), "dual_weight"),
+    (lambda c: c.update(plugins=["no_such_plugin_module"]), "no_such_plugin_module"),
 ])
 def test_bad_config_names_the_key(mutate, needle):
     cfg = _demo()

@@ -139,9 +139,10 @@ def test_single_head_works_for_any_bottleneck_size(size):
 
 # --------------------------------------------------------------------------- SD1.5 (diffusers UNet)
 def test_sd15_one_head_per_down_block_plus_mid():
-    sd15 = pytest.importorskip("unidad.backbones.sd15", reason="the SD1.5 backbone wrapper is not in this tree yet")
+    from tiny_sd15 import tiny_sd15  # tests/tiny_sd15.py
+
     torch.manual_seed(0)
-    denoiser = sd15.tiny_sd15_for_tests()
+    denoiser = tiny_sd15()
     unet = denoiser.unet
     disc = build_discriminator(denoiser)
     assert len(disc.heads) == len(unet.down_blocks) + 1

@@ -1,5 +1,6 @@
-"""The extension guide, executed: a new stage file + a methods entry in a copy of the workflow,
-then `snakemake -n` and a tiny real run, without touching any .smk file."""
+"""The extension guide, executed: a new stage file registered through the config's `plugins` key + a
+methods entry in a copy of the workflow, then `snakemake -n` and a tiny real run, without touching any
+.smk file."""
 import re
 import shutil
 import subprocess
@@ -17,20 +18,25 @@ def _code_blocks(lang):
     return re.findall(rf"```{lang}\n(.*?)```", GUIDE.read_text(), flags=re.S)
 
 
+def _yaml_block(first_key):
+    """The guide's yaml block that starts with `first_key` (the methods entry, the config's plugins)."""
+    return next(yaml.safe_load(b) for b in _code_blocks("yaml") if b.startswith(first_key))
+
+
 @pytest.fixture(scope="module")
 def workflow_copy(tmp_path_factory):
     dst = tmp_path_factory.mktemp("wf")
     for name in ("Snakefile", "workflow", "config", "unidad", "baselines", "paper_figures"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dst / name)
-    stage_code = _code_blocks("python")[0]
-    (dst / "baselines" / "ft_fixed_sigma.py").write_text(stage_code)
+    (dst / "ft_fixed_sigma.py").write_text(_code_blocks("python")[0])  # next to the Snakefile
     methods = yaml.safe_load((dst / "config" / "methods.yaml").read_text())
-    methods.update(yaml.safe_load(_code_blocks("yaml")[0]))
+    methods.update(_yaml_block("ft_fixed_sigma:"))
     (dst / "config" / "methods.yaml").write_text(yaml.safe_dump(methods, sort_keys=False))
     smk_before = {p: p.read_bytes() for p in (dst / "workflow").rglob("*.smk")}
     cfg = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
     cfg.update(benchmark="ext", methods=["ft_fixed_sigma"], targets=["near"])
+    cfg.update(_yaml_block("plugins:"))
     cfg["source"]["params"]["iterations"] = 10
     cfg["source"]["params"]["checkpoint_every"] = 10
     cfg["stage_params"]["ft_fixed_sigma"] = {"iterations": 4, "checkpoint_every": 4, "batch_size": 4, "sample_steps": 3}
@@ -43,6 +49,17 @@ def workflow_copy(tmp_path_factory):
 def _snakemake(cwd, *args):
     return subprocess.run([sys.executable, "-m", "snakemake", "--configfile", "config/ext.yaml", "-c2", *args],
                           cwd=cwd, capture_output=True, text=True, timeout=900)
+
+
+def test_the_stage_exists_only_through_the_plugins_key(workflow_copy):
+    dst, _ = workflow_copy
+    cfg = yaml.safe_load((dst / "config" / "ext.yaml").read_text())
+    assert cfg["plugins"] == ["ft_fixed_sigma"]
+    cfg["plugins"] = []
+    (dst / "config" / "no_plugin.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--configfile", "config/no_plugin.yaml", "-n"],
+                          cwd=dst, capture_output=True, text=True, timeout=900)
+    assert proc.returncode != 0 and "unknown stage 'ft_fixed_sigma'" in proc.stdout + proc.stderr
 
 
 def test_dry_run_lists_the_new_method_under_the_generic_rule(workflow_copy):

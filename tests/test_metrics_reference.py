@@ -1,4 +1,4 @@
-"""Public reference cases for FID, KID, PRDC and the torch-fidelity wrapper (spec/metrics.md cases 1-5)."""
+"""Public reference cases for FID, KID and PRDC, and the Inception extractor (spec/metrics.md cases 1-5)."""
 from __future__ import annotations
 
 import math
@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from unidad import weights
-from unidad.metrics import METRICS, fidelity
+from unidad.metrics import METRICS
 from unidad.metrics.extractors import (
     FeatureExtractor,
     InceptionV3Extractor,
@@ -226,61 +226,20 @@ def test_kid_clips_subset_size_and_validates():
         kid_from_features(np.zeros((5, 3)), np.zeros((5, 4)))
 
 
-def test_metric_registry_lists_metrics_with_needs():
-    assert {"fid", "kid", "prdc", "intra_lpips_cdc", "intra_lpips_unidad_compat"} <= set(METRICS.names())
-    assert METRICS.get("fid").needs == ("features",)
-    assert METRICS.get("intra_lpips_cdc").params == {"variant": "cdc"}
+def test_metric_registry_lists_metrics_with_needs_and_display():
+    from unidad.metrics.registry import check_metric_names, metric_ids, metrics_needing, value_info, value_names
+
+    assert metric_ids()[:6] == ["fid", "kid", "prdc", "intra_lpips", "oracle", "speed"]  # the tables' order
+    assert METRICS.get("fid").needs == frozenset({"reference"})
+    assert metrics_needing("shots", ["fid", "intra_lpips", "oracle"]) == ["intra_lpips"]
+    assert value_info("fid").label == "FID" and value_info("fid").higher_is_better is False
+    assert value_info("prdc_recall").bounded and not value_info("prdc_density").bounded
+    assert value_names("oracle") == ["oracle_in_domain", "oracle_mode_coverage", "oracle_tv"]
+    assert value_info("not_a_value").higher_is_better is None
     with pytest.raises(KeyError, match="known metrics"):
         METRICS.get("fdi")
-
-
-# ------------------------------------------------------------------------------- torch-fidelity wrapper
-
-@pytest.mark.parametrize(
-    "options, message",
-    [
-        ({"kid_subset": 10}, "did you mean 'kid_subsets'"),
-        ({"kid_degree": 3}, "deprecated; use 'kid_kernel_poly_degree'"),
-        ({"not_an_option": 1}, "unknown torch-fidelity option"),
-        ({"ppl": True}, "not allowed"),
-        ({"datasets_download": True}, "not allowed"),
-        ({"feature_extractor": "clip-vit-b-32"}, "would be downloaded"),
-    ],
-)
-def test_fidelity_wrapper_rejects_bad_options(options, message):
-    with pytest.raises(ValueError, match=message):
-        fidelity.calculate_metrics(input1="a", input2="b", fid=True, **options)
-
-
-def test_fidelity_allow_list_comes_from_torch_fidelity():
-    allowed = fidelity.allowed_options()
-    assert {"input1", "input2", "fid", "kid_subsets", "feature_extractor_weights_path", "rng_seed"} <= allowed
-
-
-def test_fidelity_wrapper_fills_safe_defaults(monkeypatch, tmp_path):
-    import torch_fidelity
-
-    captured = {}
-    monkeypatch.setattr(torch_fidelity, "calculate_metrics", lambda **kw: captured.update(kw) or {"ok": 1})
-    weights_file = tmp_path / "inception.pth"
-    weights_file.write_bytes(b"x")
-    result = fidelity.calculate_metrics(input1="a", input2="b", fid=True, feature_extractor_weights_path=str(weights_file))
-    assert result == {"ok": 1}
-    assert captured["cuda"] == torch.cuda.is_available()
-    assert captured["datasets_download"] is False and captured["cache"] is False
-    assert captured["feature_extractor_weights_path"] == str(weights_file)
-
-
-def test_fidelity_wrapper_without_weights_names_the_fix(monkeypatch, tmp_path):
-    monkeypatch.setenv("UNIDAD_WEIGHTS_DIR", str(tmp_path))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    if weights.is_available("inception_v3_tf"):
-        pytest.skip("inception weights are staged in a searched folder")
-    with pytest.raises(weights.WeightsError, match="unidad weights fetch inception_v3_tf"):
-        fidelity.calculate_metrics(input1="a", input2="b", fid=True)
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="no CUDA"):
-            fidelity.calculate_metrics(input1="a", input2="b", fid=True, cuda=True)
+    with pytest.raises(ValueError, match="unknown metric.*fdi"):
+        check_metric_names(["fid", "fdi"])
 
 
 # ------------------------------------------------------------------- Inception extractor plumbing

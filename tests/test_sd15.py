@@ -11,15 +11,17 @@ import pytest
 import torch
 
 from unidad.backbones.base import Conditioning
-from unidad.backbones.sd15 import SD15_MODEL_ID, load_sd15, save_sd15, tiny_sd15_for_tests
+from unidad.backbones.sd15 import SD15_MODEL_ID, load_sd15, save_sd15
 from unidad.edm import sample_euler, sampling_sigmas
+
+from tiny_sd15 import tiny_sd15  # tests/tiny_sd15.py
 
 PROMPTS = ["a photo of a prt dog", "a watercolour of a prt cat"]
 
 
 @pytest.fixture(scope="module")
 def sd():
-    return tiny_sd15_for_tests(seed=0)
+    return tiny_sd15(seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +184,7 @@ def test_encode_prompt_shapes_and_empty_prompt_uncond(sd, cond):
 
 def test_parts_left_out_say_so_and_global_rng_is_untouched():
     state = torch.random.get_rng_state()
-    bare = tiny_sd15_for_tests(seed=0, with_vae=False, with_text=False)
+    bare = tiny_sd15(seed=0, with_vae=False, with_text=False)
     assert torch.equal(state, torch.random.get_rng_state())
     assert bare.image_shape == (3, 64, 64)
     assert len(bare.feature_taps()) == len(bare.unet.down_blocks) + 1

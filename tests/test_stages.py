@@ -1,12 +1,12 @@
 """Uni-DAD and baseline stages on a very small backbone: freezing, determinism, exact resume."""
 import copy
+import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
-import baselines  # noqa: F401
-from unidad.stages import STAGES, StageContext
+from unidad.stages import StageContext, get_stage
 from unidad.train.loop import train
 from unidad.weights_file import export_weights, read_weights
 
@@ -27,7 +27,7 @@ def source_file(tmp_path, tiny_factory):
 
 
 def make_stage(stage_id, tiny_factory, source_file, **params):
-    cls = STAGES.get(stage_id)
+    cls = get_stage(stage_id)
     base = dict(iterations=4, batch_size=2, lr=1e-3, warmup_iters=1, checkpoint_every=2, log_every=1)
     if stage_id in ("unidad", "dmd2"):
         base.update(ratio=2, gen_steps=2, precision="fp32")
@@ -133,7 +133,7 @@ def test_resume_equals_straight_run(tiny_factory, source_file, tmp_path):
 def test_stage_config_rejects_unknown_and_ill_typed_options():
     from unidad.stages.base import StageConfigError
 
-    cls = STAGES.get("unidad").config_cls
+    cls = get_stage("unidad").config_cls
     with pytest.raises(StageConfigError, match="dual_wieght"):
         cls.from_dict({"dual_wieght": 0.3})
     with pytest.raises(StageConfigError, match="'ratio'.*int"):
@@ -142,6 +142,29 @@ def test_stage_config_rejects_unknown_and_ill_typed_options():
         cls.from_dict({"target_teacher": "sometimes"})
     with pytest.raises(ValueError, match="dual_weight"):
         cls.from_dict({"dual_weight": 1.5})
+
+
+def test_stage_configs_hold_exactly_the_option_groups_their_stage_uses():
+    from unidad.stages.base import StageConfigError, TrainConfig
+    from unidad.stages.options import DenoiseOptions, DMDOptions, FewStepOptions, GANOptions, TargetTeacherOptions
+
+    def names(cls):
+        return {f.name for f in dataclasses.fields(cls)}
+
+    train = names(TrainConfig)
+    distill = train | names(FewStepOptions) | names(DMDOptions) | names(GANOptions)
+    expected = {"pretrain": train | names(DenoiseOptions), "ft": train | names(DenoiseOptions),
+                "student_ft": train | names(FewStepOptions), "dmd2": distill,
+                "unidad": distill | names(TargetTeacherOptions)}
+    for stage_id, options in expected.items():
+        assert names(get_stage(stage_id).config_cls) == options, stage_id
+    # dmd2 has one teacher: the target-teacher options are unknown to it, not silently ignored
+    with pytest.raises(StageConfigError, match="unknown option.*target_teacher"):
+        get_stage("dmd2").config_cls.from_dict({"target_teacher": "none"})
+    # a group's checks run in every config that composes it
+    for stage_id in ("student_ft", "dmd2", "unidad"):
+        with pytest.raises(StageConfigError, match="gen_steps"):
+            get_stage(stage_id).config_cls.from_dict({"gen_steps": 9})
 
 
 def test_per_term_grad_norms_match_each_terms_own_gradient():

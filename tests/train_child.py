@@ -12,10 +12,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import baselines  # noqa: E402,F401
 from unidad.backbones.tiny import TinyUNet  # noqa: E402
 from unidad.distributed import init_world, shutdown_world  # noqa: E402
-from unidad.stages import STAGES, StageContext  # noqa: E402
+from unidad.stages import StageContext, get_stage  # noqa: E402
 from unidad.train.loop import train  # noqa: E402
 from unidad.weights_file import export_weights  # noqa: E402
 
@@ -34,7 +33,7 @@ def main(argv):
     if world.is_main and not src.exists():
         export_weights(src, {"model": factory()})
     world.barrier()
-    cls = STAGES.get("unidad")
+    cls = get_stage("unidad")
     cfg = cls.config_cls.from_dict(dict(iterations=iterations, batch_size=2, lr=1e-3, warmup_iters=1, ratio=2,
                                         gen_steps=2, precision="fp32", checkpoint_every=checkpoint_every,
                                         log_every=log_every, target_teacher="online"))

@@ -3,7 +3,7 @@
   unidad weights list|verify|fetch|path [NAME]    staged model/metric weights (checksummed manifest)
   unidad weights verify --config CONFIG            pre-flight: exit 1 unless every file CONFIG needs is in place
   unidad plan [CONFIG]                             what a config will run: jobs, runs, compute estimate
-  unidad stages                                    registered stages and their options with defaults
+  unidad stages [-v] [--config CONFIG]             registered stages (with a config's plugins) and their options
   unidad methods [CONFIG]                          method ids and their stage lists
   unidad timing [CONFIG]                           how long the DAG's jobs took (per rule) and its wall time
   unidad train JOB_JSON [--stop-at N]              train one stage run from its job file (what the DAG's
@@ -17,11 +17,17 @@ import sys
 
 
 def _cmd_stages(args) -> int:
-    import baselines  # noqa: F401
-    from unidad.stages import STAGES
+    from unidad.stages import stage_registry
 
-    for name in STAGES.names():
-        cls = STAGES.get(name)
+    plugins = []
+    if args.config:
+        config = _load_config(args)
+        if config is None:
+            return 2
+        plugins = config["plugins"]
+    stages = stage_registry(plugins)
+    for name in stages.names():
+        cls = stages.get(name)
         print(f"{name}  ({cls.__module__}.{cls.__name__}; roles: {', '.join(cls.roles) or 'none'})")
         if args.verbose:
             for f in dataclasses.fields(cls.config_cls):
@@ -89,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_weights_subparser(sub)
     p = sub.add_parser("stages", help="registered stages (with -v: their options and defaults)")
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--config", default=None, help="also the stages of this config's plugins")
     p.set_defaults(func=_cmd_stages)
     p = sub.add_parser("methods", help="method ids and their stages")
     p.add_argument("config", nargs="?", default="config/config.yaml")

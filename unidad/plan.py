@@ -128,10 +128,6 @@ class EvalUnit:
     nfe: int
     final: bool
 
-    @property
-    def name(self) -> str:
-        return f"step{self.step:08d}_nfe{self.nfe}"
-
 
 def methods_path(config: dict[str, Any]) -> Path:
     """The methods file a config names (relative paths: to the working directory, else the project)."""
@@ -157,11 +153,13 @@ def _hash(obj: Any) -> str:
 
 class Plan:
     def __init__(self, config: dict[str, Any]):
-        import baselines  # noqa: F401  (registers the baseline stages)
-        from unidad.stages import STAGES
+        from unidad.stages import stage_registry
 
         self.config = config
-        self.stages_registry = STAGES
+        try:
+            self.stages_registry = stage_registry(config.get("plugins", []))
+        except ImportError as err:
+            raise ConfigError(str(err)) from None
         self.methods_path = methods_path(config)
         self.methods_def = load_methods(config)
         self.root = Path(config["results_dir"]) / config["benchmark"]

@@ -6,16 +6,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from unidad.backbones import backbone_kind
 from unidad.plan import Plan
 
-# seconds per training iteration when nothing has been measured yet, by backbone and stage kind;
-# rough single-GPU (H100-class) figures for the paper backbones at the paper's batch sizes, and the
-# demo's tiny UNet as measured by `make demo` on a 2-core CPU (1 thread per job, the teacher 2)
-DEFAULT_STEP_SECONDS = {
-    "tiny": {"pretrain": 0.066, "ft": 0.04, "student_ft": 0.04, "dmd2": 0.13, "unidad": 0.13},
-    "adm": {"pretrain": 1.0, "ft": 0.25, "student_ft": 0.25, "dmd2": 0.22, "unidad": 0.26},
-    "sd15": {"pretrain": 1.0, "ft": 0.35, "student_ft": 0.35, "dmd2": 0.9, "unidad": 1.1},
-}
 MEMORY_CLASS = {"none": "CPU only", "small": "< 16 GB", "medium": "16-40 GB", "large": "> 40 GB"}
 
 
@@ -34,9 +27,11 @@ def _measured_step_seconds(plan: Plan) -> dict[str, float]:
 def estimate(config: dict[str, Any], step_seconds: float | None = None) -> dict[str, Any]:
     plan = Plan(config)
     kind = config["backbone"]["kind"]
+    backbone = backbone_kind(config["backbone"])
     measured = _measured_step_seconds(plan)
-    defaults = DEFAULT_STEP_SECONDS.get(kind, DEFAULT_STEP_SECONDS["adm"])
-    gpus = int(config.get("resources", {}).get("train", {}).get("gpus", 0 if kind == "tiny" else 1))
+    # seconds per training iteration when nothing has been measured yet: the backbone's own figures
+    defaults = backbone.step_seconds
+    gpus = int(config.get("resources", {}).get("train", {}).get("gpus", 0 if backbone.cpu_only else 1))
 
     def seconds(run) -> tuple[float, str]:
         if step_seconds is not None:

@@ -1,70 +1,143 @@
-"""Backbone registry: a config `backbone: {kind, params}` -> a Denoiser factory."""
+"""Backbone registry: what the harness knows about each backbone kind of the config's `backbone`
+section ({kind, params}), so that no other module branches on the kind.
+
+Each kind declares how to build it from its params, the pixel resolution its params imply, how staged
+pretrained source weights at a path become a model, and the planning figures `unidad plan` starts
+from. The functions below take the config's `backbone` section (`spec`).
+"""
 from __future__ import annotations
 
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
 from unidad.backbones.base import Conditioning, Denoiser  # noqa: F401
 from unidad.registry import Registry
 
-BACKBONES: Registry[Callable[..., Denoiser]] = Registry("backbone")
+
+@dataclass(frozen=True)
+class BackboneKind:
+    """One backbone kind. Every callable takes the config's `backbone.params` as keyword arguments."""
+
+    #: **params -> the model (random weights, unless the kind's staged files are its weights: sd15)
+    build: Callable[..., Denoiser]
+    #: **params -> side of the square pixel images the model works on (datasets are read at it)
+    image_size: Callable[..., int]
+    #: (path, **params) -> the model with the staged pretrained source weights found at `path`
+    load_source: Callable[..., Denoiser]
+    #: stage id -> seconds per training iteration that `unidad plan` assumes before anything is measured
+    step_seconds: Mapping[str, float] = field(default_factory=dict)
+    #: trains on the CPU (`unidad plan` then assumes no GPU per training job unless resources say so)
+    cpu_only: bool = False
 
 
-@BACKBONES.register("tiny")
-def _tiny(**params: Any) -> Denoiser:
+BACKBONES: Registry[BackboneKind] = Registry("backbone")
+
+
+def register_backbone(name: str, kind: BackboneKind) -> BackboneKind:
+    return BACKBONES.add(name, kind)
+
+
+def backbone_kind(spec: Mapping[str, Any]) -> BackboneKind:
+    """The registered kind of a config's `backbone` section (kind defaults to tiny, as in the schema)."""
+    return BACKBONES.get(spec.get("kind", "tiny"))
+
+
+def _params(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(spec.get("params") or {})
+
+
+def build_backbone(spec: Mapping[str, Any]) -> Denoiser:
+    """spec = {"kind": name, "params": {...}} as in the config's `backbone` section."""
+    return backbone_kind(spec).build(**_params(spec))
+
+
+def backbone_image_size(spec: Mapping[str, Any]) -> int:
+    """Side of the square pixel images of the backbone `spec` describes."""
+    return int(backbone_kind(spec).image_size(**_params(spec)))
+
+
+def load_source_weights(spec: Mapping[str, Any], path: str | Path) -> Denoiser:
+    """The backbone `spec` describes, with the staged pretrained weights at `path` (ADM: a
+    guided-diffusion .pt/.safetensors state_dict; SD1.5: a diffusers folder; tiny: a unidad weights file)."""
+    return backbone_kind(spec).load_source(Path(path), **_params(spec))
+
+
+# ------------------------------------------------------------------------------------- tiny (demo)
+def _tiny_build(**params: Any) -> Denoiser:
     from unidad.backbones.tiny import TinyUNet
 
     return TinyUNet(**params)
 
 
-@BACKBONES.register("adm")
-def _adm(config: dict | str = "ffhq256", **unused: Any) -> Denoiser:
-    """guided-diffusion ADM; `config` is "ffhq256" or a dict of script_util flags / settled values.
-    Random weights: the source teacher's weights are loaded by the stage that needs them."""
-    from unidad.backbones.adm import ADMDenoiser, ADMUNet, adm_config_ffhq256, resolve_adm_config
+def _tiny_load_source(path: Path, **params: Any) -> Denoiser:
+    """A unidad weights file (the first module in it) into a freshly built tiny UNet."""
+    from unidad.checkpoint import read_weights
 
-    cfg = adm_config_ffhq256() if config == "ffhq256" else resolve_adm_config(config)
-    return ADMDenoiser(ADMUNet.from_config(cfg))
+    model = _tiny_build(**params)
+    model.load_state_dict(next(iter(read_weights(path).values())), strict=True)
+    return model
 
 
-@BACKBONES.register("sd15")
-def _sd15(model_dir: str = "", **unused: Any) -> Denoiser:
+# seconds per iteration: the demo's tiny UNet as measured by `make demo` on a 2-core CPU (1 thread per
+# job, the teacher 2)
+register_backbone("tiny", BackboneKind(
+    build=_tiny_build,
+    image_size=lambda image_size=16, **unused: image_size,
+    load_source=_tiny_load_source,
+    step_seconds={"pretrain": 0.066, "ft": 0.04, "student_ft": 0.04, "dmd2": 0.13, "unidad": 0.13},
+    cpu_only=True,
+))
+
+
+# --------------------------------------------------------------------------- guided-diffusion ADM
+def _adm_unet_config(config: dict | str = "ffhq256", **unused: Any) -> dict:
+    """`config` is "ffhq256" or a dict of script_util flags / settled values -> ADMUNet arguments."""
+    from unidad.backbones.adm import adm_config_ffhq256, resolve_adm_config
+
+    return resolve_adm_config(adm_config_ffhq256() if config == "ffhq256" else config)
+
+
+def _adm_build(**params: Any) -> Denoiser:
+    """Random weights: the source teacher's weights are loaded by the stage that needs them."""
+    from unidad.backbones.adm import ADMDenoiser, ADMUNet
+
+    return ADMDenoiser(ADMUNet(**_adm_unet_config(**params)))
+
+
+def _adm_load_source(path: Path, **params: Any) -> Denoiser:
+    from unidad.backbones.adm import load_adm_checkpoint
+
+    return load_adm_checkpoint(path, _adm_unet_config(**params))
+
+
+# seconds per iteration: rough single-GPU (H100-class) figures at the paper's batch sizes
+register_backbone("adm", BackboneKind(
+    build=_adm_build,
+    image_size=lambda **params: _adm_unet_config(**params)["image_size"],
+    load_source=_adm_load_source,
+    step_seconds={"pretrain": 1.0, "ft": 0.25, "student_ft": 0.25, "dmd2": 0.22, "unidad": 0.26},
+))
+
+
+# ------------------------------------------------------------------------------- Stable Diffusion 1.5
+def _sd15_build(model_dir: str = "", **unused: Any) -> Denoiser:
     """Stable Diffusion 1.5 from a local diffusers folder (staged with `unidad weights fetch sd15`)."""
-    from unidad.backbones.sd15 import load_sd15
     from unidad.weights import resolve
 
-    return load_sd15(model_dir or resolve("sd15"))
+    return _sd15_load_source(Path(model_dir) if model_dir else resolve("sd15"))
 
 
-def build_backbone(spec: dict[str, Any]) -> Denoiser:
-    """spec = {"kind": name, "params": {...}} as in the config's `backbone` section."""
-    factory = BACKBONES.get(spec.get("kind", "tiny"))
-    return factory(**(spec.get("params") or {}))
+def _sd15_load_source(path: Path, **unused: Any) -> Denoiser:
+    from unidad.backbones.sd15 import load_sd15
+
+    return load_sd15(path)
 
 
-def backbone_image_size(spec: dict[str, Any]) -> int:
-    kind = spec["kind"]
-    params = spec.get("params") or {}
-    if kind == "tiny":
-        return int(params.get("image_size", 16))
-    if kind == "adm":
-        return 256 if params.get("config", "ffhq256") == "ffhq256" else int(params["config"]["image_size"])
-    return int(params.get("image_size", 512))
-
-
-def load_source_weights(spec: dict[str, Any], path) -> Denoiser:
-    from pathlib import Path
-
-    kind = spec["kind"]
-    if kind == "adm":
-        from unidad.backbones.adm import load_adm_checkpoint
-
-        return load_adm_checkpoint(path, build_backbone(spec).unet.config)
-    if kind == "sd15":
-        from unidad.backbones.sd15 import load_sd15
-
-        return load_sd15(path)
-    from unidad.weights_file import read_weights
-
-    model = build_backbone(spec)
-    model.load_state_dict(next(iter(read_weights(Path(path)).values())), strict=True)
-    return model
+# seconds per iteration: rough single-GPU (H100-class) figures at the paper's batch sizes
+register_backbone("sd15", BackboneKind(
+    build=_sd15_build,
+    image_size=lambda image_size=512, **unused: image_size,
+    load_source=_sd15_load_source,
+    step_seconds={"pretrain": 1.0, "ft": 0.35, "student_ft": 0.35, "dmd2": 0.9, "unidad": 1.1},
+))

@@ -55,13 +55,11 @@ def run_stage(job: StageJob, threads: int | None = None, stop_at: int | None = N
     process per GPU (gloo on the CPU), and this process only waits for it."""
     from unidad.backbones import build_backbone
     from unidad.distributed import current_world, init_world, run_under_torchrun, shutdown_world
-    from unidad.plugins import load_plugins
-    from unidad.stages import STAGES, StageContext
+    from unidad.stages import StageContext, get_stage
     from unidad.tracking import make_tracker
     from unidad.train.loop import PREEMPTED_EXIT_CODE, PREEMPTED_MARKER, train
 
     set_threads(threads)
-    load_plugins(job.plugins)
     run = job.run
     slug = run["slug"]
     run_dir = Path(job.run_dir)
@@ -80,7 +78,7 @@ def run_stage(job: StageJob, threads: int | None = None, stop_at: int | None = N
             # scheduler as 75 so that it requeues the job
             raise SystemExit(PREEMPTED_EXIT_CODE if (run_dir / PREEMPTED_MARKER).exists() else status)
         return json.loads(summary_file.read_text()) if summary_file.exists() else None
-    cls = STAGES.get(run["stage"])
+    cls = get_stage(run["stage"], job.plugins)
     cfg = cls.config_cls.from_dict(run["params"])
     device = resolve_device(job.device)
     world = init_world(device.type)

@@ -10,7 +10,7 @@ checkpoints, resume and logging live there, never in a stage.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,11 +26,23 @@ class StageConfigError(ValueError):
     pass
 
 
-@dataclass
-class TrainConfig:
-    """Options every stage has. Stage configs subclass this and override defaults."""
+class OptionGroup:
+    """Base of stage configs and of the option groups they compose (unidad.stages.options).
 
-    iterations: int = 1000
+    Every group is a kw-only dataclass that owns the defaults of its options and checks them in
+    `validate`, calling `super().validate(where)` first so that a config made of several groups
+    checks all of them."""
+
+    def validate(self, where: str = "") -> None:
+        pass
+
+
+@dataclass(kw_only=True)
+class TrainConfig(OptionGroup):
+    """Options every stage has (the training loop reads them). A stage config composes this with the
+    option groups its stage uses and sets `iterations` and the other defaults that differ for it."""
+
+    iterations: int  # no common default: every stage config sets its own
     batch_size: int = 8
     lr: float = 2e-6
     weight_decay: float = 0.01
@@ -44,7 +56,6 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 0  # 0 = keep all (evaluation reads every checkpoint)
     log_every: int = 25
-    grid_every: int = 0  # 0 = only at the end
     flip_augment: bool = True
 
     @classmethod
@@ -57,6 +68,10 @@ class TrainConfig:
                 f"{where}unknown option(s) {unknown} for stage config {cls.__name__}; "
                 f"known options: {', '.join(sorted(known))}"
             )
+        missing = sorted(name for name, f in known.items() if name not in params and _no_default(f))
+        if missing:
+            raise StageConfigError(f"{where}stage config {cls.__name__} has no default for option(s) {missing}; "
+                                   "give them in the config or declare defaults in the class")
         for name, value in params.items():
             params[name] = _coerce(cls.__name__, name, known[name], value, where)
         cfg = cls(**params)
@@ -64,6 +79,7 @@ class TrainConfig:
         return cfg
 
     def validate(self, where: str = "") -> None:
+        super().validate(where)
         if self.iterations < 1:
             raise StageConfigError(f"{where}iterations must be >= 1, got {self.iterations}")
         if self.lr_schedule not in ("constant", "cosine"):
@@ -84,6 +100,10 @@ class TrainConfig:
         if not steps or steps[-1] != self.iterations:
             steps.append(self.iterations)
         return steps
+
+
+def _no_default(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
 def _coerce(cls_name: str, name: str, f: dataclasses.Field, value: Any, where: str) -> Any:
@@ -151,7 +171,6 @@ class StageContext:
     real_images: torch.Tensor | None  # float NCHW in [-1, 1] (pixel space), the stage's data
     device: torch.device
     seed: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Stage:

@@ -1,7 +1,7 @@
 """Denoising training of a many-step diffusion model: source-teacher pretraining (`pretrain`).
 
-The fine-tune baseline (`ft`, baselines/ft.py) is this stage with other defaults and weights loaded
-from the source teacher instead of a random initialisation.
+The fine-tune baseline (`ft`, baselines/ft.py) is this stage with its own config (the same option
+groups, other defaults) and weights loaded from the source teacher instead of a random initialisation.
 """
 from __future__ import annotations
 
@@ -13,36 +13,22 @@ import torch
 from unidad.edm import sample_grid_sigmas
 from unidad.losses.denoising import denoising_loss
 from unidad.stages.base import Stage, TrainConfig, Update, register_stage
+from unidad.stages.options import DenoiseOptions
 
 
-@dataclass
-class DenoiseConfig(TrainConfig):
+@dataclass(kw_only=True)
+class PretrainConfig(DenoiseOptions, TrainConfig):
+    """`pretrain`: the source teacher trained from scratch (EDM training, EMA product)."""
+
     iterations: int = 3000
     batch_size: int = 64
     lr: float = 2e-3
     warmup_iters: int = 100
     weight_decay: float = 0.0
     checkpoint_every: int = 1000
-    # "lognormal" (EDM training: ln sigma ~ N(p_mean, p_std)) or "grid" (index ~ U{0..999} on the Karras
-    # grid, what the Uni-DAD code uses for every denoising loss)
-    sigma_sampling: str = "lognormal"
-    p_mean: float = -1.2
-    p_std: float = 1.2
-    ema_decay: float = 0.999  # 0 disables the EMA; the EMA weights are the product when enabled
-    sample_steps: int = 25
-    sampler: str = "euler"
-
-    def validate(self, where: str = "") -> None:
-        super().validate(where)
-        if self.sigma_sampling not in ("lognormal", "grid"):
-            raise ValueError(f"{where}sigma_sampling must be lognormal or grid, got {self.sigma_sampling!r}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"{where}ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.sampler not in ("euler", "heun", "ddim"):
-            raise ValueError(f"{where}sampler must be euler, heun or ddim, got {self.sampler!r}")
 
 
-def draw_training_sigmas(cfg: DenoiseConfig, batch: int, device) -> torch.Tensor:
+def draw_training_sigmas(cfg: DenoiseOptions, batch: int, device) -> torch.Tensor:
     if cfg.sigma_sampling == "lognormal":
         return (torch.randn(batch, device=device) * cfg.p_std + cfg.p_mean).exp()
     return sample_grid_sigmas(batch, device=device)
@@ -59,7 +45,7 @@ def denoising_terms(model, real: torch.Tensor, sigma: torch.Tensor, cond=None) -
 class DenoiseStage(Stage):
     """Trains a many-step denoiser with the EDM-weighted loss on the stage's images."""
 
-    config_cls = DenoiseConfig
+    config_cls = PretrainConfig
     primary = "model"
     #: weights role the model starts from; None = random initialisation
     init_role: str | None = None

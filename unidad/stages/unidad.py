@@ -5,8 +5,9 @@ discriminator heads), src (frozen source teacher), tgt (optional target teacher:
 frozen). Every iteration updates fake + heads; every `ratio`-th iteration also G (and the online
 target teacher).
 
-DMD2 (baselines/dmd2.py) is this stage with one teacher, no target teacher and the single-head
-classifier by default, so both methods share one implementation of every loss and update.
+DMD2 (baselines/dmd2.py) is this stage with one teacher, no target teacher (its config has no
+target-teacher options) and the single-head classifier by default, so both methods share one
+implementation of every loss and update.
 """
 from __future__ import annotations
 
@@ -15,13 +16,11 @@ from dataclasses import dataclass
 
 import torch
 
-from unidad.discriminator import DISCRIMINATOR_KINDS, HEAD_TYPES, build_discriminator, critic_logits
+from unidad.discriminator import build_discriminator, critic_logits
 from unidad.edm import GRID_SIZE, sample_grid_sigmas, student_sigmas, unroll_generator
 from unidad.losses.denoising import denoising_loss
 from unidad.losses.dmd import dmd_loss, dual_dmd_loss
 from unidad.losses.gan import (
-    GAN_LOSSES,
-    HEAD_REDUCTIONS,
     gradient_penalty,
     mean_head_logits,
     multihead_critic_loss,
@@ -29,61 +28,22 @@ from unidad.losses.gan import (
     r1_penalty,
 )
 from unidad.stages.base import Stage, TrainConfig, Update, register_stage
+from unidad.stages.options import DMDOptions, FewStepOptions, GANOptions, TargetTeacherOptions
 
-TARGET_TEACHER_MODES = ("none", "online", "frozen")
 
+@dataclass(kw_only=True)
+class DistillConfig(GANOptions, DMDOptions, FewStepOptions, TrainConfig):
+    """Options of a DMD + GAN distillation stage (dmd2 uses it as is) at the paper's scale
+    (unidad_method.md: 40k iterations, batch 1, bf16)."""
 
-@dataclass
-class UniDADConfig(TrainConfig):
     iterations: int = 40000
     batch_size: int = 1
-    lr: float = 2e-6
     precision: str = "bf16"
-    checkpoint_every: int = 500
-    ratio: int = 5  # generator (and online target teacher) update every `ratio` iterations
-    gen_steps: int = 3  # K: generator unroll steps = sampling NFE
-    sigma_start: float = 80.0
-    sigma_end: float = 0.5
-    target_teacher: str = "online"  # none | online | frozen
-    target_teacher_lr: float = 0.0  # online target teacher's learning rate; 0 = lr
-    target_teacher_every: int = 0  # online target teacher update interval; 0 = ratio (official schedule)
-    fake_lr: float = 0.0  # fake score + heads learning rate; 0 = lr (official: one lr; TTUR via ratio)
-    dual_weight: float = 0.5  # a: L_dmd = (1 - a) L_dmd(src) + a L_dmd(tgt)
-    dmd_weight: float = 1.0  # 0 = the "GAN only" ablation
-    dmd_index_lo: int = 20  # DMD noise index ~ U{lo..hi} on the 1000-point Karras grid
-    dmd_index_hi: int = 980
-    gan_loss: str = "bce"  # bce | hinge | lsgan | wgan-gp
-    gan_weight_g: float = 0.01  # lambda_G (paper 0.01; official FSIG code 0.015)
-    gan_weight_d: float = 0.03  # lambda_D (paper 0.03; official FSIG code 0.05)
-    wgan_gp_weight: float = 10.0
-    r1_gamma: float = 0.0
-    discriminator: str = "multi"  # multi | single (DMD2's bottleneck classifier)
-    head_type: str = "global"  # global | patch
-    head_taps: str = "all"  # all | last_k:N | comma-separated tap names
-    head_reduce: str = "mean_logits"  # mean_logits (official code) | sum_losses (paper text)
-    noise_correction: bool = False  # sampler switch (Imagine Flash): reuse the initial noise at the first re-noise
 
-    def validate(self, where: str = "") -> None:
-        super().validate(where)
-        checks = {
-            "target_teacher": (self.target_teacher, TARGET_TEACHER_MODES),
-            "gan_loss": (self.gan_loss, GAN_LOSSES),
-            "discriminator": (self.discriminator, DISCRIMINATOR_KINDS),
-            "head_type": (self.head_type, HEAD_TYPES),
-            "head_reduce": (self.head_reduce, HEAD_REDUCTIONS),
-        }
-        for key, (value, allowed) in checks.items():
-            if value not in allowed:
-                raise ValueError(f"{where}option '{key}' must be one of {list(allowed)}, got {value!r}")
-        if not 0.0 <= self.dual_weight <= 1.0:
-            raise ValueError(f"{where}option 'dual_weight' (a) must be in [0, 1], got {self.dual_weight}")
-        if not 1 <= self.gen_steps <= 8:
-            raise ValueError(f"{where}option 'gen_steps' (K) must be in 1..8, got {self.gen_steps}")
-        if self.ratio < 1 or self.target_teacher_every < 0 or self.target_teacher_lr < 0 or self.fake_lr < 0:
-            raise ValueError(f"{where}options 'ratio' (>= 1), 'target_teacher_every', 'target_teacher_lr' and "
-                             "'fake_lr' (>= 0) are out of range")
-        if not 0 <= self.dmd_index_lo <= self.dmd_index_hi < GRID_SIZE:
-            raise ValueError(f"{where}options dmd_index_lo/hi must satisfy 0 <= lo <= hi < {GRID_SIZE}")
+
+@dataclass(kw_only=True)
+class UniDADConfig(TargetTeacherOptions, DistillConfig):
+    pass
 
 
 @register_stage("unidad")
@@ -100,6 +60,7 @@ class UniDADStage(Stage):
                 "sigma_end": config.sigma_end, "noise_correction": config.noise_correction}
 
     def uses_target_teacher(self) -> str:
+        """none | online | frozen (a stage without TargetTeacherOptions overrides this)."""
         return self.config.target_teacher
 
     # -- modules ---------------------------------------------------------------------------------
@@ -148,7 +109,9 @@ class UniDADStage(Stage):
         terms = {"dmd_source": dmd_loss(x, x0_src, x0_fake)}
         if x0_tgt is not None:
             terms["dmd_target"] = dmd_loss(x, x0_tgt, x0_fake)
-        terms["dmd"] = dual_dmd_loss(terms["dmd_source"], terms.get("dmd_target"), cfg.dual_weight)
+            terms["dmd"] = dual_dmd_loss(terms["dmd_source"], terms["dmd_target"], cfg.dual_weight)
+        else:
+            terms["dmd"] = terms["dmd_source"]
         return terms
 
     # -- losses ----------------------------------------------------------------------------------

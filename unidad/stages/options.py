@@ -1,0 +1,126 @@
+"""Option groups that stage configs compose: each group owns the defaults and checks of its options.
+
+A stage config is `TrainConfig` (what the training loop reads) plus the groups its stage uses, so a
+stage accepts exactly the options it reads and each default is written once:
+
+    pretrain, ft        DenoiseOptions
+    student_ft          FewStepOptions
+    dmd2                FewStepOptions, DMDOptions, GANOptions  (unidad.stages.unidad.DistillConfig)
+    unidad              the same and TargetTeacherOptions
+
+A stage config only overrides a group's default where that stage's default differs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from unidad.discriminator import DISCRIMINATOR_KINDS, HEAD_TYPES
+from unidad.edm import GRID_SIZE
+from unidad.losses.gan import GAN_LOSSES, HEAD_REDUCTIONS
+from unidad.stages.base import OptionGroup, StageConfigError
+
+TARGET_TEACHER_MODES = ("none", "online", "frozen")
+SIGMA_SAMPLINGS = ("lognormal", "grid")
+MANY_STEP_SAMPLERS = ("euler", "heun", "ddim")
+
+
+def check_choice(where: str, key: str, value, allowed) -> None:
+    """The error every option group raises for a value outside its choices."""
+    if value not in allowed:
+        raise StageConfigError(f"{where}option '{key}' must be one of {list(allowed)}, got {value!r}")
+
+
+@dataclass(kw_only=True)
+class DenoiseOptions(OptionGroup):
+    """Denoising training of a many-step model and how its product is sampled."""
+
+    # "lognormal" (EDM training: ln sigma ~ N(p_mean, p_std)) or "grid" (index ~ U{0..999} on the Karras
+    # grid, what the Uni-DAD code uses for every denoising loss)
+    sigma_sampling: str = "lognormal"
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    ema_decay: float = 0.999  # 0 disables the EMA; the EMA weights are the product when enabled
+    sample_steps: int = 25
+    sampler: str = "euler"
+
+    def validate(self, where: str = "") -> None:
+        super().validate(where)
+        if self.sigma_sampling not in SIGMA_SAMPLINGS:
+            raise StageConfigError(f"{where}sigma_sampling must be lognormal or grid, got {self.sigma_sampling!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise StageConfigError(f"{where}ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.sampler not in MANY_STEP_SAMPLERS:
+            raise StageConfigError(f"{where}sampler must be euler, heun or ddim, got {self.sampler!r}")
+
+
+@dataclass(kw_only=True)
+class FewStepOptions(OptionGroup):
+    """A K-step student generator: its steps and the sigmas it is sampled (and trained) at."""
+
+    gen_steps: int = 3  # K: generator unroll steps = sampling NFE
+    sigma_start: float = 80.0
+    sigma_end: float = 0.5
+
+    def validate(self, where: str = "") -> None:
+        super().validate(where)
+        if not 1 <= self.gen_steps <= 8:
+            raise StageConfigError(f"{where}option 'gen_steps' (K) must be in 1..8, got {self.gen_steps}")
+
+
+@dataclass(kw_only=True)
+class DMDOptions(OptionGroup):
+    """Distribution matching distillation: the generator/fake-score schedule and the DMD loss."""
+
+    ratio: int = 5  # generator (and online target teacher) update every `ratio` iterations
+    fake_lr: float = 0.0  # fake score + heads learning rate; 0 = lr (official: one lr; TTUR via ratio)
+    dmd_weight: float = 1.0  # 0 = the "GAN only" ablation
+    dmd_index_lo: int = 20  # DMD noise index ~ U{lo..hi} on the 1000-point Karras grid
+    dmd_index_hi: int = 980
+    noise_correction: bool = False  # sampler switch (Imagine Flash): reuse the initial noise at the first re-noise
+
+    def validate(self, where: str = "") -> None:
+        super().validate(where)
+        if self.ratio < 1 or self.fake_lr < 0:
+            raise StageConfigError(f"{where}options 'ratio' (>= 1) and 'fake_lr' (>= 0) are out of range")
+        if not 0 <= self.dmd_index_lo <= self.dmd_index_hi < GRID_SIZE:
+            raise StageConfigError(f"{where}options dmd_index_lo/hi must satisfy 0 <= lo <= hi < {GRID_SIZE}")
+
+
+@dataclass(kw_only=True)
+class GANOptions(OptionGroup):
+    """The GAN on the fake score's encoder features: loss, weights, penalties and discriminator heads."""
+
+    gan_loss: str = "bce"  # bce | hinge | lsgan | wgan-gp
+    gan_weight_g: float = 0.01  # lambda_G (paper 0.01; official FSIG code 0.015)
+    gan_weight_d: float = 0.03  # lambda_D (paper 0.03; official FSIG code 0.05)
+    wgan_gp_weight: float = 10.0
+    r1_gamma: float = 0.0
+    discriminator: str = "multi"  # multi | single (DMD2's bottleneck classifier)
+    head_type: str = "global"  # global | patch
+    head_taps: str = "all"  # all | last_k:N | comma-separated tap names
+    head_reduce: str = "mean_logits"  # mean_logits (official code) | sum_losses (paper text)
+
+    def validate(self, where: str = "") -> None:
+        super().validate(where)
+        check_choice(where, "gan_loss", self.gan_loss, GAN_LOSSES)
+        check_choice(where, "discriminator", self.discriminator, DISCRIMINATOR_KINDS)
+        check_choice(where, "head_type", self.head_type, HEAD_TYPES)
+        check_choice(where, "head_reduce", self.head_reduce, HEAD_REDUCTIONS)
+
+
+@dataclass(kw_only=True)
+class TargetTeacherOptions(OptionGroup):
+    """Uni-DAD's second teacher on the target domain and the dual-domain DMD weight."""
+
+    target_teacher: str = "online"  # none | online | frozen
+    target_teacher_lr: float = 0.0  # online target teacher's learning rate; 0 = lr
+    target_teacher_every: int = 0  # online target teacher update interval; 0 = ratio (official schedule)
+    dual_weight: float = 0.5  # a: L_dmd = (1 - a) L_dmd(src) + a L_dmd(tgt)
+
+    def validate(self, where: str = "") -> None:
+        super().validate(where)
+        check_choice(where, "target_teacher", self.target_teacher, TARGET_TEACHER_MODES)
+        if not 0.0 <= self.dual_weight <= 1.0:
+            raise StageConfigError(f"{where}option 'dual_weight' (a) must be in [0, 1], got {self.dual_weight}")
+        if self.target_teacher_every < 0 or self.target_teacher_lr < 0:
+            raise StageConfigError(f"{where}options 'target_teacher_every' and 'target_teacher_lr' (>= 0) are out of range")
