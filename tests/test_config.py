@@ -91,7 +91,7 @@ def test_ablation_variants_become_methods_with_one_option_changed():
 
 
 def test_ablation_values_are_data_and_fill_the_tidy_columns():
-    from unidad.plan import Ablation
+    from unidad.ablations import Ablation
 
     ablation = Ablation(label="a", param="dual_weight", value=0.25, stage="unidad")
     assert ablation.fields() == {"ablation": "a=0.25", "ablation_param": "a", "ablation_value": "0.25"}

@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from unidad.ablations import Ablation, expand_ablations
 from unidad.checkpoint import checkpoint_weights_file
 from unidad.config import PROJECT_ROOT, ConfigError
 from unidad.registry import UnknownNameError
 
 SOURCE = "source"
 TEACHER_PREFIX = "source__teacher"
-# The ablation parameter that changes the number of training shots rather than a stage option.
-SHOTS_PARAM = "shots"
 # dataset options that change what a stage trains on (sizes of evaluation splits do not)
 _TRAINING_DATA_KEYS = ("kind", "domain", "seed", "train_size", "path", "on_wrong_size")
 
@@ -76,22 +75,6 @@ class StageRun:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-@dataclass(frozen=True)
-class Ablation:
-    """One value of a config `ablations` entry: the method trained with `param` set to `value` in one of
-    its stages (`param: shots` trains the unchanged method on that many shots instead)."""
-
-    label: str  # the entry's label (default: its param); names the ablation in tables and figures
-    param: str  # a stage option, or "shots"
-    value: Any
-    stage: str  # the stage (name within the method) whose option changes
-
-    def fields(self) -> dict[str, str]:
-        """The tidy table's ablation columns."""
-        return {"ablation": f"{self.label}={self.value}", "ablation_param": self.label,
-                "ablation_value": str(self.value)}
 
 
 @dataclass
@@ -177,7 +160,7 @@ class Plan:
                 for method in config["methods"]:
                     for seed in config["seeds"]:
                         self._add_method_run(target, shots, method, seed)
-        for method, ablation, spec, targets, shot_counts in self._ablation_variants():
+        for method, ablation, spec, targets, shot_counts in expand_ablations(config, self.methods_def):
             for target in targets:
                 for shots in shot_counts:
                     for seed in config["seeds"]:
@@ -239,51 +222,6 @@ class Plan:
         return self.path("demo_split", dataset=dataset, split=f"k{shots}" if split == "shots" else split)
 
     # -- building ----------------------------------------------------------------------------------
-    def _ablation_variants(self) -> list[tuple[str, Ablation, dict[str, Any], list[str], list[int]]]:
-        """One (method, ablation value, method spec, targets, shot counts) per value of each config ablation.
-        The parameter `shots` is not a stage option: its variants are the unchanged method trained on
-        that many shots of the target (the paper's 1/5/10-shot ablation)."""
-        import copy
-
-        variants = []
-        for i, ab in enumerate(self.config.get("ablations", [])):
-            where = f"config key ablations[{i}]: "
-            base = ab["method"]
-            if base not in self.methods_def:
-                raise ConfigError(f"{where}unknown method '{base}'; known methods: {', '.join(sorted(self.methods_def))}")
-            stages = self.methods_def[base]["stages"]
-            names = [st.get("name", st["stage"]) for st in stages]
-            stage_name = ab.get("stage") or names[-1]
-            if stage_name not in names:
-                raise ConfigError(f"{where}method '{base}' has no stage '{stage_name}' (its stages: {names})")
-            targets = ab.get("targets") or list(self.config["targets"])
-            for t in targets:
-                if t not in self.config["datasets"]:
-                    raise ConfigError(f"{where}target '{t}' is not under datasets")
-            if ab["param"] == SHOTS_PARAM:
-                self._check_shots_ablation(ab["values"], targets, where)
-            for value in ab["values"]:
-                ablation = Ablation(ab.get("label") or ab["param"], ab["param"], value, stage_name)
-                spec = copy.deepcopy(self.methods_def[base])
-                if ab["param"] == SHOTS_PARAM:
-                    shot_counts = [int(value)]
-                else:
-                    st = spec["stages"][names.index(stage_name)]
-                    st["params"] = {**(st.get("params") or {}), ab["param"]: value}
-                    shot_counts = list(self.config["shots"])
-                variants.append((base, ablation, spec, targets, shot_counts))
-        return variants
-
-    def _check_shots_ablation(self, values: list[Any], targets: list[str], where: str) -> None:
-        for value in values:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{where}shots values must be positive integers, got {value!r}")
-        for t in targets:
-            if self.config["datasets"][t]["kind"] != "demo":
-                raise ConfigError(
-                    f"{where}a shots ablation draws k shots of a demo domain; target '{t}' is a folder dataset, "
-                    f"whose shots are the images in its folder: add one dataset entry per shot count instead"
-                )
 
     def stage_config(self, stage_id: str, params: dict[str, Any], where: str, dataset: str | None = None):
         """Options of one stage run: stage defaults < stage_params < datasets.<dataset>.stage_params
