@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from unidad.backbones import backbone_image_size, build_backbone, load_source_weights
-from unidad.checkpoint import export_weights
+from unidad.weights_file import export_weights
 from unidad.registry import UnknownNameError
 
 ADM_DATA = Path(__file__).resolve().parent / "data" / "adm"

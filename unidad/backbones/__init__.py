@@ -72,7 +72,7 @@ def _tiny_build(**params: Any) -> Denoiser:
 
 def _tiny_load_source(path: Path, **params: Any) -> Denoiser:
     """A unidad weights file (the first module in it) into a freshly built tiny UNet."""
-    from unidad.checkpoint import read_weights
+    from unidad.weights_file import read_weights
 
     model = _tiny_build(**params)
     model.load_state_dict(next(iter(read_weights(path).values())), strict=True)
