@@ -2,20 +2,18 @@
 methods entry in a copy of the workflow, then `snakemake -n` and a tiny real run, without touching any
 .smk file."""
 import re
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from guides import ROOT, code_blocks, copy_workflow, snakemake
 
-ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "adding_a_baseline.md"
 
 
 def _code_blocks(lang):
-    return re.findall(rf"```{lang}\n(.*?)```", GUIDE.read_text(), flags=re.S)
+    return code_blocks(GUIDE, lang)
 
 
 def _yaml_block(first_key):
@@ -25,10 +23,7 @@ def _yaml_block(first_key):
 
 @pytest.fixture(scope="module")
 def workflow_copy(tmp_path_factory):
-    dst = tmp_path_factory.mktemp("wf")
-    for name in ("Snakefile", "workflow", "config", "unidad", "baselines", "paper_figures"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dst / name)
+    dst = copy_workflow(tmp_path_factory.mktemp("wf"))
     (dst / "ft_fixed_sigma.py").write_text(_code_blocks("python")[0])  # next to the Snakefile
     methods = yaml.safe_load((dst / "config" / "methods.yaml").read_text())
     methods.update(_yaml_block("ft_fixed_sigma:"))
@@ -47,8 +42,7 @@ def workflow_copy(tmp_path_factory):
 
 
 def _snakemake(cwd, *args):
-    return subprocess.run([sys.executable, "-m", "snakemake", "--configfile", "config/ext.yaml", "-c2", *args],
-                          cwd=cwd, capture_output=True, text=True, timeout=900)
+    return snakemake(cwd, "config/ext.yaml", *args)
 
 
 def test_the_stage_exists_only_through_the_plugins_key(workflow_copy):

@@ -2,23 +2,19 @@
 workflow; a tiny real run puts its numbers in the tidy table and the tables, and no evaluation, table,
 figure or rule file changes."""
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from guides import ROOT, code_blocks, copy_workflow, snakemake
 
-ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs" / "adding_a_metric.md"
 UNTOUCHED = ("workflow", "unidad/jobs", "unidad/results", "paper_figures")
 
 
 def _code_blocks(lang):
-    return re.findall(rf"```{lang}\n(.*?)```", GUIDE.read_text(), flags=re.S)
+    return code_blocks(GUIDE, lang)
 
 
 def _snapshot(root):
@@ -28,10 +24,7 @@ def _snapshot(root):
 
 @pytest.fixture(scope="module")
 def workflow_copy(tmp_path_factory):
-    dst = tmp_path_factory.mktemp("wf")
-    for name in ("Snakefile", "workflow", "config", "unidad", "baselines", "paper_figures"):
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dst / name)
+    dst = copy_workflow(tmp_path_factory.mktemp("wf"))
     before = _snapshot(dst)
     (dst / "unidad" / "metrics" / "brightness.py").write_text(_code_blocks("python")[0])
     guide_cfg = yaml.safe_load(_code_blocks("yaml")[0])
@@ -47,8 +40,7 @@ def workflow_copy(tmp_path_factory):
 
 
 def _snakemake(cwd, *args):
-    return subprocess.run([sys.executable, "-m", "snakemake", "--configfile", "config/metric.yaml", "-c2", *args],
-                          cwd=cwd, capture_output=True, text=True, timeout=900)
+    return snakemake(cwd, "config/metric.yaml", *args)
 
 
 def test_the_guide_metric_registers_and_computes(tmp_path, monkeypatch):
