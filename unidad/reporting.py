@@ -35,7 +35,7 @@ def _publish(tmp: Path, out_dir: Path) -> None:
 
 
 def build_tables(config: dict[str, Any], tidy_path: str | Path, out_dir: str | Path) -> list[Path]:
-    from unidad.tables import load_tidy, write_all_tables
+    from unidad.results import load_tidy, write_all_tables
 
     out_dir, tmp = _fresh_dir(out_dir)
     paths = write_all_tables(load_tidy(tidy_path), tmp, far_datasets=far_datasets(config))
@@ -48,7 +48,7 @@ def build_figures(config: dict[str, Any], tidy_path: str | Path, out_dir: str | 
     import logging
 
     from paper_figures.figures import write_all_figures
-    from unidad.tables import load_tidy
+    from unidad.results import load_tidy
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out_dir, tmp = _fresh_dir(out_dir)
