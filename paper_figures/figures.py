@@ -28,20 +28,19 @@ from matplotlib.gridspec import GridSpec  # noqa: E402
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator, ScalarFormatter  # noqa: E402
 
 from unidad.imageio import to_uint8_hwc  # noqa: E402
-from unidad.tables import (  # noqa: E402
+from unidad.metrics import value_info  # noqa: E402
+from unidad.results import (  # noqa: E402
     DEFAULT_NFE,
-    METHOD_ORDER,
-    METRIC_INFO,
-    REFERENCE_METHODS,
+    MethodCatalogue,
     aggregate,
     load_tidy,
     metric_label,
     normalise_tidy,
     ordered_datasets,
-    ordered_methods,
     protocol_text,
     select_rows,
 )
+from unidad.results.methods import catalogue as method_catalogue  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -60,24 +59,25 @@ PAPER_STYLE = {
 }
 # the panels/footer grid of each faceted figure, for refitting the footer just before saving
 _FOOTER_GRIDS: "weakref.WeakKeyDictionary[plt.Figure, GridSpec]" = weakref.WeakKeyDictionary()
-FRACTION_METRICS = ("prdc_precision", "prdc_recall", "prdc_coverage", "oracle_in_domain", "oracle_mode_coverage")
 TRAINED_PER_NFE = " (trained per NFE)"  # label suffix of the nfe ablation's line in FID vs NFE
 SELECTION_TEXT = {"final": "final checkpoint", "best_val": "checkpoint picked on the validation split",
                   "best_test": "best checkpoint on the test split (oracle)", "all": "every checkpoint"}
 
 
 # ------------------------------------------------------------------------------ style
-def method_styles(methods: Iterable[str]) -> dict[str, dict]:
-    """Colour, marker and line style per method; the paper's methods keep fixed slots, so a method
-    looks the same in every figure whichever other methods are present."""
-    present = ordered_methods(methods)
-    others = [m for m in present if m not in METHOD_ORDER and m not in REFERENCE_METHODS]
+def method_styles(names: Iterable[str], methods: MethodCatalogue | None = None) -> dict[str, dict]:
+    """Colour, marker and line style per method; the methods file's methods keep fixed slots (their
+    order there), so a method looks the same in every figure whichever other methods are present."""
+    known = method_catalogue(methods)
+    listed = known.runnable
+    present = known.ordered(names)
+    others = [m for m in present if m not in listed and not known.is_reference(m)]
     styles = {}
     for method in present:
-        if method in REFERENCE_METHODS:
+        if known.is_reference(method):
             styles[method] = dict(REFERENCE_STYLE)
             continue
-        slot = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER) + others.index(method)
+        slot = listed.index(method) if method in listed else len(listed) + others.index(method)
         styles[method] = {"color": OKABE_ITO[slot % len(OKABE_ITO)], "marker": MARKERS[slot % len(MARKERS)],
                           "linestyle": LINE_STYLES[(slot // len(OKABE_ITO)) % len(LINE_STYLES)]}
     return styles
@@ -174,7 +174,7 @@ def _note(fig: plt.Figure, sentences: Iterable[str]) -> None:
 
 
 def _protocol_sentence(metric: str, protocol: str) -> str:
-    name = METRIC_INFO.get(metric, (metric,))[0]
+    name = value_info(metric).label
     return f"{name}: {protocol}." if protocol else ""
 
 
@@ -265,13 +265,14 @@ def _checkpoint_iterations(rows: pd.DataFrame) -> pd.Series:
 # ------------------------------------------------------------------------------ figures
 @_paper_style
 def metric_vs_iteration(tidy: pd.DataFrame, metric: str, out_base: str | Path, *,
-                        nfe: int = DEFAULT_NFE) -> tuple[Path, Path] | None:
+                        nfe: int = DEFAULT_NFE, methods: MethodCatalogue | None = None) -> tuple[Path, Path] | None:
     """The metric at every checkpoint against training iterations (method totals), one line per
     method (mean over seeds, band = ± std), one panel per dataset."""
+    known = method_catalogue(methods)
     frame = normalise_tidy(tidy)
-    styles = method_styles(frame["method"])
-    rows = select_rows(frame, "all", nfe=nfe)
-    rows = rows[~rows["method"].isin(REFERENCE_METHODS)]
+    styles = method_styles(frame["method"], known)
+    rows = select_rows(frame, "all", nfe=nfe, methods=known)
+    rows = rows[~rows["method"].isin(known.references)]
     rows, protocol = _one_protocol(rows, metric)
     if rows.empty:
         return _skip(f"{metric} vs iteration", f"no per-checkpoint rows (selection 'all') for metric '{metric}'")
@@ -280,10 +281,10 @@ def metric_vs_iteration(tidy: pd.DataFrame, metric: str, out_base: str | Path, *
         rows = rows.assign(iterations=_checkpoint_iterations(rows))
     stats = aggregate(rows, by=["method", "dataset", "step", x] if x != "step" else ["method", "dataset", "step"])
     datasets = _panel_order(frame, rows)
-    methods = ordered_methods(stats["method"])
+    shown = known.ordered(stats["method"])
     fig, axes = _facets(datasets)
     for ax, dataset in zip(axes, datasets):
-        for method in methods:
+        for method in shown:
             line = stats[(stats["method"] == method) & (stats["dataset"] == dataset)].sort_values(x)
             if line.empty:
                 continue
@@ -298,10 +299,10 @@ def metric_vs_iteration(tidy: pd.DataFrame, metric: str, out_base: str | Path, *
         # at most ~5 ticks: a 3.5-inch panel has room for five 5-digit iteration counts side by side
         ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
         ax.set_ylabel(metric_axis_label(metric))
-        if metric in FRACTION_METRICS:
+        if value_info(metric).bounded:
             _keep_within_unit_interval(ax)
         ax.grid(True, alpha=0.3)
-    _legend_below(fig, styles, methods)
+    _legend_below(fig, styles, shown)
     stages = "Iterations count every stage of two-stage methods." if x == "iterations" else ""
     _note(fig, [_protocol_sentence(metric, protocol), _nfe_sentence(rows), stages,
                 _seeds_sentence(rows, "band")])
@@ -310,23 +311,25 @@ def metric_vs_iteration(tidy: pd.DataFrame, metric: str, out_base: str | Path, *
 
 @_paper_style
 def quality_diversity_scatter(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "final",
-                              nfe: int = DEFAULT_NFE) -> tuple[Path, Path] | None:
+                              nfe: int = DEFAULT_NFE,
+                              methods: MethodCatalogue | None = None) -> tuple[Path, Path] | None:
     """FID against Intra-LPIPS: one point per method in each dataset's panel, error bars = std over seeds."""
+    known = method_catalogue(methods)
     frame = normalise_tidy(tidy)
-    styles = method_styles(frame["method"])
-    rows = select_rows(frame, selection, nfe=nfe)
-    rows = rows[~rows["method"].isin(REFERENCE_METHODS)]
+    styles = method_styles(frame["method"], known)
+    rows = select_rows(frame, selection, nfe=nfe, methods=known)
+    rows = rows[~rows["method"].isin(known.references)]
     fid_rows, fid_protocol = _one_protocol(rows, "fid")
     lpips_rows, lpips_protocol = _one_protocol(rows, "intra_lpips")
     if fid_rows.empty or lpips_rows.empty:
         return _skip("quality-diversity scatter", f"needs both fid and intra_lpips rows (selection '{selection}')")
     stats = aggregate(pd.concat([fid_rows, lpips_rows]), by=["method", "dataset", "metric"])
     datasets = _panel_order(frame, stats)
-    methods = ordered_methods(stats["method"])
+    shown = known.ordered(stats["method"])
     fig, axes = _facets(datasets)
     for ax, dataset in zip(axes, datasets):
         here = stats[stats["dataset"] == dataset].set_index(["method", "metric"])
-        for method in methods:
+        for method in shown:
             if (method, "fid") not in here.index or (method, "intra_lpips") not in here.index:
                 continue
             fid, lpips = here.loc[(method, "fid")], here.loc[(method, "intra_lpips")]
@@ -339,7 +342,7 @@ def quality_diversity_scatter(tidy: pd.DataFrame, out_base: str | Path, *, selec
         ax.set_ylabel(metric_axis_label("fid"))
         ax.grid(True, alpha=0.3)
         ax.margins(0.15)
-    _legend_below(fig, styles, methods, line=False)
+    _legend_below(fig, styles, shown, line=False)
     both = pd.concat([fid_rows, lpips_rows])
     _note(fig, [_protocol_sentence("fid", fid_protocol), _protocol_sentence("intra_lpips", lpips_protocol),
                 f"{SELECTION_TEXT.get(selection, selection).capitalize()}, {_nfe_sentence(both)}",
@@ -347,14 +350,14 @@ def quality_diversity_scatter(tidy: pd.DataFrame, out_base: str | Path, *, selec
     return _save(fig, out_base)
 
 
-def nfe_curves(rows: pd.DataFrame) -> pd.DataFrame:
+def nfe_curves(rows: pd.DataFrame, methods: MethodCatalogue | None = None) -> pd.DataFrame:
     """The rows of the FID-vs-NFE figure, one "method" per line.
 
     Two different things are plotted: one student sampled with K steps (the main grid's NFE sweep,
     under the method's name), and a student trained for K steps (the "nfe" ablation, each at its own
     K, with the main-grid student at its own NFE) under "<method> (trained per NFE)".
     """
-    rows = rows[~rows["method"].isin(REFERENCE_METHODS) & rows["nfe"].notna()]
+    rows = rows[~rows["method"].isin(method_catalogue(methods).references) & rows["nfe"].notna()]
     sweep = rows[rows["ablation"] == ""]
     ablated = rows[rows["ablation_param"] == "nfe"]
     trained = ablated[ablated["nfe"] == pd.to_numeric(ablated["ablation_value"], errors="coerce")]
@@ -366,20 +369,22 @@ def nfe_curves(rows: pd.DataFrame) -> pd.DataFrame:
 
 @_paper_style
 def fid_vs_nfe(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "final",
-               metric: str = "fid") -> tuple[Path, Path] | None:
+               metric: str = "fid", methods: MethodCatalogue | None = None) -> tuple[Path, Path] | None:
     """FID against the number of sampling steps (NFE, log scale), one line per method, one panel per dataset."""
+    known = method_catalogue(methods)
     frame = normalise_tidy(tidy)
-    rows, protocol = _one_protocol(nfe_curves(select_rows(frame, selection, nfe=None, ablation=None)), metric)
+    rows = nfe_curves(select_rows(frame, selection, nfe=None, ablation=None, methods=known), known)
+    rows, protocol = _one_protocol(rows, metric)
     if rows.empty or rows.groupby("method")["nfe"].nunique().max() < 2:
         return _skip(f"{metric} vs NFE", "no method was evaluated at more than one NFE")
-    styles = method_styles(list(frame["method"]) + list(rows["method"]))
+    styles = method_styles(list(frame["method"]) + list(rows["method"]), known)
     stats = aggregate(rows, by=["method", "dataset", "nfe"])
     datasets = _panel_order(frame, rows)
-    methods = ordered_methods(stats["method"])
+    shown = known.ordered(stats["method"])
     fig, axes = _facets(datasets)
     ticks = sorted({int(v) for v in stats["nfe"]})
     for ax, dataset in zip(axes, datasets):
-        for method in methods:
+        for method in shown:
             line = stats[(stats["method"] == method) & (stats["dataset"] == dataset)].sort_values("nfe")
             if line.empty:
                 continue
@@ -394,9 +399,9 @@ def fid_vs_nfe(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "fi
         ax.set_xlabel("NFE (log scale)")
         ax.set_ylabel(metric_axis_label(metric))
         ax.grid(True, alpha=0.3)
-    _legend_below(fig, styles, methods)
+    _legend_below(fig, styles, shown)
     per_nfe = (f"'{TRAINED_PER_NFE.strip()}': a student trained for each NFE (ablation 'nfe'); the other lines "
-               "sample one student with each number of steps." if any(m.endswith(TRAINED_PER_NFE) for m in methods)
+               "sample one student with each number of steps." if any(m.endswith(TRAINED_PER_NFE) for m in shown)
                else "")
     _note(fig, [_protocol_sentence(metric, protocol), "NFE = network evaluations per image.", per_nfe,
                 f"{SELECTION_TEXT.get(selection, selection).capitalize()}.", _seeds_sentence(rows, "error bars")])
@@ -405,14 +410,15 @@ def fid_vs_nfe(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "fi
 
 @_paper_style
 def fid_vs_a(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "final", nfe: int = DEFAULT_NFE,
-             metric: str = "fid") -> tuple[Path, Path] | None:
+             metric: str = "fid", methods: MethodCatalogue | None = None) -> tuple[Path, Path] | None:
     """FID against the target-teacher weight a (ablation "a"), one line per method, one panel per dataset."""
+    known = method_catalogue(methods)
     frame = normalise_tidy(tidy)
-    styles = method_styles(frame["method"])
+    styles = method_styles(frame["method"], known)
     ablated = frame[frame["ablation_param"] == "a"]
     if ablated.empty:
         return _skip(f"{metric} vs a", "no ablation rows with ablation_param == 'a'")
-    rows = select_rows(ablated, selection, nfe=nfe, ablation=None)
+    rows = select_rows(ablated, selection, nfe=nfe, ablation=None, methods=known)
     rows, protocol = _one_protocol(rows, metric)
     if rows.empty:
         return _skip(f"{metric} vs a", f"the 'a' ablation has no '{metric}' rows (selection '{selection}')")
@@ -423,10 +429,10 @@ def fid_vs_a(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "fina
                          "write them as a=0.25") from None
     stats = aggregate(rows, by=["method", "dataset", "a"])
     datasets = _panel_order(frame, rows)
-    methods = ordered_methods(stats["method"])
+    shown = known.ordered(stats["method"])
     fig, axes = _facets(datasets)
     for ax, dataset in zip(axes, datasets):
-        for method in methods:
+        for method in shown:
             line = stats[(stats["method"] == method) & (stats["dataset"] == dataset)].sort_values("a")
             if line.empty:
                 continue
@@ -438,7 +444,7 @@ def fid_vs_a(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "fina
         ax.set_ylabel(metric_axis_label(metric))
         ax.set_xlim(-0.05, 1.05)
         ax.grid(True, alpha=0.3)
-    _legend_below(fig, styles, methods)
+    _legend_below(fig, styles, shown)
     _note(fig, [_protocol_sentence(metric, protocol), "a = 0: source teacher only; a = 1: target teacher only.",
                 f"{SELECTION_TEXT.get(selection, selection).capitalize()}, {_nfe_sentence(rows)}",
                 _seeds_sentence(rows, "error bars")])
@@ -470,14 +476,15 @@ def _strip(batch: np.ndarray, columns: int, gap: int) -> np.ndarray:
 
 @_paper_style
 def qualitative_grid(shots_images, samples: Mapping[str, object], out_base: str | Path,
-                     title: str | None = None) -> tuple[Path, Path]:
+                     title: str | None = None, methods: MethodCatalogue | None = None) -> tuple[Path, Path]:
     """The training shots in the first row, then each method's samples (drawn from the same
     seeds/noise by the caller), one labelled row per method in the tables' order."""
     if not samples:
         raise ValueError("qualitative_grid: `samples` is empty; pass {method: images} for at least one method")
     shots = _as_image_batch(shots_images, "shots_images")
     rows = [(f"{len(shots)} training shots", shots)]
-    rows += [(m, _as_image_batch(samples[m], f"samples['{m}']")) for m in ordered_methods(samples)]
+    rows += [(m, _as_image_batch(samples[m], f"samples['{m}']"))
+             for m in method_catalogue(methods).ordered(samples)]
     sizes = {batch.shape[1:3] for _, batch in rows}
     if len(sizes) > 1:
         raise ValueError(f"qualitative_grid: images differ in size {sorted(sizes)}; resize them to one size first")
@@ -509,18 +516,22 @@ def qualitative_grid(shots_images, samples: Mapping[str, object], out_base: str 
 
 
 # ------------------------------------------------------------------------------ all of them
-def write_all_figures(tidy: pd.DataFrame, out_dir: str | Path, *, nfe: int = DEFAULT_NFE) -> list[Path]:
-    """Every figure the data allows (PDF + PNG each); absent data skips a figure with a log message."""
+def write_all_figures(tidy: pd.DataFrame, out_dir: str | Path, *, nfe: int = DEFAULT_NFE,
+                      methods: MethodCatalogue | None = None) -> list[Path]:
+    """Every figure the data allows (PDF + PNG each); absent data skips a figure with a log message.
+    `methods`: the method catalogue (default: the project's config/methods.yaml)."""
+    methods = method_catalogue(methods)
     frame = normalise_tidy(tidy)
     out_dir = Path(out_dir)
     made: list[tuple[Path, Path] | None] = []
     present = set(frame["metric"])
     for metric in ("fid", "intra_lpips", "oracle_mode_coverage"):
         if metric in present:
-            made.append(metric_vs_iteration(frame, metric, out_dir / f"{metric}_vs_iteration", nfe=nfe))
-    made.append(quality_diversity_scatter(frame, out_dir / "fid_vs_intra_lpips", nfe=nfe))
-    made.append(fid_vs_nfe(frame, out_dir / "fid_vs_nfe"))
-    made.append(fid_vs_a(frame, out_dir / "fid_vs_a", nfe=nfe))
+            made.append(metric_vs_iteration(frame, metric, out_dir / f"{metric}_vs_iteration", nfe=nfe,
+                                            methods=methods))
+    made.append(quality_diversity_scatter(frame, out_dir / "fid_vs_intra_lpips", nfe=nfe, methods=methods))
+    made.append(fid_vs_nfe(frame, out_dir / "fid_vs_nfe", methods=methods))
+    made.append(fid_vs_a(frame, out_dir / "fid_vs_a", nfe=nfe, methods=methods))
     return [p for pair in made if pair for p in pair]
 
 

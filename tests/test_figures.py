@@ -199,20 +199,19 @@ def test_a_per_dataset_extractor_is_kept_for_each_panel(tidy):
 def test_selection_keeps_the_nfe_sweep_for_the_nfe_figure(tmp_path):
     """The tidy pipeline's own selection rows (not hand-made ones) carry the NFE sweep of the chosen
     checkpoint, so FID vs NFE is drawn from a real run's table."""
-    from unidad.evaluate import _tidy_row, with_selection
+    from unidad.results import tidy_row, with_selection
 
-    config = {"benchmark": "demo"}
     rows = []
     for seed in (0, 1):
         common = dict(dataset="near", shots=10, method="unidad", stage="unidad", seed=seed,
                       slug=f"near__unidad__s{seed}", method_nfe=3, extractor="demo-cnn-v1", variant="none")
         for step, fid in ((200, 30.0), (400, 20.0)):
             for split, offset in (("test", 0.0), ("val", 1.0)):
-                rows.append(_tidy_row(config, step=step, nfe=3, final=step == 400, split=split, metric="fid",
-                                      value=fid + offset + seed, **common))
+                rows.append(tidy_row("demo", step=step, nfe=3, final=step == 400, split=split, metric="fid",
+                                     value=fid + offset + seed, **common))
         for nfe in (1, 2, 4):  # the sweep, at the final checkpoint only
-            rows.append(_tidy_row(config, step=400, nfe=nfe, final=True, metric="fid",
-                                  value=20.0 + 5.0 * abs(3 - nfe) + seed, **common))
+            rows.append(tidy_row("demo", step=400, nfe=nfe, final=True, metric="fid",
+                                 value=20.0 + 5.0 * abs(3 - nfe) + seed, **common))
     tidy = with_selection(pd.DataFrame(rows))
     final = tidy[tidy["selection"] == "final"]
     assert sorted(final["nfe"].unique()) == [1, 2, 3, 4]
@@ -224,7 +223,7 @@ def test_selection_keeps_the_nfe_sweep_for_the_nfe_figure(tmp_path):
 
 def test_students_trained_per_nfe_get_their_own_line_in_fid_vs_nfe(tidy, tmp_path):
     from paper_figures.figures import TRAINED_PER_NFE, nfe_curves
-    from unidad.tables import normalise_tidy, select_rows
+    from unidad.results import normalise_tidy, select_rows
 
     main = tidy[(tidy["method"] == "unidad") & (tidy["ablation"] == "") & (tidy["selection"] == "final")]
     ablation = []

@@ -15,12 +15,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from unidad import tables
-from unidad.claims import HELD, NOT_HELD, NOT_TESTED, evaluate_claims
-from unidad.tables import (
+from unidad.metrics.registry import value_names
+from unidad.results import (
+    HELD,
+    MISSING,
+    NOT_HELD,
+    NOT_TESTED,
+    PAPER_RESULTS_CSV,
+    ablation_params,
     aggregate,
     ablation_table,
     compute_table,
+    evaluate_claims,
+    load_paper_results,
+    load_tidy,
     main_table,
     oracle_table,
     paper_comparison,
@@ -125,7 +133,7 @@ def make_tidy(methods=METHODS, seeds=(0, 1, 2), datasets=DATASETS, fid=None, lpi
                      lpips_c=unidad_lpips * 0.5, **common)
         if training_shots:
             emit("training_shots", dataset, 0, selection="final", step=0, final=True, nfe=float("nan"),
-                 fid_c=0.0, lpips_c=0.6, metrics=tables.ORACLE_METRICS)
+                 fid_c=0.0, lpips_c=0.6, metrics=value_names("oracle"))
     return pd.DataFrame.from_records(records)
 
 
@@ -273,7 +281,7 @@ def test_cells_with_fewer_seeds_say_so(tidy):
 
 # ------------------------------------------------------------------------------ other tables
 def test_ablation_table_rows_and_values(tidy):
-    assert tables.ablation_params(tidy) == ["a", "dmd_weight", "heads"]
+    assert ablation_params(tidy) == ["a", "dmd_weight", "heads"]
     table = ablation_table(tidy, "a")
     assert list(table.index) == [("unidad", "main grid"), ("unidad", "0.25"), ("unidad", "0.75")]
     assert table.index.names == ["method", "a"]
@@ -309,7 +317,7 @@ def test_paper_comparison_puts_paper_and_harness_side_by_side(tidy):
     assert table.loc["unidad", ("babies", "FID ↓ paper")] == "45.09"
     assert table.loc["dmd2_ft", ("metfaces", "FID ↓ paper")] == "129.26 †"  # copies disagree
     assert table.loc["unidad", ("near", "FID ↓ harness")].startswith("34.00 ±")
-    assert table.loc["crdi (quoted)", ("near", "FID ↓ harness")] == tables.MISSING
+    assert table.loc["crdi (quoted)", ("near", "FID ↓ harness")] == MISSING
     notes = "\n".join(table.attrs["notes"])
     assert "unverified" in notes and "Protocol differences:" in notes
     assert "demo-cnn-v1" in notes and "40k iterations" in notes and "Seeds: 3 per cell" in notes
@@ -322,12 +330,12 @@ def test_paper_comparison_same_dataset_name_gets_both_columns(tidy):
 
 
 def test_packaged_paper_results_are_the_recorded_copy():
-    packaged = tables.load_paper_results()
+    packaged = load_paper_results()
     assert "provenance" in packaged.columns and len(packaged) > 50
     assert packaged["provenance"].str.contains("unverified").all()
-    note = (tables.PAPER_RESULTS_CSV.parent / "PAPER_RESULTS.md").read_text(encoding="utf-8")
+    note = (PAPER_RESULTS_CSV.parent / "PAPER_RESULTS.md").read_text(encoding="utf-8")
     recorded = re.search(r"`([0-9a-f]{64})`", note).group(1)
-    assert hashlib.sha256(tables.PAPER_RESULTS_CSV.read_bytes()).hexdigest() == recorded
+    assert hashlib.sha256(PAPER_RESULTS_CSV.read_bytes()).hexdigest() == recorded
 
 
 # ------------------------------------------------------------------------------ writers
@@ -441,7 +449,7 @@ def test_several_shot_counts_become_separate_datasets(tidy):
 def test_tables_survive_the_file_round_trip(tidy, tmp_path, suffix):
     path = tmp_path / f"results_tidy{suffix}"
     tidy.to_csv(path, index=False) if suffix == ".csv" else tidy.to_parquet(path, index=False)
-    loaded = tables.load_tidy(path)
+    loaded = load_tidy(path)
     assert (loaded["ablation"] == "").sum() == (tidy["ablation"] == "").sum()  # empty text stays empty text
     assert to_markdown(main_table(loaded)) == to_markdown(main_table(tidy))
     assert to_markdown(ablation_table(loaded, "a")) == to_markdown(ablation_table(tidy, "a"))

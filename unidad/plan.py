@@ -127,7 +127,14 @@ def load_methods(config: dict[str, Any]) -> dict[str, Any]:
     with open(path) as f:
         methods = yaml.safe_load(f) or {}
     methods.update(config.get("extra_methods", {}))
-    return methods
+    # rows of the tables only (reference data, numbers quoted from the paper): nothing to run
+    rows = {m: "reference" if spec.get("reference") else "quoted" for m, spec in methods.items()
+            if isinstance(spec, dict) and (spec.get("reference") or spec.get("quoted"))}
+    chosen = [m for m in config.get("methods", []) if m in rows]
+    if chosen:
+        raise ConfigError(f"config key methods: '{chosen[0]}' is a {rows[chosen[0]]} row of the tables in {path}, "
+                          "not a method that can run; remove it")
+    return {m: spec for m, spec in methods.items() if m not in rows}
 
 
 def _hash(obj: Any) -> str:

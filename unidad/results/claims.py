@@ -13,18 +13,11 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from unidad.tables import (
-    DEFAULT_NFE,
-    METRIC_INFO,
-    aggregate,
-    metric_direction,
-    metric_label,
-    normalise_tidy,
-    ordered_datasets,
-    ordered_methods,
-    protocol_text,
-    select_rows,
-)
+from unidad.results.aggregate import aggregate
+from unidad.results.display import decimals, metric_direction, metric_label, protocol_text
+from unidad.results.methods import MethodCatalogue, catalogue
+from unidad.results.schema import normalise_tidy, ordered_datasets
+from unidad.results.select import DEFAULT_NFE, select_rows
 
 HELD, NOT_HELD, NOT_TESTED = "held", "not held", "not tested"
 TWO_STAGE_METHODS = ("ft_dmd2", "dmd2_ft")
@@ -61,7 +54,7 @@ def _pooled(groups: Sequence[Group]) -> float:
 
 @dataclass(frozen=True)
 class Comparison:
-    """`better` is claimed to beat `worse` on `metric` (direction from METRIC_INFO)."""
+    """`better` is claimed to beat `worse` on `metric` (direction from the metric registry)."""
     metric: str
     protocol: str
     better: Group
@@ -81,13 +74,13 @@ class Comparison:
         return None if pd.isna(self.spread) else abs(self.better.mean - self.worse.mean) > self.spread
 
     def evidence(self) -> str:
-        decimals = METRIC_INFO.get(self.metric, (self.metric, None, 3))[2]
+        digits = decimals(self.metric)
         where = f" [{self.protocol}]" if self.protocol else ""
         diff = self.better.mean - self.worse.mean
         spread = "pooled std n/a" if pd.isna(self.spread) else \
-            f"|Δ| {'>' if self.beyond_spread else '<='} pooled std {self.spread:.{decimals}f}"
-        return (f"{metric_label(self.metric)}{where}: {self.better.text(decimals)} vs {self.worse.text(decimals)}; "
-                f"Δ={diff:+.{decimals}f}, {spread}")
+            f"|Δ| {'>' if self.beyond_spread else '<='} pooled std {self.spread:.{digits}f}"
+        return (f"{metric_label(self.metric)}{where}: {self.better.text(digits)} vs {self.worse.text(digits)}; "
+                f"Δ={diff:+.{digits}f}, {spread}")
 
 
 class _Stats:
@@ -218,7 +211,7 @@ def _is_single_head(value: str) -> bool:
 
 
 def _ablation_vs_reference(stats: _Stats, claim_id: int, param: str, is_ablated, metrics: Sequence[str],
-                           is_reference=None) -> list[dict]:
+                           methods: MethodCatalogue, is_reference=None) -> list[dict]:
     """The claim "the reference beats the ablated run": ablation rows whose value `is_ablated` accepts
     against the same method's reference, i.e. ablation rows whose value `is_reference` accepts when
     there are any, else the method's main-grid run."""
@@ -229,7 +222,7 @@ def _ablation_vs_reference(stats: _Stats, claim_id: int, param: str, is_ablated,
         return [_not_tested(claim_id, text, f"no ablation rows with ablation_param == '{param}' for this claim "
                                             "(add it to the config's `ablations`, as config/claims.yaml does)")]
     rows = []
-    for method in ordered_methods(ablated["method"]):
+    for method in methods.ordered(ablated["method"]):
         for dataset in ordered_datasets(ablated[ablated["method"] == method]):
             here = t[(t["method"] == method) & (t["dataset"] == dataset) & (t["ablation_param"] == param)]
             ablated_value = sorted(set(here["ablation_value"][here["ablation_value"].map(is_ablated)]))[0]
@@ -257,19 +250,21 @@ def _ablation_vs_reference(stats: _Stats, claim_id: int, param: str, is_ablated,
 
 
 def evaluate_claims(tidy: pd.DataFrame, far_datasets: Sequence[str] = (), *, selection: str = "final",
-                    nfe: int = DEFAULT_NFE) -> pd.DataFrame:
+                    nfe: int = DEFAULT_NFE, methods: MethodCatalogue | None = None) -> pd.DataFrame:
     """One row per claim (and dataset) with held / not held / not tested and the numbers behind it."""
+    methods = catalogue(methods)
     frame = normalise_tidy(tidy)
-    rows = select_rows(frame, selection, nfe=nfe, ablation=None)
+    rows = select_rows(frame, selection, nfe=nfe, ablation=None, methods=methods)
     stats = _Stats(rows)
     main = rows[rows["ablation"] == ""]
     datasets = ordered_datasets(main) if not main.empty else ordered_datasets(frame)
     out = []
     out += _claim_beats_two_stage(stats, datasets, nfe)
     out += _claim_target_teacher_far(stats, datasets, list(far_datasets))
-    out += _ablation_vs_reference(stats, 3, "heads", _is_single_head, ["fid"],
+    out += _ablation_vs_reference(stats, 3, "heads", _is_single_head, ["fid"], methods,
                                   is_reference=lambda v: not _is_single_head(v))
-    out += _ablation_vs_reference(stats, 4, "dmd_weight", _is_zero, ["intra_lpips", "oracle_mode_coverage"])
+    out += _ablation_vs_reference(stats, 4, "dmd_weight", _is_zero, ["intra_lpips", "oracle_mode_coverage"],
+                                  methods)
     claims = pd.DataFrame(out, columns=list(COLUMNS))
     claims.attrs = {"notes": [f"Checkpoint: {selection}; few-step methods at NFE {nfe}."]}
     return claims
@@ -280,3 +275,17 @@ def _is_zero(value: str) -> bool:
         return float(value) == 0.0
     except ValueError:
         return False
+
+
+def claims_as_table(claims: pd.DataFrame) -> pd.DataFrame:
+    """The claims frame indexed by claim number, ready for the writers."""
+    table = claims.set_index("claim_id")
+    table.index.name = "#"
+    table.attrs = {
+        "caption": "The paper's claims checked on this harness's numbers (comparison of means).",
+        "notes": ["held / not held compares means; 'beyond_pooled_std' says whether every difference exceeds "
+                  "one pooled std of the two groups compared.", *claims.attrs.get("notes", [])],
+        "best_cells": [],
+        "stats": [],
+    }
+    return table
