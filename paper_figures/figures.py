@@ -59,6 +59,7 @@ PAPER_STYLE = {
 }
 # the panels/footer grid of each faceted figure, for refitting the footer just before saving
 _FOOTER_GRIDS: "weakref.WeakKeyDictionary[plt.Figure, GridSpec]" = weakref.WeakKeyDictionary()
+DUAL_WEIGHT_OPTION = "dual_weight"  # Uni-DAD's target-teacher weight a (the x axis of FID vs a)
 TRAINED_PER_NFE = " (trained per NFE)"  # label suffix of the nfe ablation's line in FID vs NFE
 SELECTION_TEXT = {"final": "final checkpoint", "best_val": "checkpoint picked on the validation split",
                   "best_test": "best checkpoint on the test split (oracle)", "all": "every checkpoint"}
@@ -411,13 +412,14 @@ def fid_vs_nfe(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "fi
 @_paper_style
 def fid_vs_a(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "final", nfe: int = DEFAULT_NFE,
              metric: str = "fid", methods: MethodCatalogue | None = None) -> tuple[Path, Path] | None:
-    """FID against the target-teacher weight a (ablation "a"), one line per method, one panel per dataset."""
+    """FID against the target-teacher weight a (the ablation of Uni-DAD's option `dual_weight`, whatever its
+    label), one line per method, one panel per dataset."""
     known = method_catalogue(methods)
     frame = normalise_tidy(tidy)
     styles = method_styles(frame["method"], known)
-    ablated = frame[frame["ablation_param"] == "a"]
+    ablated = frame[frame["ablation_option"] == DUAL_WEIGHT_OPTION]
     if ablated.empty:
-        return _skip(f"{metric} vs a", "no ablation rows with ablation_param == 'a'")
+        return _skip(f"{metric} vs a", f"no ablation of the option {DUAL_WEIGHT_OPTION}")
     rows = select_rows(ablated, selection, nfe=nfe, ablation=None, methods=known)
     rows, protocol = _one_protocol(rows, metric)
     if rows.empty:
@@ -425,8 +427,8 @@ def fid_vs_a(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "fina
     try:
         rows = rows.assign(a=rows["ablation_value"].astype(float))
     except ValueError:
-        raise ValueError(f"ablation 'a' values must be numbers, got {sorted(set(rows['ablation_value']))}; "
-                         "write them as a=0.25") from None
+        raise ValueError(f"{DUAL_WEIGHT_OPTION} ablation values must be numbers, "
+                         f"got {sorted(set(rows['ablation_value']))}") from None
     stats = aggregate(rows, by=["method", "dataset", "a"])
     datasets = _panel_order(frame, rows)
     shown = known.ordered(stats["method"])

@@ -57,6 +57,14 @@ def test_fid_vs_a(tidy, tmp_path):
     _assert_written(fid_vs_a(tidy, tmp_path / "fid_vs_a"))
 
 
+def test_fid_vs_a_keys_on_the_option_not_the_label(tidy, tmp_path):
+    relabelled = tidy.copy()
+    relabelled.loc[relabelled["ablation_param"] == "a", "ablation_param"] = "target_weight"
+    _assert_written(fid_vs_a(relabelled, tmp_path / "relabelled"))
+    no_option = tidy.assign(ablation_option="")
+    assert fid_vs_a(no_option, tmp_path / "none") is None
+
+
 def test_absent_data_skips_with_a_message(tidy, tmp_path, caplog):
     no_ablation = make_tidy(ablations=())
     single_nfe = tidy[tidy["nfe"].isin([3, 25])]
@@ -64,7 +72,7 @@ def test_absent_data_skips_with_a_message(tidy, tmp_path, caplog):
         assert fid_vs_a(no_ablation, tmp_path / "a") is None
         assert fid_vs_nfe(single_nfe, tmp_path / "nfe") is None
         assert metric_vs_iteration(tidy[tidy["selection"] != "all"], "fid", tmp_path / "it") is None
-    assert "ablation_param == 'a'" in caplog.text
+    assert "no ablation of the option dual_weight" in caplog.text
     assert "more than one NFE" in caplog.text
     assert not list(tmp_path.iterdir())
 

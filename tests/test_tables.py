@@ -84,6 +84,7 @@ def make_tidy(methods=METHODS, seeds=(0, 1, 2), datasets=DATASETS, fid=None, lpi
         values = _metric_values(fid_c, lpips_c, nfe)
         iterations = EARLIER_ITERATIONS.get(method, 0) + step
         param, _, value = ablation.partition("=")
+        option = {"a": "dual_weight", "heads": "discriminator"}.get(param, param)
         for metric, centre in values.items():
             if metrics is not None and metric not in metrics:
                 continue
@@ -97,7 +98,7 @@ def make_tidy(methods=METHODS, seeds=(0, 1, 2), datasets=DATASETS, fid=None, lpi
                 "extractor": extractor, "extractor_sha256": sha, "value": centre + offsets[seed] * spread,
                 "n_generated": 1000, "n_reference": 5000, "iterations": iterations,
                 "images_seen": iterations * 16, "device_hours": iterations * 1e-4, "wall_seconds": iterations * 0.5,
-                "ablation": ablation, "ablation_param": param, "ablation_value": value,
+                "ablation": ablation, "ablation_param": param, "ablation_value": value, "ablation_option": option,
             })
 
     for dataset in datasets:

@@ -27,9 +27,9 @@ class Ablation:
     stage: str  # the stage (name within the method) whose option changes
 
     def fields(self) -> dict[str, str]:
-        """The tidy table's ablation columns."""
+        """The tidy table's ablation columns (`ablation_param` holds the label, `ablation_option` the option)."""
         return {"ablation": f"{self.label}={self.value}", "ablation_param": self.label,
-                "ablation_value": str(self.value)}
+                "ablation_value": str(self.value), "ablation_option": self.param}
 
 
 

@@ -97,7 +97,7 @@ class MethodRun:
 
     def ablation_fields(self) -> dict[str, str]:
         if self.ablation is None:
-            return {"ablation": "", "ablation_param": "", "ablation_value": ""}
+            return {"ablation": "", "ablation_param": "", "ablation_value": "", "ablation_option": ""}
         return self.ablation.fields()
 
 

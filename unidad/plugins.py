@@ -6,6 +6,7 @@ importable module names, for a project's own additions without packaging).
 """
 from __future__ import annotations
 
+import functools
 import importlib
 from importlib.metadata import entry_points
 from typing import Iterable
@@ -14,9 +15,16 @@ GROUP = "unidad.plugins"
 _loaded: set[str] = set()
 
 
+@functools.lru_cache(maxsize=1)
+def _entry_point_modules() -> tuple[str, ...]:
+    """The installed plugins (read once per process: scanning the installed packages takes tens of ms,
+    and registry lookups ask often)."""
+    return tuple(ep.value for ep in entry_points(group=GROUP))
+
+
 def load_plugins(modules: Iterable[str] = ()) -> list[str]:
     """Imports every entry point of the group and every module named; each once. Returns the names loaded."""
-    names = [ep.value for ep in entry_points(group=GROUP)] + list(modules)
+    names = list(_entry_point_modules()) + list(modules)
     for name in names:
         if name not in _loaded:
             try:

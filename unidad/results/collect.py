@@ -42,7 +42,7 @@ def unit_rows(benchmark: str, unit: Mapping[str, Any]) -> list[dict[str, Any]]:
     `metrics` (metric id -> its JSON file) and `summaries` (the method's stage summaries, in order)."""
     compute = method_compute(unit["summaries"], unit["step"])
     fields = {k: unit[k] for k in ("dataset", "shots", "method", "stage", "seed", "slug", "step", "nfe", "method_nfe",
-                                   "final", "ablation", "ablation_param", "ablation_value")}
+                                   "final", "ablation", "ablation_param", "ablation_value", "ablation_option")}
     rows = []
     for path in unit["metrics"].values():
         top = json.loads(Path(path).read_text())

@@ -11,19 +11,7 @@ from unidad.metrics import registry
 from unidad.results.schema import ordered_datasets
 
 MISSING = "–"  # the text of an empty cell
-_SEEN: dict[str, object] = {"metrics": None, "values": {}}
-
-
-def value_info(name: str) -> registry.Value:
-    """The registry's `value_info`, remembered until another metric is registered (a registry lookup
-    reads the plugin entry points, and a table asks once per cell)."""
-    metrics = tuple(registry.METRICS.registered())
-    if metrics != _SEEN["metrics"]:
-        _SEEN.update(metrics=metrics, values={})
-    seen = _SEEN["values"]
-    if name not in seen:
-        seen[name] = registry.value_info(name)  # may load plugins: the next call then reads afresh
-    return seen[name]
+value_info = registry.value_info
 
 
 def metric_direction(metric: str) -> bool | None:

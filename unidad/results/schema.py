@@ -59,6 +59,7 @@ ROW_SCHEMA: tuple[Column, ...] = (
     Column("ablation", TEXT, "", ""),
     Column("ablation_param", TEXT, "", ""),
     Column("ablation_value", TEXT, "", ""),
+    Column("ablation_option", TEXT, "", ""),  # the stage option an ablation changes (or "shots")
 )
 # Added to the evaluated rows by with_selection; a table without it holds final checkpoints.
 SELECTION_COLUMN = Column("selection", TEXT, "final", "final")
