@@ -114,4 +114,4 @@ def run_table(runs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
         if clash:
             raise ValueError(f"stage option(s) {clash} of {slug} collide with run table columns")
         rows.append({**row, **run["params"]})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).convert_dtypes()  # an integer option stays an integer where other stages lack it

@@ -36,7 +36,6 @@ wildcard_constraints:
     end=r"\d{8}",
     step=r"\d{8}",
     extractor=r"[a-z0-9_-]+",
-    metric=r"[a-z0-9_]+",
 
 
 def resource_settings(kind):
@@ -139,6 +138,19 @@ def teacher_params():
     ref = config["source"]["weights"]
     staged = ref if is_path_ref(ref) else str(resolve(ref))
     return {"trained": None, "module": "model", "staged": staged}
+
+
+def teacher_report_params():
+    """The source teacher's many-step samples, judged by the oracle of each demo domain involved."""
+    source = config["source"]["dataset"]
+    return {
+        "backbone": config["backbone"],
+        "sampling": {"kind": "many_step", "sampler": "euler", "steps": config["source"]["sample_steps"]},
+        "seeds": PLAN.sample_seeds(1000), "batch_size": EV["batch_size"],
+        "source_domain": PLAN.demo_domain(source) if source in config["datasets"] else None,
+        "target_domains": {t: PLAN.demo_domain(t) for t in config["targets"] if PLAN.demo_domain(t)},
+        "device": config.get("device", "auto"),
+    }
 
 
 # ----------------------------------------------------------------------------------------- evaluation

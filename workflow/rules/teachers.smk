@@ -24,15 +24,7 @@ rule teacher_report:
         report=out("teacher_report"),
         grid=out("teacher_grid"),
     params:
-        **job_params(
-            backbone=config["backbone"],
-            sampling={"kind": "many_step", "sampler": "euler", "steps": config["source"]["sample_steps"]},
-            seeds=PLAN.sample_seeds(1000),
-            batch_size=EV["batch_size"],
-            source_domain=PLAN.demo_domain(config["source"]["dataset"]) if config["source"]["dataset"] in config["datasets"] else None,
-            target_domains={t: PLAN.demo_domain(t) for t in config["targets"] if PLAN.demo_domain(t)},
-            device=config.get("device", "auto"),
-        ),
+        **job_params(**teacher_report_params()),
     log:
         f"{R}/logs/teacher_report.log",
     priority: 10
