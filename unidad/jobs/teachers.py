@@ -11,8 +11,10 @@ from unidad.runtime import log, resolve_device, set_threads
 def export_source_teacher(backbone: Mapping[str, Any], out: str | Path, *, trained: str | Path | None = None,
                           module: str = "model", staged: str | Path | None = None) -> None:
     """The source teacher as one weights file with module 'model', whichever way it was obtained:
-    `trained` (a pretraining run's final weights, module `module`) or `staged` (real weights on disk)."""
+    `trained` (a pretraining run's final weights, module `module`) or `staged` (real weights on disk: a
+    path, or a manifest name resolved in the local weights folders)."""
     from unidad.backbones import build_backbone, load_source_weights
+    from unidad.weights import is_path_ref, resolve
     from unidad.weights_file import export_weights, read_weights
 
     if (trained is None) == (staged is None):
@@ -21,7 +23,8 @@ def export_source_teacher(backbone: Mapping[str, Any], out: str | Path, *, train
         model = build_backbone(dict(backbone))
         model.load_state_dict(read_weights(trained)[module], strict=True)
     else:
-        model = load_source_weights(dict(backbone), staged)
+        path = Path(staged) if is_path_ref(str(staged)) else resolve(str(staged))
+        model = load_source_weights(dict(backbone), path)
     export_weights(out, {"model": model})
 
 

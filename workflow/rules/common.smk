@@ -129,15 +129,12 @@ def teacher_inputs():
 
 
 def teacher_params():
-    """Where the source teacher comes from: the final weights of its pretraining run, or staged weights."""
+    """Where the source teacher comes from: the final weights of its pretraining run, or staged weights
+    (a manifest name or a path; the job resolves it, so a dry run needs no weights on disk)."""
     if PLAN.teacher_slug:
         slug = PLAN.teacher_slug
         return {"trained": str(PLAN.final_weights(slug)), "module": PLAN.runs[slug].product_module, "staged": None}
-    from unidad.weights import is_path_ref, resolve
-
-    ref = config["source"]["weights"]
-    staged = ref if is_path_ref(ref) else str(resolve(ref))
-    return {"trained": None, "module": "model", "staged": staged}
+    return {"trained": None, "module": "model", "staged": config["source"]["weights"]}
 
 
 def teacher_report_params():
