@@ -302,3 +302,33 @@ def test_case5_cifar10_fid_reference():
         features.append(extractor(data[pick]))
     tolerance = 1e-2 if extractor.device.type == "cuda" else 1e-4
     assert fid_from_features(*features) == pytest.approx(10.3233274, abs=tolerance)
+
+
+# ------------------------------------------------------------------- the pytorch-fid resize protocol
+
+def test_pytorch_fid_protocol_input_matches_the_pytorch_fid_package():
+    """The `pytorch-fid` protocol (what the Uni-DAD tables used) feeds Inception exactly what
+    pytorch_fid.inception.InceptionV3.forward makes of the same images: its ToTensor [0, 1] input,
+    F.interpolate bilinear (align_corners=False) to 299, then 2x - 1. No weights are needed: the
+    package's forward runs with its network blocks replaced by the identity."""
+    from pytorch_fid.inception import InceptionV3
+
+    from unidad.metrics.extractors import pytorch_fid_input
+
+    net = InceptionV3.__new__(InceptionV3)
+    torch.nn.Module.__init__(net)
+    net.resize_input, net.normalize_input = True, True
+    net.output_blocks, net.last_needed_block = [0], 0
+    net.blocks = torch.nn.ModuleList([torch.nn.Identity()])
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (3, 3, 64, 48), dtype=np.uint8))
+    (theirs,) = net(images.float() / 255.0)
+    assert torch.equal(pytorch_fid_input(images), theirs)
+    assert tuple(theirs.shape) == (3, 3, 299, 299)
+
+
+def test_prdc_and_kid_record_the_set_sizes_they_used():
+    from unidad.metrics.feature_metrics import _protocol_params, prdc_set_size
+
+    assert prdc_set_size(1336, 5000) == 1336  # MetFaces: the generated set is cut to the reference's size
+    assert _protocol_params("prdc", 1336, 5000) == {"prdc_k": 5, "prdc_n_per_set": 1336}
+    assert _protocol_params("kid", 1336, 500) == {"kid_subsets": 100, "kid_subset_size": 500}

@@ -100,6 +100,15 @@ def forced_weights_only_load():
         torch.load = original
 
 
+def pytorch_fid_input(x_uint8: torch.Tensor, size: int = 299) -> torch.Tensor:
+    """The network input of the `pytorch-fid` protocol: uint8 NCHW -> [0, 1] (what its ToTensor loader
+    gives), F.interpolate bilinear with align_corners=False to size x size, then 2x - 1, as
+    pytorch_fid.inception.InceptionV3.forward does (tests check it against the package itself)."""
+    x = x_uint8.to(torch.float32) / 255.0
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return 2.0 * x - 1.0
+
+
 class InceptionV3Extractor:
     """Inception-v3 (TF 2015-12-05 FID weights) pool3 features, 2048-d, via torch-fidelity's network.
 
@@ -136,9 +145,7 @@ class InceptionV3Extractor:
 
     def _pool3_pytorch_fid(self, x_uint8: torch.Tensor) -> torch.Tensor:
         net = self.network
-        x = x_uint8.to(torch.float32) / 255.0
-        x = F.interpolate(x, size=(self.INPUT_SIZE, self.INPUT_SIZE), mode="bilinear", align_corners=False)
-        x = 2.0 * x - 1.0
+        x = pytorch_fid_input(x_uint8, self.INPUT_SIZE)
         for block in (net.Conv2d_1a_3x3, net.Conv2d_2a_3x3, net.Conv2d_2b_3x3, net.MaxPool_1,
                       net.Conv2d_3b_1x1, net.Conv2d_4a_3x3, net.MaxPool_2,
                       net.Mixed_5b, net.Mixed_5c, net.Mixed_5d, net.Mixed_6a, net.Mixed_6b, net.Mixed_6c,
