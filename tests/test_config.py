@@ -94,7 +94,8 @@ def test_ablation_values_are_data_and_fill_the_tidy_columns():
     from unidad.ablations import Ablation
 
     ablation = Ablation(label="a", param="dual_weight", value=0.25, stage="unidad")
-    assert ablation.fields() == {"ablation": "a=0.25", "ablation_param": "a", "ablation_value": "0.25"}
+    assert ablation.fields() == {"ablation": "a=0.25", "ablation_param": "a", "ablation_value": "0.25",
+                                 "ablation_option": "dual_weight"}
 
 
 def test_bad_ablation_names_the_problem():
