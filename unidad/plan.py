@@ -53,6 +53,7 @@ PATHS = {
     "domains_figure": "figures/domains.png",
     "qualitative": "figures/qualitative_{dataset}.png",
     "job_times": "logs/job_times.jsonl",
+    "benchmark": "benchmarks/{rule}/{job}.tsv",
 }
 
 
