@@ -15,6 +15,8 @@ rule tables:
         **job_params(far_datasets=far_datasets()),
     log:
         f"{R}/logs/tables/tables.log",
+    benchmark:
+        benchmark_file("tables")
     group:
         "tables"
     resources:
@@ -42,6 +44,8 @@ rule figures:
         **job_params(),
     log:
         f"{R}/logs/figures/paper.log",
+    benchmark:
+        benchmark_file("figures")
     group:
         "tables"
     resources:
@@ -67,6 +71,8 @@ rule qualitative_grid:
         **job_params(grid=qualitative_params),
     log:
         f"{R}/logs/figures/qualitative_{{dataset}}.log",
+    benchmark:
+        benchmark_file("qualitative_grid", "{dataset}")
     group:
         "tables"
     resources:
