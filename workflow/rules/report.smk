@@ -17,8 +17,6 @@ rule tables:
         f"{R}/logs/tables/tables.log",
     benchmark:
         benchmark_file("tables")
-    group:
-        "tables"
     resources:
         **resources_for("small"),
     conda:
@@ -46,8 +44,6 @@ rule figures:
         f"{R}/logs/figures/paper.log",
     benchmark:
         benchmark_file("figures")
-    group:
-        "tables"
     resources:
         **resources_for("small"),
     conda:
@@ -73,8 +69,6 @@ rule qualitative_grid:
         f"{R}/logs/figures/qualitative_{{dataset}}.log",
     benchmark:
         benchmark_file("qualitative_grid", "{dataset}")
-    group:
-        "tables"
     resources:
         **resources_for("small"),
     conda:
