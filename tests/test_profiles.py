@@ -114,6 +114,20 @@ def test_small_jobs_are_local_rules():
     assert "group:" not in report
 
 
+def test_slurm_plugin_is_pinned_to_a_tested_range():
+    """pyproject.toml pins the SLURM executor plugin to a range that holds the installed (tested) one."""
+    from importlib.metadata import version
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    from packaging.requirements import Requirement
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    plugin = next(Requirement(d) for d in deps if d.startswith("snakemake-executor-plugin-slurm"))
+    assert plugin.specifier.contains(version("snakemake-executor-plugin-slurm"))
+    assert any(spec.operator == "<" for spec in plugin.specifier), "no upper bound"
+
+
 def test_slurm_profile_reads_partition_account_qos_from_environment(monkeypatch):
     monkeypatch.delenv("UNIDAD_SLURM_PARTITION", raising=False)
     monkeypatch.delenv("UNIDAD_SLURM_ACCOUNT", raising=False)
