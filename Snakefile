@@ -20,6 +20,20 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+# Jobs that run where snakemake runs, never through the cluster's queue: a few seconds to a minute of
+# light work each (demo images, the tidy table, tables and figures), where a wait in the queue would
+# cost more than the job. verify_staged_folder (reads every image of a staged folder) and
+# source_teacher (loads the multi-GB source model) stay cluster jobs.
+localrules:
+    all,
+    demo_split,
+    domain_grids,
+    tidy_results,
+    tables,
+    figures,
+    qualitative_grid,
+
+
 rule all:
     input:
         all_outputs(),

@@ -77,7 +77,55 @@ def test_slurm_profile_keys():
     resources = profile["default-resources"]
     for key in ("slurm_partition", "slurm_account", "qos", "runtime", "mem_mb"):
         assert key in resources, key
-    assert {"sample", "metrics"} <= set(profile["group-components"])
+    assert profile["group-components"] == {"sample": 4, "metrics": 8}
+
+
+def test_slurm_group_members_are_counted_one_after_another():
+    """The plugin runs a group's members one after another; every rule asks for `step_slot: 1` from a
+    pool of 1 per job, so Snakemake sums their runtimes and takes the largest member's memory, CPUs and
+    GPU (also where GPUs are asked for as gres, which no pool counts)."""
+    profile = render_profile("slurm")
+    assert profile["set-resource-scopes"] == {"gpu": "local", "step_slot": "local"}
+    assert profile["resources"] == {"gpu": 1, "step_slot": 1}
+    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    assert '"step_slot": 1' in common
+
+
+def test_slurm_signal_lead_is_the_one_requests_leave():
+    """Training jobs ask for the lead before SLURM's USR1 on top of their work (unidad.job_requests)."""
+    from unidad.job_requests import SIGNAL_LEAD_SECONDS
+
+    extra = render_profile("slurm")["default-resources"]["slurm_extra"]
+    assert f"--signal=USR1@{SIGNAL_LEAD_SECONDS}" in extra
+
+
+def test_slurm_profile_documents_the_gres_option():
+    text = (PROFILES / "slurm" / "config.yaml").read_text()
+    assert "gpu_request: gres" in text and "--gres=gpu:N" in text
+
+
+def test_small_jobs_are_local_rules():
+    """Tables, figures and the tidy table run where snakemake runs, not through the queue; none of them
+    is in a group (a group with a local rule would run locally as a whole)."""
+    snakefile = (REPO / "Snakefile").read_text()
+    local = snakefile.split("localrules:")[1].split("\n\n")[0].replace(",", " ").split()
+    assert set(local) == {"all", "demo_split", "domain_grids", "tidy_results", "tables", "figures", "qualitative_grid"}
+    report = (REPO / "workflow" / "rules" / "report.smk").read_text()
+    assert "group:" not in report
+
+
+def test_slurm_plugin_is_pinned_to_a_tested_range():
+    """pyproject.toml pins the SLURM executor plugin to a range that holds the installed (tested) one."""
+    from importlib.metadata import version
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    from packaging.requirements import Requirement
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    plugin = next(Requirement(d) for d in deps if d.startswith("snakemake-executor-plugin-slurm"))
+    assert plugin.specifier.contains(version("snakemake-executor-plugin-slurm"))
+    assert any(spec.operator == "<" for spec in plugin.specifier), "no upper bound"
 
 
 def test_slurm_profile_reads_partition_account_qos_from_environment(monkeypatch):
@@ -106,6 +154,7 @@ def test_slurm_ci_profile_fits_the_ci_node():
     profile = render_profile("slurm-ci")
     assert profile["executor"] == "slurm"
     assert profile["jobs"] == 2
+    assert profile["group-components"] == {"sample": 4, "metrics": 16}
     assert profile["slurm-status-command"] == "squeue"
     # check_jobs_went_through_slurm.py counts one kept log per SLURM job.
     assert profile["slurm-keep-successful-logs"] is True

@@ -5,7 +5,7 @@
   unidad plan [CONFIG]                             what a config will run: jobs, runs, compute estimate
   unidad stages [-v] [--config CONFIG]             registered stages (with a config's plugins) and their options
   unidad methods [CONFIG]                          method ids and their stage lists
-  unidad timing [CONFIG]                           how long the DAG's jobs took (per rule) and its wall time
+  unidad timing [CONFIG]                           the DAG's jobs per rule (seconds, peak memory), its wall time
   unidad train JOB_JSON [--stop-at N]              train one stage run from its job file (what the DAG's
                                                    training jobs start, under torchrun for >1 GPU)
 """
@@ -79,12 +79,11 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_timing(args) -> int:
-    from unidad.planning import summarise_job_times
-
     from unidad.plan import Plan
+    from unidad.planning import summarise_benchmarks
 
     config = _load_config(args)
-    return 2 if config is None else summarise_job_times(Plan(config).path("job_times"))
+    return 2 if config is None else summarise_benchmarks(Plan(config).root)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-at", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=_cmd_train)
-    p = sub.add_parser("timing", help="how long a config's DAG took: jobs, seconds per rule, wall time")
+    p = sub.add_parser("timing", help="how long a config's DAG took (benchmark files): jobs, seconds, peak memory per rule; wall time")
     p.add_argument("config", nargs="?", default="config/config.yaml")
     p.set_defaults(func=_cmd_timing)
     p = sub.add_parser("plan", help="jobs per rule, runs, and a compute estimate for a config")

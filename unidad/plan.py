@@ -52,7 +52,7 @@ PATHS = {
     "figures": "figures/paper",
     "domains_figure": "figures/domains.png",
     "qualitative": "figures/qualitative_{dataset}.png",
-    "job_times": "logs/job_times.jsonl",
+    "benchmark": "benchmarks/{rule}/{job}.tsv",
 }
 
 

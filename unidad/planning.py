@@ -1,34 +1,22 @@
 """`unidad plan`: what a config will cost before anything is spent."""
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 from unidad.backbones import backbone_kind
+from unidad.job_requests import benchmark_dir, measured_step_seconds, read_benchmarks
 from unidad.plan import Plan
 
 MEMORY_CLASS = {"none": "CPU only", "small": "< 16 GB", "medium": "16-40 GB", "large": "> 40 GB"}
-
-
-def _measured_step_seconds(plan: Plan) -> dict[str, float]:
-    """Seconds per iteration of every stage kind that has finished runs under this results folder."""
-    per_kind: dict[str, list[float]] = defaultdict(list)
-    for slug, run in plan.runs.items():
-        path = plan.summary(slug)
-        if path.exists():
-            s = json.loads(path.read_text())
-            if s.get("step"):
-                per_kind[run.stage].append(s["wall_seconds"] / s["step"])
-    return {k: sum(v) / len(v) for k, v in per_kind.items()}
 
 
 def estimate(config: dict[str, Any], step_seconds: float | None = None) -> dict[str, Any]:
     plan = Plan(config)
     kind = config["backbone"]["kind"]
     backbone = backbone_kind(config["backbone"])
-    measured = _measured_step_seconds(plan)
+    measured = measured_step_seconds(plan)
     # seconds per training iteration when nothing has been measured yet: the backbone's own figures
     defaults = backbone.step_seconds
     gpus = int(config.get("resources", {}).get("train", {}).get("gpus", 0 if backbone.cpu_only else 1))
@@ -81,28 +69,29 @@ def print_plan(config: dict[str, Any], step_seconds: float | None = None) -> Non
     print(f"step times: {', '.join(f'{k}: {v}' for k, v in e['estimate_sources'].items())}")
 
 
-def summarise_job_times(path: Path) -> int:
-    """Print the DAG's own timing log (results/<benchmark>/logs/job_times.jsonl): per rule the jobs and
-    their summed seconds, and the wall time from the first job's start to the last job's end, counting
-    for each job only its latest run (a rerun replaces the earlier one)."""
-    if not path.exists():
-        print(f"unidad timing: no {path} yet; run the DAG first")
+def summarise_benchmarks(root: Path) -> int:
+    """Print the Snakemake benchmark files of a results folder (results/<benchmark>/benchmarks/<rule>/,
+    one per job, rewritten by a rerun): per rule the jobs, their summed and mean seconds and the largest
+    peak memory (max_rss); then the wall time from the first job's start to the last job's end. A
+    benchmark file holds no start time: a job started at the file's modification time (written as the
+    job ended) minus its seconds."""
+    records = read_benchmarks(root)
+    if not records:
+        print(f"unidad timing: no benchmark files under {benchmark_dir(root)} yet; run the DAG first")
         return 1
-    latest: dict[str, dict[str, Any]] = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            latest[rec["job"]] = rec
-    per_rule: dict[str, list[float]] = defaultdict(list)
-    for rec in latest.values():
-        per_rule[rec["rule"]].append(rec["seconds"])
-    start = min(r["start"] for r in latest.values())
-    end = max(r["end"] for r in latest.values())
-    busy = sum(r["seconds"] * max(1, r["threads"]) for r in latest.values())
-    print(f"{path}: {len(latest)} jobs")
-    print(f"{'rule':24s} {'jobs':>5s} {'seconds':>9s} {'mean':>7s}")
-    for rule, secs in sorted(per_rule.items(), key=lambda kv: -sum(kv[1])):
-        print(f"{rule:24s} {len(secs):5d} {sum(secs):9.0f} {sum(secs) / len(secs):7.1f}")
-    print(f"wall time, first job start to last job end: {end - start:.0f} s ({(end - start) / 60:.1f} min); "
-          f"thread-seconds of all jobs: {busy:.0f}")
+    per_rule: dict[str, list] = defaultdict(list)
+    for rec in records:
+        per_rule[rec.rule].append(rec)
+    start = min(r.end - r.seconds for r in records)
+    end = max(r.end for r in records)
+    cpu = sum(r.cpu_seconds or 0.0 for r in records)
+    print(f"{benchmark_dir(root)}: {len(records)} jobs")
+    print(f"{'rule':24s} {'jobs':>5s} {'seconds':>9s} {'mean':>7s} {'max_rss MB':>10s}")
+    for rule, recs in sorted(per_rule.items(), key=lambda kv: -sum(r.seconds for r in kv[1])):
+        secs = [r.seconds for r in recs]
+        rss = [r.max_rss_mb for r in recs if r.max_rss_mb is not None]
+        peak = f"{max(rss):10.0f}" if rss else f"{'-':>10s}"
+        print(f"{rule:24s} {len(secs):5d} {sum(secs):9.0f} {sum(secs) / len(secs):7.1f} {peak}")
+    print(f"wall time, first job start to last job end: {end - start:.0f} s ({(end - start) / 60:.1f} min; "
+          f"starts are file times minus seconds); CPU seconds of all jobs: {cpu:.0f}")
     return 0

@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import subprocess
 import sys
-import time
 import traceback
 from pathlib import Path
 
@@ -40,22 +38,11 @@ def git_commit() -> str:
         return "unknown"
 
 
-def record_job_time(path: str | Path, rule: str, job: str, start: float, end: float, threads: int) -> None:
-    """One line per finished job (the DAG's own timing log; `unidad timing` summarises it). Lines are
-    short single writes in append mode, so parallel jobs do not interleave them."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({"rule": rule, "job": job, "start": start, "end": end, "seconds": round(end - start, 3),
-                       "threads": threads, "host": os.uname().nodename}) + "\n"
-    with open(path, "a") as f:
-        f.write(line)
-
-
 @contextlib.contextmanager
 def job_log(snakemake):
     """Inside a rule script: the config's plugins are loaded (the rule's `params.plugins`); stdout/stderr
     go to the rule's log file; a failure also prints one line naming the rule, the error and the log to
-    the terminal; the job's time goes to the timing log (the rule's `params.job_times`)."""
+    the terminal. (Each job's time and peak memory are in its Snakemake benchmark file.)"""
     from unidad.plugins import load_plugins
 
     load_plugins(getattr(snakemake.params, "plugins", None) or [])
@@ -64,7 +51,6 @@ def job_log(snakemake):
         yield
         return
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    started = time.time()
     with open(log_file, "w") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
         try:
             yield
@@ -73,6 +59,3 @@ def job_log(snakemake):
             fh.flush()
             sys.__stderr__.write(f"[{snakemake.rule}] failed: {exc} (log: {log_file})\n")
             raise
-    times = getattr(snakemake.params, "job_times", None)
-    if times:
-        record_job_time(times, snakemake.rule, str(log_file), started, time.time(), snakemake.threads)

@@ -2,8 +2,9 @@
 section ({kind, params}), so that no other module branches on the kind.
 
 Each kind declares how to build it from its params, the pixel resolution its params imply, how staged
-pretrained source weights at a path become a model, and the planning figures `unidad plan` starts
-from. The functions below take the config's `backbone` section (`spec`).
+pretrained source weights at a path become a model, and the planning figures `unidad plan` and the
+jobs' cluster requests (unidad.job_requests) start from before anything has been measured. The
+functions below take the config's `backbone` section (`spec`).
 """
 from __future__ import annotations
 
@@ -29,6 +30,18 @@ class BackboneKind:
     step_seconds: Mapping[str, float] = field(default_factory=dict)
     #: trains on the CPU (`unidad plan` then assumes no GPU per training job unless resources say so)
     cpu_only: bool = False
+    # What a job's cluster request starts from before finished jobs are measured (unidad.job_requests):
+    #: sampling: seconds per image per network evaluation, at the config's evaluation batch size
+    image_step_seconds: float = 0.02
+    #: a metrics job: seconds per generated image and NFE for every metric but Intra-LPIPS (features)
+    metric_image_seconds: float = 0.02
+    #: a metrics job: seconds per generated image and NFE for Intra-LPIPS (assignment to the nearest shot
+    #: and the pairs within clusters: about 25 distance evaluations per image)
+    lpips_image_seconds: float = 1.5
+    #: a job's fixed cost: interpreter, torch, building the model and loading its weights
+    startup_seconds: float = 90.0
+    #: peak host memory of a job's process beside the images it holds (torch, the model, its weights file)
+    host_mem_mb: float = 7000.0
 
 
 BACKBONES: Registry[BackboneKind] = Registry("backbone")
@@ -80,13 +93,16 @@ def _tiny_load_source(path: Path, **params: Any) -> Denoiser:
 
 
 # seconds per iteration: the demo's tiny UNet as measured by `make demo` on a 2-core CPU (1 thread per
-# job, the teacher 2)
+# job, the teacher 2); sampling and metrics from the same run (README: 40 sampling jobs 234 s for
+# 348,000 image-steps, 40 metric jobs 137 s for 100,000 images, a few seconds of each job start-up)
 register_backbone("tiny", BackboneKind(
     build=_tiny_build,
     image_size=lambda image_size=16, **unused: image_size,
     load_source=_tiny_load_source,
     step_seconds={"pretrain": 0.066, "ft": 0.04, "student_ft": 0.04, "dmd2": 0.13, "unidad": 0.13},
     cpu_only=True,
+    image_step_seconds=0.0004, metric_image_seconds=0.0006, lpips_image_seconds=0.0003,
+    startup_seconds=5.0, host_mem_mb=1000.0,
 ))
 
 
@@ -111,12 +127,17 @@ def _adm_load_source(path: Path, **params: Any) -> Denoiser:
     return load_adm_checkpoint(path, _adm_unet_config(**params))
 
 
-# seconds per iteration: rough single-GPU (H100-class) figures at the paper's batch sizes
+# seconds per iteration: rough single-GPU (H100-class) figures at the paper's batch sizes. Sampling:
+# the 550M-parameter FFHQ-256 UNet, about 1 TFLOP per image-step. Intra-LPIPS: LPIPS-VGG runs on the
+# job's CPUs (about 40 GFLOP per image at 256 px, 25 of them per generated image, 8 cores); the other
+# metrics' features run on the GPU. Rough until measured: finished jobs' benchmark files replace them.
 register_backbone("adm", BackboneKind(
     build=_adm_build,
     image_size=lambda **params: _adm_unet_config(**params)["image_size"],
     load_source=_adm_load_source,
     step_seconds={"pretrain": 1.0, "ft": 0.25, "student_ft": 0.25, "dmd2": 0.22, "unidad": 0.26},
+    image_step_seconds=0.02, metric_image_seconds=0.02, lpips_image_seconds=1.5,
+    startup_seconds=90.0, host_mem_mb=7000.0,
 ))
 
 
@@ -134,10 +155,13 @@ def _sd15_load_source(path: Path, **unused: Any) -> Denoiser:
     return load_sd15(path)
 
 
-# seconds per iteration: rough single-GPU (H100-class) figures at the paper's batch sizes
+# seconds per iteration: rough single-GPU (H100-class) figures at the paper's batch sizes; sampling and
+# metrics as for ADM, at 512 px (Intra-LPIPS on the CPU: 4x the pixels of 256 px)
 register_backbone("sd15", BackboneKind(
     build=_sd15_build,
     image_size=lambda image_size=512, **unused: image_size,
     load_source=_sd15_load_source,
     step_seconds={"pretrain": 1.0, "ft": 0.35, "student_ft": 0.35, "dmd2": 0.9, "unidad": 1.1},
+    image_step_seconds=0.06, metric_image_seconds=0.05, lpips_image_seconds=6.0,
+    startup_seconds=150.0, host_mem_mb=12000.0,
 ))

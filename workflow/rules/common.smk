@@ -7,6 +7,14 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 
 import unidad.jobs.params as P
 from unidad.config import ConfigError, validate_config
+from unidad.job_requests import (
+    CHECKPOINT_JOB,
+    SIGNAL_LEAD_SECONDS,
+    JobRequests,
+    gpu_resources,
+    request_mem_mb,
+    request_minutes,
+)
 from unidad.metrics.registry import check_metric_names, metrics_needing
 from unidad.plan import PATHS, Plan
 
@@ -49,10 +57,45 @@ def resource_settings(kind):
     return {**defaults, **config.get("resources", {}).get(kind, {})}
 
 
-def resources_for(kind):
-    """The rule resources of a kind, named as the SLURM executor reads them."""
+# Every job's runtime and memory estimate, from the plan (unidad/job_requests.py).
+REQUESTS = JobRequests(PLAN)
+
+
+def resources_for(kind, name=None, grouped=False):
+    """The rule resources of a kind, named as the SLURM executor reads them. GPUs and CPUs are the
+    kind's (config `resources.<kind>`); GPUs as the config's `gpu_request` says (gpus or gres).
+
+    With `name`, a rule that unidad.job_requests estimates, runtime and mem_mb are each job's own
+    estimate, padded, grown with the attempt on a retry, and at most the config's `resources.<kind>`
+    runtime / mem_mb where set; a group job then asks for the sum of its members' own runtimes (a
+    `grouped` rule's jobs leave out the lead before SLURM's signal, which a job alone asks for).
+    Without `name`, the kind's runtime and mem_mb as they are.
+
+    `step_slot`: each job takes the one slot of a SLURM job (profiles/slurm: a pool of 1 per job), so
+    Snakemake counts a group's members one after another, as the plugin runs them, also where the
+    GPUs are asked for as gres."""
     s = resource_settings(kind)
-    return {"cpus": s["cpus"], "cpus_per_task": s["cpus"], "mem_mb": s["mem_mb"], "runtime": s["runtime"], "gpu": s["gpus"]}
+    res = {"cpus": s["cpus"], "cpus_per_task": s["cpus"], **gpu_resources(s["gpus"], config["gpu_request"]),
+           "step_slot": 1}
+    if name is None:
+        return {**res, "runtime": s["runtime"], "mem_mb": s["mem_mb"]}
+    caps = config.get("resources", {}).get(kind, {})
+    lead = 0 if grouped else SIGNAL_LEAD_SECONDS
+
+    def runtime(wildcards, attempt):
+        return request_minutes(REQUESTS.for_rule(name, wildcards).seconds, attempt, caps.get("runtime"), lead)
+
+    def mem_mb(wildcards, attempt):
+        return request_mem_mb(REQUESTS.for_rule(name, wildcards).mem_mb, attempt, caps.get("mem_mb"), s["mem_mb"])
+
+    return {**res, "runtime": runtime, "mem_mb": mem_mb}
+
+
+def benchmark_file(rule, job=None):
+    """A rule's `benchmark:` file (seconds, peak memory of the job): results/<benchmark>/benchmarks/<rule>/
+    <job>.tsv, `job` a template of the rule's wildcards (the rule's name for a rule without any).
+    `unidad timing` and the runtime estimates read them."""
+    return out("benchmark").format(rule=rule, job=job or rule)
 
 
 def pretraining_threads():
@@ -68,13 +111,10 @@ def training_threads(wildcards):
     return resource_settings("train")["cpus"]
 
 
-JOB_TIMES = str(PLAN.path("job_times"))
-
-
 def job_params(**params):
-    """A rule's params: its job's arguments, plus the timing log every job appends to and the config's
-    plugin modules, which every job imports first (they register stages, metrics, extractors)."""
-    return {"job_times": JOB_TIMES, "plugins": list(config.get("plugins", [])), **params}
+    """A rule's params: its job's arguments, plus the config's plugin modules, which every job imports
+    first (they register stages, metrics, extractors)."""
+    return {"plugins": list(config.get("plugins", [])), **params}
 
 
 # ----------------------------------------------------------------------------------------------- data

@@ -6,6 +6,8 @@ rule demo_split:
         **job_params(dataset=lambda w: DEMO_DATASETS[w.dataset], image_size=PLAN.image_size),
     log:
         f"{R}/logs/data/{{dataset}}_{{split}}.log",
+    benchmark:
+        benchmark_file("demo_split", "{dataset}_{split}")
     # the source teacher (the critical path) starts from these folders
     priority: 20
     resources:
@@ -29,6 +31,8 @@ rule verify_staged_folder:
         ),
     log:
         f"{R}/logs/data/{{dataset}}_{{split}}_verify.log",
+    benchmark:
+        benchmark_file("verify_staged_folder", "{dataset}_{split}")
     resources:
         **resources_for("small"),
     conda:
@@ -50,6 +54,8 @@ rule domain_grids:
         **job_params(demo_datasets=DEMO_DATASETS, targets=config["targets"], image_size=PLAN.image_size),
     log:
         f"{R}/logs/figures/domains.log",
+    benchmark:
+        benchmark_file("domain_grids")
     resources:
         **resources_for("small"),
     conda:

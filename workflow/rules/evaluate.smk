@@ -6,6 +6,8 @@ rule demo_extractor:
         **job_params(image_size=PLAN.image_size, train=EV.get("extractor_train") or {}),
     log:
         f"{R}/logs/extractors/demo-cnn.log",
+    benchmark:
+        benchmark_file("demo_extractor")
     threads: pretraining_threads()
     resources:
         **resources_for("train"),
@@ -30,9 +32,11 @@ rule reference_statistics:
         ),
     log:
         f"{R}/logs/reference/{{dataset}}_{{split}}_{{extractor}}.log",
+    benchmark:
+        benchmark_file("reference_statistics", "{dataset}_{split}_{extractor}")
     threads: resources_for("evaluate")["cpus"]
     resources:
-        **resources_for("evaluate"),
+        **resources_for("evaluate", "reference_statistics"),
     conda:
         "../envs/unidad.yaml"
     script:
@@ -50,11 +54,13 @@ rule sample_checkpoint:
         **job_params(sampling=sample_params),
     log:
         f"{R}/logs/sample/{{slug}}_step{{step}}.log",
+    benchmark:
+        benchmark_file("sample_checkpoint", CHECKPOINT_JOB)
     threads: resources_for("sample")["cpus"]
     group:
         "sample"
     resources:
-        **resources_for("sample"),
+        **resources_for("sample", "sample_checkpoint", grouped=True),
     conda:
         "../envs/unidad.yaml"
     script:
@@ -71,11 +77,13 @@ rule checkpoint_metrics:
         **job_params(inputs=metric_inputs_params),
     log:
         f"{R}/logs/metrics/{{slug}}_step{{step}}.log",
+    benchmark:
+        benchmark_file("checkpoint_metrics", CHECKPOINT_JOB)
     threads: resources_for("evaluate")["cpus"]
     group:
         "metrics"
     resources:
-        **resources_for("evaluate"),
+        **resources_for("evaluate", "checkpoint_metrics", grouped=True),
     conda:
         "../envs/unidad.yaml"
     script:
@@ -97,6 +105,8 @@ rule tidy_results:
         **job_params(**tidy_params()),
     log:
         f"{R}/logs/tables/tidy.log",
+    benchmark:
+        benchmark_file("tidy_results")
     resources:
         **resources_for("small"),
     conda:

@@ -15,8 +15,8 @@ rule tables:
         **job_params(far_datasets=far_datasets()),
     log:
         f"{R}/logs/tables/tables.log",
-    group:
-        "tables"
+    benchmark:
+        benchmark_file("tables")
     resources:
         **resources_for("small"),
     conda:
@@ -42,8 +42,8 @@ rule figures:
         **job_params(),
     log:
         f"{R}/logs/figures/paper.log",
-    group:
-        "tables"
+    benchmark:
+        benchmark_file("figures")
     resources:
         **resources_for("small"),
     conda:
@@ -67,8 +67,8 @@ rule qualitative_grid:
         **job_params(grid=qualitative_params),
     log:
         f"{R}/logs/figures/qualitative_{{dataset}}.log",
-    group:
-        "tables"
+    benchmark:
+        benchmark_file("qualitative_grid", "{dataset}")
     resources:
         **resources_for("small"),
     conda:

@@ -8,6 +8,8 @@ rule source_teacher:
         **job_params(backbone=config["backbone"], **teacher_params()),
     log:
         f"{R}/logs/source_teacher.log",
+    benchmark:
+        benchmark_file("source_teacher")
     resources:
         **resources_for("small"),
     conda:
@@ -27,10 +29,12 @@ rule teacher_report:
         **job_params(**teacher_report_params()),
     log:
         f"{R}/logs/teacher_report.log",
+    benchmark:
+        benchmark_file("teacher_report")
     priority: 10
     threads: resources_for("sample")["cpus"]
     resources:
-        **resources_for("sample"),
+        **resources_for("sample", "teacher_report"),
     conda:
         "../envs/unidad.yaml"
     script:

@@ -9,9 +9,11 @@ rule train_stage:
         **job_params(job=stage_job, stop_at=None),
     log:
         f"{R}/logs/train/{{slug}}.log",
+    benchmark:
+        benchmark_file("train_stage", "{slug}")
     threads: training_threads
     resources:
-        **resources_for("train"),
+        **resources_for("train", "train_stage"),
     conda:
         "../envs/unidad.yaml"
     script:
@@ -29,9 +31,11 @@ rule train_segment:
         **job_params(job=stage_job, stop_at=lambda w: int(w.end)),
     log:
         f"{R}/logs/train/{{slug}}_until{{end}}.log",
+    benchmark:
+        benchmark_file("train_segment", "{slug}_until{end}")
     threads: resources_for("train")["cpus"]
     resources:
-        **resources_for("train"),
+        **resources_for("train", "train_segment"),
     conda:
         "../envs/unidad.yaml"
     script:
