@@ -165,6 +165,7 @@ def import_run(slug: str, run_dir: str | os.PathLike, evals: Mapping[tuple[str, 
         if not tracker.run_id:
             result.error = f"the MLflow run {entry['run_id']} recorded in {IMPORT_RECORD_FILE} cannot be opened"
             return result
+        entry["summary_sha256"] = summary_sha  # unchanged, or the run has finished since the last import
     result.run_id, result.mode = entry["run_id"], entry["mode"]
 
     if entry["mode"] == "imported":
@@ -190,9 +191,8 @@ def import_run(slug: str, run_dir: str | os.PathLike, evals: Mapping[tuple[str, 
         _write_ledger(run_dir, ledger)
 
     if entry["mode"] == "imported" and summary_sha is not None and not entry["finished"]:
-        if tracker.end_run("FINISHED"):
-            entry["finished"] = True
-            _write_ledger(run_dir, ledger)
+        entry["finished"] = tracker.end_run("FINISHED")
+    _write_ledger(run_dir, ledger)
     result.finished = bool(entry["finished"]) or entry["mode"] == "live"
     return result
 
