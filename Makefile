@@ -1,5 +1,6 @@
 # unidad-bench: the commands the README and CI use.
-#   make install        Python venv in .venv with the project and its dev tools
+#   make install        Python venv in .venv with the project and its dev tools (versions of requirements.lock)
+#   make lock           regenerate requirements.lock from a clean install
 #   make demo           the embedded demo, end to end, on this machine
 #   make test           unit tests, workflow lint, dry runs, SLURM smoke run (what CI runs)
 # `make help` lists every target.
@@ -15,8 +16,10 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 SNAKEMAKE := $(VENV)/bin/snakemake
 PYTEST := $(VENV)/bin/pytest
-# Rewritten whenever pyproject.toml changes, so `make install` is a no-op otherwise.
+# Rewritten whenever pyproject.toml or the lock file changes, so `make install` is a no-op otherwise.
 INSTALL_STAMP := $(VENV)/.unidad-install-stamp
+# The exact version of every dependency (pip constraints); `make lock` regenerates it.
+LOCK_FILE := requirements.lock
 
 # Every workflow configuration; each gets a dry run under each profile below.
 # config/methods.yaml is not one: it is the method catalogue the configs point to.
@@ -35,7 +38,7 @@ SKIPS_DIR := .make-test-skips
 
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help install demo report test test-unit test-lint test-dry-run test-slurm \
+.PHONY: help install lock demo report test test-unit test-lint test-dry-run test-slurm \
         slurm-start slurm-stop clean-results
 
 help: ## list the targets
@@ -44,10 +47,32 @@ help: ## list the targets
 
 install: $(INSTALL_STAMP) ## create .venv and install the project with its dev extras
 
-$(INSTALL_STAMP): pyproject.toml
+$(INSTALL_STAMP): pyproject.toml $(LOCK_FILE)
 	@test -x $(PYTHON) || { echo "creating $(VENV) with $(PYTHON_FOR_VENV)"; $(PYTHON_FOR_VENV) -m venv $(VENV); }
-	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	$(PYTHON) -m pip install --quiet -c $(LOCK_FILE) -e '.[dev]'
 	@touch $@
+
+# A fresh venv in a temporary folder, `pip install -e '.[dev]'` with pyproject.toml's ranges only,
+# then every installed version except the project and pip itself. Downloads every dependency
+# (~6 GB with torch's CUDA wheels on Linux). `make install` then installs the new versions.
+lock: ## regenerate requirements.lock from a clean install of pyproject.toml's dependencies
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	echo "lock: clean venv in $$tmp with $(PYTHON_FOR_VENV)"; \
+	$(PYTHON_FOR_VENV) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/python" -m pip install --quiet -e '.[dev]'; \
+	{ printf '%s\n' \
+	    "# requirements.lock: the exact version of every package that \`pip install -e '.[dev]'\` installs" \
+	    "# (the project itself left out). pip constraints, used by \`make install\`" \
+	    "# (pip install -c requirements.lock -e '.[dev]'), environment.yml and workflow/envs/unidad.yaml." \
+	    "# Refresh: \`make lock\` (a fresh venv, \`pip install -e '.[dev]'\`, then" \
+	    "# \`pip freeze --all --exclude-editable\` without pip itself). Edit pyproject.toml's ranges, never this file." \
+	    "#" \
+	    "# This version: made by \`make lock\` on $$(uname -s) $$(uname -m), $$("$$tmp/venv/bin/python" -V), $$(date -u +%F)." \
+	    "# Lines for packages of another platform (torch's nvidia-*, cuda-* and triton wheels on Linux) are" \
+	    "# ignored by pip where that platform does not install them."; \
+	  "$$tmp/venv/bin/python" -m pip freeze --all --exclude-editable | grep -v '^pip=='; } > "$$tmp/lock"; \
+	mv "$$tmp/lock" $(LOCK_FILE); \
+	echo "lock: wrote $(LOCK_FILE) ($$(grep -c '==' $(LOCK_FILE)) packages); run make install to use it"
 
 DEMO_REPORT := results/demo/report.html
 

@@ -101,3 +101,31 @@ def test_a_changed_protocol_is_measured_again(checkpoint_samples, tmp_path, monk
     _replace_in_registry(monkeypatch, "oracle", protocol=lambda inputs: {"version": 2})
     _measure(inputs, unit, _outputs(tmp_path, ["oracle"]))
     assert calls == ["oracle", "oracle"]
+
+
+def test_records_carry_the_environment_which_is_not_part_of_the_cache_key(checkpoint_samples, tmp_path,
+                                                                           monkeypatch):
+    import unidad.jobs.evaluate as evaluate
+
+    inputs, unit, samples = checkpoint_samples
+    calls = _count_computations(monkeypatch)
+    monkeypatch.setattr(evaluate, "environment_record", lambda: {"torch": "2.14.1", "gpu": "cpu", "git_dirty": False})
+    _measure(inputs, unit, _outputs(tmp_path, ["oracle"]))
+    first = json.loads((tmp_path / "out" / "oracle.json").read_text())
+    assert first["environment"] == {"torch": "2.14.1", "gpu": "cpu", "git_dirty": False}
+
+    # another machine, another torch: the number is not computed again, and its record still says
+    # where it was computed
+    monkeypatch.setattr(evaluate, "environment_record", lambda: {"torch": "9.9", "gpu": "H100", "git_dirty": True})
+    _measure(inputs, unit, _outputs(tmp_path, ["oracle"]))
+    assert calls == ["oracle"]
+    assert json.loads((tmp_path / "out" / "oracle.json").read_text()) == first
+
+
+def test_the_real_environment_record_is_written(checkpoint_samples, tmp_path):
+    from unidad.runtime import environment_record
+
+    inputs, unit, samples = checkpoint_samples
+    _measure(inputs, unit, _outputs(tmp_path, ["speed"]))
+    rec = json.loads((tmp_path / "out" / "speed.json").read_text())
+    assert rec["environment"] == json.loads(json.dumps(environment_record()))

@@ -1,6 +1,8 @@
 """Tracking: MLflow runs read back through MlflowClient, resume from the run folder, the failure
-policy, and no network access. One SQLite database for the whole module (creating its tables takes
+policy, who writes the store (training jobs only with a server; else the import job), the import
+job's idempotence, and no network access. One SQLite database for the whole module (creating its tables takes
 several seconds)."""
+import json
 import logging
 import os
 import random
@@ -305,7 +307,248 @@ def test_null_tracker_and_factories(tmp_path, monkeypatch):
         make_tracker("wandb", None, EXPERIMENT)
 
 
-def test_nothing_reached_the_network():
+# ----------------------------------------------------------------------------------------------
+# Who writes the store: training jobs only with an MLflow server; otherwise the import job
+
+
+def test_only_a_server_store_is_logged_live(tmp_path, monkeypatch):
+    from unidad.tracking import logs_live
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert not logs_live("mlflow", "", tmp_path)  # the default: sqlite in the results folder
+    assert not logs_live("mlflow", f"sqlite:///{tmp_path}/x.db", tmp_path)
+    assert not logs_live("mlflow", f"file://{tmp_path}/mlruns", tmp_path)
+    assert logs_live("mlflow", "http://mlflow.cluster:5000", tmp_path)
+    assert logs_live("mlflow", "https://mlflow.example.org", tmp_path)
+    assert not logs_live("none", "http://mlflow.cluster:5000", tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.cluster:5000")
+    assert logs_live("mlflow", "", tmp_path)  # the environment's server, as resolve_tracking_uri reads it
+
+
+def _teacher_job(tmp_path, tracking):
+    """The demo's source-teacher training job, 3 iterations on 8 tiny images, on the CPU."""
+    from PIL import Image
+
+    import unidad.jobs.params as P
+    from unidad.config import validate_config
+    from unidad.plan import Plan
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    cfg["results_dir"] = str(tmp_path / "results")
+    cfg["tracking"] = tracking
+    cfg["device"] = "cpu"
+    plan = Plan(validate_config(cfg))
+    job = P.stage_job(plan, plan.teacher_slug)
+    job["run"]["params"].update(iterations=3, batch_size=4, checkpoint_every=3, log_every=1, warmup_iters=1)
+    data = Path(job["data_dir"])
+    data.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(data / f"{i:03d}.png")
+    return job
+
+
+def test_a_training_job_never_opens_a_sqlite_store(tmp_path, monkeypatch):
+    """tracking kind mlflow with the default (SQLite) store: the job writes run.yaml and stats.jsonl
+    and neither creates nor opens the database; the import job brings them in later."""
+    from unidad.jobs.train import StageJob, run_stage
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    opened = []
+    real_connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: opened.append(a[0] if a else k) or real_connect(*a, **k))
+
+    def no_tracker(*args, **kwargs):
+        raise AssertionError("a training job opened an MLflow tracker on a file-based store")
+
+    monkeypatch.setattr("unidad.mlflow_tracker.MlflowTracker.__init__", no_tracker)
+    job = _teacher_job(tmp_path, {"kind": "mlflow"})
+    db = tmp_path / "results" / "mlflow.db"
+    summary = run_stage(StageJob.from_dict(job), threads=1)
+
+    run_dir = Path(job["run_dir"])
+    assert summary["complete"] and (run_dir / "summary.json").is_file()
+    assert len((run_dir / "stats.jsonl").read_text().splitlines()) == 3
+    assert not db.exists() and not db.with_name("mlflow.db.lock").exists()
+    assert not [p for p in opened if "mlflow" in str(p)], opened
+    assert not (run_dir / RUN_RECORD_FILE).exists()
+    resolved = yaml.safe_load((run_dir / "run.yaml").read_text())
+    assert resolved["environment"]["gpu"] == "cpu" and resolved["environment"]["torch"] == torch.__version__
+    assert resolved["git_commit"] == resolved["environment"]["git_commit"]
+
+
+class RecordingTracker(NullTracker):
+    calls: list = []
+
+    def __init__(self, *args, **kwargs):
+        self.run_id = ""
+
+    def start_run(self, run_name, tags, params, run_dir):
+        self.calls.append(("start_run", run_name, tags["slug"]))
+        self.run_id = "live-run"
+        return self.run_id
+
+    def log_metrics(self, metrics, step):
+        self.calls.append(("log_metrics", step))
+        return True
+
+    def end_run(self, status="FINISHED"):
+        self.calls.append(("end_run", status))
+
+
+def test_a_training_job_logs_live_to_an_mlflow_server(tmp_path, monkeypatch):
+    from unidad.jobs.train import StageJob, run_stage
+
+    created = []
+    monkeypatch.setattr("unidad.tracking.make_tracker",
+                        lambda kind, uri, experiment, results_dir: created.append((uri, experiment)) or RecordingTracker())
+    RecordingTracker.calls = []
+    job = _teacher_job(tmp_path, {"kind": "mlflow", "uri": "http://mlflow.cluster:5000"})
+    run_stage(StageJob.from_dict(job), threads=1)
+    assert created == [("http://mlflow.cluster:5000", "unidad-bench/demo")]
+    slug = job["run"]["slug"]
+    assert RecordingTracker.calls == [("start_run", slug, slug), ("log_metrics", 1), ("log_metrics", 2),
+                                      ("log_metrics", 3), ("end_run", "FINISHED")]
+    assert not (tmp_path / "results" / "mlflow.db").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# The import job
+
+
+def _trained_run(run_dir: Path, slug: str, steps=(1, 2, 3), summary="done") -> Path:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run = {"slug": slug, "stage": "unidad", "stage_name": "unidad", "method": "unidad", "target": "near",
+           "data": {"dataset": "near", "split": "shots", "shots": 10}, "seed": 1, "shots": 10,
+           "params": {"lr": 0.0003, "iterations": 3}}
+    resolved = {"run": run, "benchmark": "demo", "git_commit": "abc123",
+                "environment": {"python": "3.11.7", "torch": "2.14.1", "gpu": "cpu", "git_dirty": False}}
+    (run_dir / "run.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    lines = [{"step": s, "gen/loss": 1.0 / s, "gen/lr": 1e-4} for s in steps]
+    # a run resumed from step 1 repeats step 2 (written before the preemption): the later line wins
+    lines.insert(1, {"step": 2, "gen/loss": 9.0, "gen/lr": 1e-4})
+    (run_dir / "stats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"step": 4, "gen/lo')
+    if summary is not None:
+        (run_dir / "summary.json").write_text(json.dumps({"step": steps[-1], "note": summary}))
+    return run_dir
+
+
+def _tidy(slug, rows):
+    import pandas as pd
+
+    return pd.DataFrame([{"slug": slug, "selection": sel, "split": split, "metric": metric, "nfe": nfe,
+                          "step": step, "value": value} for sel, split, metric, nfe, step, value in rows])
+
+
+def _history(client, run_id, key):
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def test_import_creates_one_run_per_training_run_and_never_duplicates(tracking_uri, client, tmp_path):
+    from unidad.mlflow_import import IMPORT_RECORD_FILE, import_runs
+
+    slug = "near-k10__unidad-1234__seed1"
+    run_dir = _trained_run(tmp_path / "runs" / slug, slug)
+    untrained = tmp_path / "runs" / "not-yet"
+    tidy = _tidy(slug, [("all", "test", "fid", 1, 3, 41.5), ("all", "val", "fid", 1, 3, 40.0),
+                        ("final", "test", "fid", 1, 3, 41.5), ("all", "test", "fid", 4, 3, 30.25)])
+    kwargs = dict(kind="mlflow", uri=tracking_uri, experiment="unidad-bench/imports")
+
+    report = import_runs({slug: str(run_dir), "not-yet": str(untrained)}, tidy, "demo", **kwargs)
+    assert report["experiment"] == "unidad-bench/imports/demo" and report["tracking_uri"] == tracking_uri
+    assert report["runs"]["not-yet"]["skipped"].startswith("not trained yet")
+    first = report["runs"][slug]
+    assert first["mode"] == "imported" and first["finished"] and not first["error"]
+    assert first["new_stats_points"] == 6 and first["new_eval_points"] == 3
+    assert not (run_dir / RUN_RECORD_FILE).exists()  # the import keeps its own record
+    assert (run_dir / IMPORT_RECORD_FILE).is_file()
+
+    run = client.get_run(first["run_id"])
+    assert run.info.run_name == slug and run.info.status == "FINISHED"
+    assert run.data.params["run.params.lr"] == "0.0003" and run.data.params["environment.torch"] == "2.14.1"
+    assert run.data.tags["method"] == "unidad" and run.data.tags["git_commit"] == "abc123"
+    assert _history(client, run.info.run_id, "gen/loss") == [(1, 1.0), (2, 0.5), (3, 1 / 3)]
+    assert _history(client, run.info.run_id, "eval/fid/nfe1") == [(3, 41.5)]
+    assert _history(client, run.info.run_id, "eval_val/fid/nfe1") == [(3, 40.0)]
+    assert _history(client, run.info.run_id, "eval/fid/nfe4") == [(3, 30.25)]
+
+    again = import_runs({slug: str(run_dir)}, tidy, "demo", **kwargs)["runs"][slug]
+    assert again["run_id"] == first["run_id"]
+    assert (again["new_stats_points"], again["new_eval_points"]) == (0, 0)
+    assert _history(client, run.info.run_id, "gen/loss") == [(1, 1.0), (2, 0.5), (3, 1 / 3)]
+    assert _history(client, run.info.run_id, "eval/fid/nfe1") == [(3, 41.5)]
+
+    # a new checkpoint's numbers: only they are added
+    more = pd_concat(tidy, _tidy(slug, [("all", "test", "fid", 1, 6, 35.0)]))
+    added = import_runs({slug: str(run_dir)}, more, "demo", **kwargs)["runs"][slug]
+    assert added["new_eval_points"] == 1 and added["new_stats_points"] == 0
+    assert _history(client, run.info.run_id, "eval/fid/nfe1") == [(3, 41.5), (6, 35.0)]
+
+    # trained again from scratch in the same folder: a new MLflow run
+    _trained_run(run_dir, slug, summary="retrained")
+    retrained = import_runs({slug: str(run_dir)}, tidy, "demo", **kwargs)["runs"][slug]
+    assert retrained["run_id"] != first["run_id"] and retrained["new_stats_points"] == 6
+    experiment = client.get_experiment_by_name("unidad-bench/imports/demo")
+    assert len(client.search_runs([experiment.experiment_id])) == 2
+
+
+def pd_concat(*frames):
+    import pandas as pd
+
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_import_adds_numbers_to_a_run_logged_live(tracking_uri, client, tmp_path):
+    """A training job logged into this store itself (a server; or an older version of the workflow):
+    its stats are not imported twice, the evaluation numbers join its run, numbers it already holds are
+    not logged again."""
+    from unidad.mlflow_import import import_runs
+
+    slug = "far-k10__ft-99__seed0"
+    run_dir = _trained_run(tmp_path / slug, slug)
+    live = MlflowTracker(tracking_uri, "unidad-bench/live/demo")
+    run_id = live.start_run(slug, tags={}, params={"a": 1}, run_dir=run_dir)
+    live.log_metrics({"gen/loss": 0.5}, step=2)
+    live.log_metrics({"eval/fid/nfe1": 41.5}, step=3)  # what the evaluation mirror used to log
+    live.end_run()
+
+    tidy = _tidy(slug, [("all", "test", "fid", 1, 3, 41.5), ("all", "test", "kid", 1, 3, 0.01)])
+    report = import_runs({slug: str(run_dir)}, tidy, "demo", uri=tracking_uri, experiment="unidad-bench/live")
+    result = report["runs"][slug]
+    assert result["run_id"] == run_id and result["mode"] == "live"
+    assert (result["new_stats_points"], result["new_eval_points"]) == (0, 1)
+    assert _history(client, run_id, "gen/loss") == [(2, 0.5)]
+    assert _history(client, run_id, "eval/fid/nfe1") == [(3, 41.5)]
+    assert _history(client, run_id, "eval/kid/nfe1") == [(3, 0.01)]
+    assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_import_with_tracking_none_or_an_unreachable_store(tmp_path, caplog):
+    from unidad.mlflow_import import IMPORT_RECORD_FILE, import_runs
+
+    slug = "near-k10__ft-1__seed0"
+    run_dir = _trained_run(tmp_path / slug, slug)
+    assert import_runs({slug: str(run_dir)}, None, "demo", kind="none") == {"tracking": "none", "runs": {}}
+    assert not list(tmp_path.rglob("*.db")) and not (run_dir / IMPORT_RECORD_FILE).exists()
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    caplog.set_level(logging.WARNING, logger="unidad.tracking")
+    report = import_runs({slug: str(run_dir)}, None, "demo", uri=f"sqlite:///{blocker}/mlflow.db")
+    assert report["runs"][slug]["error"] == "could not create the MLflow run"
+    assert not (run_dir / IMPORT_RECORD_FILE).exists()
+    assert "tracking: start_run failed" in caplog.text
+
+
+def test_mlflow_import_is_a_local_job_after_the_tidy_table():
+    text = (Path(__file__).resolve().parents[1] / "workflow" / "rules" / "evaluate.smk").read_text()
+    rule = text[text.index("rule mlflow_import:"):]
+    assert "localrule: True" in rule and 'tidy=out("tidy_parquet")' in rule
+    assert "tracking" not in text[text.index("rule tidy_results:"):text.index("rule mlflow_import:")]
+
+
+def test_nothing_reached_the_network():  # keep last: it checks every test above
     from mlflow.telemetry.client import get_telemetry_client
 
     assert get_telemetry_client() is None

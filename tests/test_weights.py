@@ -177,6 +177,74 @@ def test_verify_right_wrong_and_unpinned_hash(isolated_dirs, temp_entry):
     assert weights.verify("unit_test_blob").sha256 == actual
 
 
+def test_hub_entries_pin_a_commit_or_say_how_to_pin_one(tmp_path):
+    for entry in weights.load_manifest().values():
+        if entry.hf_repo:
+            assert entry.revision_pinned or (entry.revision_note and "hf_revision" in entry.revision_note), entry.name
+        else:
+            assert entry.revision_pinned and entry.revision_note is None, entry.name
+    raw = {"name": "hub", "kind": "hf_dir", "filename": "hub", "url": "https://huggingface.co/o/r", "sha256": None,
+           "licence": "MIT", "description": "d", "used_by": ["t"], "hf_repo": "o/r", "hf_files": ["config.json"],
+           "hf_revision": "main"}
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"weights": [raw]}))
+    with pytest.raises(weights.WeightsError, match="follows the branch 'main' of o/r; pin hf_revision"):
+        weights.load_manifest(path)
+    path.write_text(json.dumps({"weights": [{**raw, "hf_revision": "0123456789abcdef0123456789abcdef01234567"}]}))
+    assert weights.load_manifest(path)["hub"].revision_pinned
+    path.write_text(json.dumps({"weights": [{**raw, "revision_note": "pin it with ..."}]}))
+    assert not weights.load_manifest(path)["hub"].revision_pinned
+
+
+def test_prefix_is_checked_and_the_full_sha256_recorded_at_first_verification(isolated_dirs, temp_entry):
+    blob, set_entry = temp_entry
+    staged = isolated_dirs["unidad"] / "blob.bin"
+    staged.write_bytes(blob.read_bytes())
+    actual = sha256_of(blob)
+    set_entry(sha256=None, sha256_prefix=actual[:8])
+    record_file = isolated_dirs["unidad"] / "blob.bin.sha256.json"
+
+    first = weights.verify("unit_test_blob")
+    assert not first.pinned and f"prefix {actual[:8]} ok; first verification: sha256 {actual} recorded" in first.message
+    record = json.loads(record_file.read_text())
+    assert record["sha256"] == actual and record["file"] == str(staged) and record["checked_prefix"] == actual[:8]
+    again = weights.verify("unit_test_blob")
+    assert "matches the one recorded at its first verification" in again.message
+    assert json.loads(record_file.read_text()) == record  # recorded once
+
+    # a file replaced later (here: without a prefix to catch it) fails against the record
+    set_entry(sha256=None, sha256_prefix=None)
+    staged.write_bytes(b"another file")
+    with pytest.raises(weights.WeightsError, match="changed since its first verification") as info:
+        weights.verify("unit_test_blob")
+    assert "\n" not in str(info.value) and actual in str(info.value) and str(record_file) in str(info.value)
+    with pytest.raises(weights.WeightsError, match="changed since its first verification"):
+        weights.fetch("unit_test_blob", isolated_dirs["unidad"])  # present but not the recorded file
+    # a pinned sha256 wins over the record
+    set_entry(sha256=sha256_of(staged))
+    assert weights.verify("unit_test_blob").pinned
+
+
+def test_a_file_in_the_hf_cache_is_recorded_in_the_users_weights_folder(isolated_dirs):
+    repo = isolated_dirs["hf"] / "hub" / "models--timm--vit_base_patch32_clip_224.openai"
+    snapshot = repo / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "open_clip_model.safetensors").write_bytes(b"clip weights")
+    report = weights.verify("clip_vit_b32_openai")
+    assert "first verification" in report.message and "revision not pinned (main)" in report.message
+    assert list(snapshot.iterdir()) == [snapshot / "open_clip_model.safetensors"]  # the cache is left alone
+    [record] = (isolated_dirs["unidad"] / ".sha256").iterdir()
+    assert json.loads(record.read_text())["sha256"] == hashlib.sha256(b"clip weights").hexdigest()
+    assert "matches the one recorded" in weights.verify("clip_vit_b32_openai").message
+
+
+def test_verifying_a_package_file_writes_nothing_into_the_package():
+    path = weights.resolve("lpips_vgg_lin_v01")
+    before = sorted(p.name for p in path.parent.iterdir())
+    assert weights.verify("lpips_vgg_lin_v01").pinned
+    assert sorted(p.name for p in path.parent.iterdir()) == before
+
+
 # ------------------------------------------------------------------------------------------- fetch
 
 def test_fetch_downloads_checks_and_renames_atomically(tmp_path, temp_entry):

@@ -6,7 +6,8 @@ still fails after a few retries logs ONE warning line and returns; it never rais
 evaluation. After `MAX_CONSECUTIVE_FAILURES` failed calls in a row the tracker switches itself off
 for the rest of the process (one more warning says so). Only misuse (an unknown run status) raises.
 
-Several jobs may write the same SQLite database at once: MLflow itself waits on a locked database
+Training jobs do not write a SQLite database (unidad.tracking), but a few processes may still write
+one at once (the import jobs of two workflows, a script): MLflow itself waits on a locked database
 (SQLite busy timeout of 20 s per session); on top of that every call is retried with exponential
 backoff on transient errors ('database is locked', connection errors), and the first-time creation
 of the database tables is serialised across processes by a lock file next to the database.
@@ -17,7 +18,8 @@ MLFLOW_DISABLE_TELEMETRY (unless already set), because MLflow decides at import 
 usage telemetry over the network and an environment variable is the only switch it reads then.
 
 `start_run` writes `run_dir/mlflow_run.json`, from which unidad.tracking.tracker_for_run_dir reopens
-the run in later jobs.
+the run in later jobs. Which jobs write the store at all (training jobs only with an MLflow server; with
+a file-based store one import job) is decided in unidad.tracking.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -331,14 +333,17 @@ class MlflowTracker:
     # -- the Tracker interface --------------------------------------------------------------
 
     @_tracked(fallback=lambda tracker: tracker.run_id)
-    def start_run(self, run_name: str, tags: Mapping[str, Any], params: Mapping[str, Any], run_dir: Path) -> str:
+    def start_run(self, run_name: str, tags: Mapping[str, Any], params: Mapping[str, Any], run_dir: Path,
+                  write_record: bool = True) -> str:
         """New run; writes run_dir/mlflow_run.json right after creating it, so the run stays usable
-        (and resumable) even if logging its tags or params fails."""
+        (and resumable) even if logging its tags or params fails. write_record=False (the import job,
+        unidad.mlflow_import, which keeps its own record) writes nothing into run_dir."""
         run_dir = Path(run_dir)
         experiment_id = self._experiment_id()
         run = self._retry(self._connect().create_run, experiment_id, run_name=run_name)
         self.run_id = run.info.run_id
-        self._write_run_record(run_dir, experiment_id)
+        if write_record:
+            self._write_run_record(run_dir, experiment_id)
         self._log_tags({**tags, "unidad.run_dir": str(run_dir.resolve())})
         self._log_params(params)
         with tempfile.TemporaryDirectory(prefix="unidad-tracking-") as tmp:
@@ -356,15 +361,42 @@ class MlflowTracker:
         if reopen:
             self._retry(self._connect().update_run, run_id, status="RUNNING")
 
-    @_tracked()
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+    @_tracked(fallback=lambda tracker: False)
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> bool:
+        """True when every value was logged."""
+        self._require_run("log_metrics")
+        self._log_points([(k, v, step) for k, v in metrics.items()])
+        return True
+
+    @_tracked(fallback=lambda tracker: False)
+    def log_metric_points(self, points: Sequence[tuple[str, float, int]]) -> bool:
+        """(key, value, step) points of any keys and steps, in batches of MLflow's maximum size; True
+        when every point was logged."""
+        self._require_run("log_metric_points")
+        self._log_points(points)
+        return True
+
+    def _log_points(self, points: Sequence[tuple[str, float, int]]) -> None:
         from mlflow.entities import Metric
 
-        self._require_run("log_metrics")
         now_ms = int(time.time() * 1000)
-        items = [Metric(mlflow_key(k), float(v), now_ms, int(step)) for k, v in metrics.items()]
+        items = [Metric(mlflow_key(k), float(v), now_ms, int(step)) for k, v, step in points]
         for i in range(0, len(items), MAX_METRICS_PER_BATCH):
             self._log_batch(metrics=items[i: i + MAX_METRICS_PER_BATCH])
+
+    @_tracked(fallback=lambda tracker: None)
+    def logged_points(self, prefix: str = "") -> set[tuple[str, int, float]] | None:
+        """(key, step, value) of every point the run holds under keys starting with `prefix`; None when
+        the store cannot be read."""
+        self._require_run("logged_points")
+        client = self._connect()
+        run = self._retry(client.get_run, self.run_id)
+        points = set()
+        for key in run.data.metrics:
+            if key.startswith(prefix):
+                points.update((key, int(m.step), float(m.value))
+                              for m in self._retry(client.get_metric_history, self.run_id, key))
+        return points
 
     @_tracked()
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
@@ -382,14 +414,16 @@ class MlflowTracker:
         self._require_run("set_tags")
         self._log_tags(tags)
 
-    def end_run(self, status: str = "FINISHED") -> None:
+    def end_run(self, status: str = "FINISHED") -> bool:
+        """True when the run was marked `status`."""
         check_status(status)
-        self._end_run(status)
+        return self._end_run(status)
 
-    @_tracked()
-    def _end_run(self, status: str) -> None:
+    @_tracked(fallback=lambda tracker: False)
+    def _end_run(self, status: str) -> bool:
         self._require_run("end_run")
         self._retry(self._connect().set_terminated, self.run_id, status=status)
+        return True
 
     def _require_run(self, operation: str) -> None:
         if not self.run_id:

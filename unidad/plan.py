@@ -48,6 +48,7 @@ PATHS = {
     "tidy_csv": "tables/results_tidy.csv",
     "tidy_parquet": "tables/results_tidy.parquet",
     "runs_table": "tables/runs.csv",
+    "mlflow_import": "tables/mlflow_import.json",
     "tables": "tables/compiled",
     "figures": "figures/paper",
     "domains_figure": "figures/domains.png",

@@ -1,12 +1,20 @@
 """Experiment tracking behind a small interface (MLflow, or nothing).
 
-Files in the run folder (stats.jsonl, checkpoints, metrics files) are the source of truth; a
-tracker only mirrors them for browsing, and a tracking failure never raises into training or
+Files in the run folder (run.yaml, stats.jsonl, checkpoints, metrics files) are the source of truth;
+a tracker only mirrors them for browsing, and a tracking failure never raises into training or
 evaluation (the MLflow tracker, its failure policy and its handling of a shared SQLite database are
 in unidad.mlflow_tracker). Only misuse (an unknown tracker kind or run status) raises.
 
-The training job calls `start_run`, which writes `run_dir/mlflow_run.json`; later jobs (evaluation,
-a resumed training job) call `tracker_for_run_dir(run_dir)` to log into the same MLflow run.
+Who writes the MLflow store depends on what the store is (`logs_live`):
+
+- a file-based store (the default `sqlite:///<results_dir>/mlflow.db`, or `file:`): training jobs never
+  open it. They write run.yaml and stats.jsonl only, and ONE job on the submitting machine (the
+  `mlflow_import` rule, unidad.mlflow_import) imports every run folder and the evaluation numbers
+  into it. SQLite on a shared cluster filesystem (NFS, Lustre) under many concurrent writers is what
+  produces "database is locked" and "database disk image is malformed".
+- an MLflow tracking server (`tracking.uri: http(s)://...`): the server serialises writes, so the
+  training job logs live: it calls `start_run`, which writes `run_dir/mlflow_run.json`, and logs
+  its stats as it trains; the import job then adds the evaluation numbers to that same run.
 """
 from __future__ import annotations
 
@@ -22,6 +30,9 @@ from unidad.mlflow_tracker import RUN_RECORD_FILE, MlflowTracker, check_status, 
 logger = logging.getLogger(__name__)
 
 TRACKER_KINDS = ("mlflow", "none")
+# Tracking URIs of an MLflow server (which serialises concurrent writers): the only stores training
+# jobs write themselves.
+SERVER_URI_PREFIXES = ("http://", "https://", "databricks")
 
 
 @runtime_checkable
@@ -34,7 +45,7 @@ class Tracker(Protocol):
     def resume_run(self, run_id: str, reopen: bool = False) -> None:
         """Log into an existing run from now on (reopen=True also marks it RUNNING again)."""
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> bool | None: ...
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None: ...
 
@@ -78,6 +89,25 @@ def make_tracker(kind: str, uri: str | None, experiment: str, results_dir: str |
     if kind == "mlflow":
         return MlflowTracker(resolve_tracking_uri(uri, results_dir), experiment)
     raise ValueError(f"unknown tracker kind {kind!r}; use one of {', '.join(TRACKER_KINDS)}")
+
+
+def is_server_uri(uri: str) -> bool:
+    return uri.startswith(SERVER_URI_PREFIXES)
+
+
+def logs_live(kind: str, uri: str | None, results_dir: str | os.PathLike = "results") -> bool:
+    """Whether training jobs log into the tracker themselves: only an MLflow tracking server (the
+    config's `tracking.uri`, else $MLFLOW_TRACKING_URI) takes writes from many jobs at once. With a
+    file-based store (SQLite by default) the `mlflow_import` job imports the run folders instead."""
+    return kind == "mlflow" and is_server_uri(resolve_tracking_uri(uri or None, results_dir))
+
+
+def run_tags(run: Mapping[str, Any], benchmark: str, git_commit: str) -> dict[str, str]:
+    """The tags of a training run's MLflow entry (the same whether it is logged live or imported)."""
+    return {"method": run["method"] or "shared", "dataset": run["target"] or run["data"]["dataset"],
+            "seed": str(run["seed"]), "stage": run["stage"], "stage_name": run["stage_name"],
+            "benchmark": benchmark, "shots": str(run["shots"] or ""), "git_commit": git_commit,
+            "slug": run["slug"]}
 
 
 def read_run_record(run_dir: str | os.PathLike) -> dict[str, str] | None:

@@ -1,5 +1,13 @@
 """Pretrained weights: the manifest, local lookup, checksum verification and the one explicit downloader.
 
+Pins: a file entry pins its full sha256 where the publisher gives one; where only a prefix is
+published (torch hub names such as vgg16-397923af.pth) `verify` checks the prefix. A file without a
+full pinned sha256 gets its full sha256 recorded on its first verification (a small JSON next to the
+file, or in the user's weights folder when that is not writable; never in the installed package), and
+later verifications (and the metric code) compare against that record. Hugging Face entries pin a commit
+(`hf_revision`, 40 hex digits) or say in `revision_note` that they still follow a branch and how to
+pin them.
+
 Nothing here downloads implicitly. `resolve` only looks in local folders, in this order:
 explicit `weights_dir` (from the config) > $UNIDAD_WEIGHTS_DIR > $TORCH_HOME/hub/checkpoints >
 the Hugging Face cache under $HF_HOME (for entries hosted on the Hub). `fetch` (the `unidad weights
@@ -7,11 +15,13 @@ fetch NAME` command) is the only code path that touches the network.
 """
 from __future__ import annotations
 
+import datetime
 import functools
 import hashlib
 import importlib.util
 import json
 import os
+import re
 import tempfile
 import urllib.request
 from dataclasses import dataclass
@@ -22,6 +32,8 @@ MANIFEST_PATH = Path(__file__).with_name("weights_manifest.json")
 KINDS = ("file", "hf_dir", "package_file")
 REQUIRED_FIELDS = ("name", "kind", "filename", "url", "sha256", "licence", "description", "used_by")
 _HASH_CHUNK = 1 << 20
+HASH_RECORD_SUFFIX = ".sha256.json"  # the full sha256 recorded on first verification, next to the file
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 class WeightsError(RuntimeError):
@@ -49,6 +61,12 @@ class WeightsEntry:
     hf_files: tuple[str | tuple[str, ...], ...] = ()
     package: str | None = None
     package_path: str | None = None
+    revision_note: str | None = None  # why hf_revision is not a commit yet, and how to pin it
+
+    @property
+    def revision_pinned(self) -> bool:
+        """A Hugging Face entry names a commit, not a branch (entries not on the Hub: True)."""
+        return self.hf_repo is None or bool(self.hf_revision and _COMMIT.fullmatch(self.hf_revision))
 
     @property
     def expected_hash_text(self) -> str:
@@ -82,6 +100,10 @@ def _entry_from_json(raw: dict) -> WeightsEntry:
         raise WeightsError(f"weights manifest entry '{name}' (hf_dir) needs hf_repo and hf_files")
     if raw["kind"] == "package_file" and not (raw.get("package") and raw.get("package_path")):
         raise WeightsError(f"weights manifest entry '{name}' (package_file) needs package and package_path")
+    revision = raw.get("hf_revision")
+    if raw.get("hf_repo") and not (revision and _COMMIT.fullmatch(revision)) and not raw.get("revision_note"):
+        raise WeightsError(f"weights manifest entry '{name}' follows the branch '{revision}' of {raw['hf_repo']}; "
+                           "pin hf_revision to a 40-hex commit or say in revision_note how it is to be pinned")
     files = tuple(tuple(f) if isinstance(f, list) else f for f in raw.get("hf_files", ()))
     return WeightsEntry(
         name=raw["name"],
@@ -98,6 +120,7 @@ def _entry_from_json(raw: dict) -> WeightsEntry:
         hf_files=files,
         package=raw.get("package"),
         package_path=raw.get("package_path"),
+        revision_note=raw.get("revision_note"),
     )
 
 
@@ -266,19 +289,101 @@ def check_sha256(entry: WeightsEntry, actual: str, where: str) -> None:
         )
 
 
-def verify(name: str, weights_dir: str | os.PathLike | None = None) -> VerifyReport:
-    """Check the local copy of `name` against its pinned sha256 (or, for hf_dir, its file list)."""
-    entry = get_entry(name)
-    path = resolve(name, weights_dir)
-    if entry.kind == "hf_dir":
-        return VerifyReport(name, path, None, False, f"ok: all {len(entry.hf_files)} required files present")
-    actual = file_sha256(path)
+def _user_weights_dir() -> Path:
+    if os.environ.get("UNIDAD_WEIGHTS_DIR"):
+        return Path(os.environ["UNIDAD_WEIGHTS_DIR"])
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "unidad" / "weights"
+
+
+def hash_record_paths(path: str | os.PathLike) -> list[Path]:
+    """Where the first-verification record of a weights file may be, in order: next to the file
+    (`<file>.sha256.json`; not inside the Hugging Face cache), then in the user's weights folder
+    ($UNIDAD_WEIGHTS_DIR, else ~/.cache/unidad/weights) under .sha256/, named after the file's path."""
+    path = Path(path).absolute()
+    beside = path.with_name(path.name + HASH_RECORD_SUFFIX)
+    in_user_dir = (_user_weights_dir() / ".sha256" /
+                   f"{path.name}-{hashlib.sha1(str(path).encode()).hexdigest()[:12]}{HASH_RECORD_SUFFIX}")
+    in_hf_cache = _hf_hub_cache().absolute() in path.parents
+    return [in_user_dir] if in_hf_cache else [beside, in_user_dir]
+
+
+def read_hash_record(path: str | os.PathLike) -> tuple[dict, Path] | None:
+    """The recorded full sha256 of the file at `path` (and where it is recorded), if any."""
+    for record_path in hash_record_paths(path):
+        try:
+            record = json.loads(record_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("file") == str(Path(path).absolute()) and record.get("sha256"):
+            return record, record_path
+    return None
+
+
+def write_hash_record(entry: WeightsEntry, path: str | os.PathLike, actual: str) -> Path | None:
+    """Record `actual` as the full sha256 of the file at `path`: next to it, else in the user's weights
+    folder; None when neither can be written."""
+    path = Path(path).absolute()
+    record = {"name": entry.name, "file": str(path), "size": path.stat().st_size, "sha256": actual,
+              "checked_prefix": entry.sha256_prefix,
+              "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "by": "unidad weights verify (first verification)"}
+    for record_path in hash_record_paths(path):
+        try:
+            record_path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{record_path.name}.", dir=record_path.parent)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(record, indent=2) + "\n")
+            os.replace(tmp, record_path)
+            return record_path
+        except OSError:
+            continue
+    return None
+
+
+def check_local_file(entry: WeightsEntry, path: str | os.PathLike, actual: str) -> tuple[dict, Path] | None:
+    """Raise WeightsError if `actual` contradicts the manifest (sha256 or prefix) or, for a file
+    without a pinned sha256, the sha256 recorded at its first verification; returns that record."""
     check_sha256(entry, actual, str(path))
     if entry.sha256:
-        return VerifyReport(name, path, actual, True, "ok: sha256 matches the pinned value")
+        return None
+    found = read_hash_record(path)
+    if found is not None and found[0]["sha256"] != actual:
+        record, record_path = found
+        raise WeightsError(
+            f"sha256 of weights '{entry.name}' at {path} changed since its first verification on "
+            f"{record.get('recorded', '?')}: recorded {record['sha256']}, actual {actual} (record {record_path}); "
+            f"the file was replaced or is corrupt: delete it and run: unidad weights fetch {entry.name} "
+            f"(or, if the new file is intended, delete the record and verify again)"
+        )
+    return found
+
+
+def verify(name: str, weights_dir: str | os.PathLike | None = None) -> VerifyReport:
+    """Check the local copy of `name` against its pinned sha256 (or, for hf_dir, its file list). A file
+    without a pinned sha256 has its pinned prefix checked, if any, and is compared with the sha256
+    recorded at its first verification; the first verification records it."""
+    entry = get_entry(name)
+    path = resolve(name, weights_dir)
+    revision = "" if entry.revision_pinned else f"; revision not pinned ({entry.hf_revision}): {entry.revision_note}"
+    if entry.kind == "hf_dir":
+        return VerifyReport(name, path, None, False,
+                            f"ok: all {len(entry.hf_files)} required files present{revision}")
+    actual = file_sha256(path)
+    found = check_local_file(entry, path, actual)
+    if entry.sha256:
+        return VerifyReport(name, path, actual, True, "ok: sha256 matches the pinned value" + revision)
+    prefix = f"prefix {entry.sha256_prefix} ok; " if entry.sha256_prefix else ""
+    if found is not None:
+        how = f"{prefix}sha256 matches the one recorded at its first verification ({found[1]})"
+    else:
+        record_path = write_hash_record(entry, path, actual)
+        how = (f"{prefix}first verification: sha256 {actual} recorded in {record_path}" if record_path
+               else f"{prefix}sha256 {actual} (could not be recorded: no writable folder)")
     return VerifyReport(
         name, path, actual, False,
-        f"not pinned: to pin it, set \"sha256\": \"{actual}\" for '{name}' in {MANIFEST_PATH.name}",
+        f"{how}; not pinned in the manifest: to pin it, set \"sha256\": \"{actual}\" for '{name}' in "
+        f"{MANIFEST_PATH.name}{revision}",
     )
 
 
@@ -330,7 +435,7 @@ def fetch(name: str, dest: str | os.PathLike) -> Path:
         return _download_hf_dir(entry, dest)
     existing = dest / entry.filename
     if existing.is_file():
-        check_sha256(entry, file_sha256(existing), str(existing))
+        check_local_file(entry, existing, file_sha256(existing))
         return existing
     return _download_file(entry, dest)
 

@@ -26,7 +26,8 @@ def _cmd_list(args) -> int:
         except WeightsError:
             where = "MISSING"
         pin = entry.sha256[:12] if entry.sha256 else ("prefix " + entry.sha256_prefix if entry.sha256_prefix else "unpinned")
-        print(f"{entry.name:22s} {entry.kind:12s} {pin:16s} {where}")
+        revision = "" if entry.revision_pinned else f" (revision {entry.hf_revision}: not pinned)"
+        print(f"{entry.name:22s} {entry.kind:12s} {pin:16s} {where}{revision}")
     return 0
 
 

@@ -1,5 +1,5 @@
 """Jobs of workflow/rules/evaluate.smk: the demo extractor, reference statistics, sampling a checkpoint,
-its metrics, and the tidy table of every number.
+its metrics, the tidy table of every number, and the import of the run folders and numbers into MLflow.
 
 Every number written here carries its metric id, protocol variant, extractor id and weights SHA-256,
 the numbers of generated and reference images and the checkpoint it came from (metrics.md).
@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from unidad.atomic import atomic_path, write_json_atomic
-from unidad.runtime import log, set_threads
+from unidad.runtime import environment_record, log, set_threads
 
 
 def train_extractor(out: str | Path, image_size: int, params: Mapping[str, Any], threads: int | None = None) -> dict:
@@ -76,7 +76,8 @@ def compute_metrics(inputs, outputs: Mapping[str, str | Path], slug: str, step: 
 
     `inputs` is a MetricInputs (unidad.metrics.inputs). A metric already computed for these exact
     samples and protocol is restored from a cache next to the samples instead of recomputed, so adding
-    a metric to the config computes only that metric."""
+    a metric to the config computes only that metric. Each record carries the environment it was
+    computed in (unidad.runtime.environment_record), which is not part of the cache key."""
     from unidad.metrics.registry import get_metric
     from unidad.weights_file import sha256_file
 
@@ -93,11 +94,15 @@ def compute_metrics(inputs, outputs: Mapping[str, str | Path], slug: str, step: 
         if cached.exists():
             rec = json.loads(cached.read_text())
             if rec.get("samples_sha256") == samples_hash and rec.get("protocol") == protocol:
+                rec.setdefault("environment", None)  # computed before records carried one
                 write_json_atomic(out, rec)
                 log(f"[metrics] {name}: up to date for these samples (cache)")
                 continue
+        # the environment is recorded, never compared: a cache hit keeps the record of the job that
+        # computed the number
         rec = {"metric": name, "slug": slug, "step": step, "checkpoint": inputs.checkpoint,
-               "samples_sha256": samples_hash, "protocol": protocol, "per_nfe": {}}
+               "samples_sha256": samples_hash, "protocol": protocol, "environment": environment_record(),
+               "per_nfe": {}}
         for nfe, images in inputs.images.items():
             record = {"n_generated": int(len(images)), "variant": "", "extractor": "", "extractor_sha256": "",
                       "n_reference": 0, "values": {}, "values_val": {}, "params": {}}
@@ -109,11 +114,11 @@ def compute_metrics(inputs, outputs: Mapping[str, str | Path], slug: str, step: 
 
 
 def tidy_results(benchmark: str, units: Sequence[Mapping[str, Any]], references: Mapping[str, Any] | None,
-                 runs: Mapping[str, Mapping[str, Any]], run_dirs: Mapping[str, str], tracking: str,
-                 out_csv: str | Path, out_parquet: str | Path, out_runs: str | Path) -> int:
+                 runs: Mapping[str, Mapping[str, Any]], out_csv: str | Path, out_parquet: str | Path,
+                 out_runs: str | Path) -> int:
     """The tidy table (CSV and Parquet) with one row per number and its checkpoint-selection rows, and
-    the run table (every training run's resolved options, keyed by slug); the numbers are mirrored into
-    each training run's MLflow entry. Returns the tidy table's row count."""
+    the run table (every training run's resolved options, keyed by slug). Returns the tidy table's row
+    count. (The numbers reach MLflow through the mlflow_import job.)"""
     from unidad.results.collect import collect_tidy, run_table
     from unidad.results.select import with_selection
 
@@ -124,29 +129,29 @@ def tidy_results(benchmark: str, units: Sequence[Mapping[str, Any]], references:
         tidy.to_parquet(tmp, index=False)
     with atomic_path(out_runs) as tmp:
         run_table(runs).to_csv(tmp, index=False)
-    log(f"{len(tidy)} rows; mirrored into {mirror_to_tracker(tidy, run_dirs, tracking)} MLflow runs")
+    log(f"{len(tidy)} rows")
     return len(tidy)
 
 
-def mirror_to_tracker(tidy, run_dirs: Mapping[str, str], tracking: str) -> int:
-    """Step-indexed copies of every evaluation number in its training run's MLflow entry.
+def mlflow_import(benchmark: str, run_dirs: Mapping[str, str], tracking: Mapping[str, Any], tidy_parquet: str | Path,
+                  out: str | Path) -> dict[str, Any]:
+    """Every training run folder (run.yaml, stats.jsonl) and every evaluation number of the tidy table
+    into the MLflow store, once per DAG run (unidad.mlflow_import: idempotent, one MLflow run per
+    training run). `tracking`: the config's kind, uri, experiment and results_dir. Tracking errors only
+    warn; the report (what was imported, per run) is written either way."""
+    import pandas as pd
 
-    Done once per DAG run over the tidy table (opening an MLflow client costs seconds, too much for each
-    of hundreds of metric jobs). Files stay the source of truth; tracking errors only warn. Returns the
-    number of runs updated."""
-    if tracking == "none" or tidy.empty:
-        return 0
-    from unidad.tracking import tracker_for_run_dir
+    from unidad.mlflow_import import import_runs
 
-    updated = 0
-    rows = tidy[(tidy["selection"] == "all") & tidy["slug"].isin(list(run_dirs))]
-    for slug, group in rows.groupby("slug"):
-        try:
-            tracker = tracker_for_run_dir(Path(run_dirs[slug]))
-            for step, at_step in group.groupby("step"):
-                tracker.log_metrics({f"eval/{r.metric}/nfe{r.nfe}": float(r.value) for r in at_step.itertuples()},
-                                    step=int(step))
-            updated += 1
-        except Exception as exc:
-            log(f"[evaluate] warning: could not mirror metrics of {slug} to MLflow: {exc}")
-    return updated
+    tidy = pd.read_parquet(tidy_parquet)
+    report = import_runs(run_dirs, tidy, benchmark, **tracking)
+    write_json_atomic(out, report)
+    runs = report["runs"].values()
+    errors = [f"{r['slug']}: {r['error']}" for r in runs if r["error"]]
+    log(f"[mlflow] {report.get('tracking_uri', 'tracking off')} ({report.get('experiment', '')}): "
+        f"{sum(1 for r in runs if r['run_id'] and not r['error'])} runs up to date, "
+        f"{sum(r['new_stats_points'] for r in runs)} new training points, "
+        f"{sum(r['new_eval_points'] for r in runs)} new evaluation points")
+    for line in errors:
+        log(f"[mlflow] warning: {line}; the files stay the record, the next import retries")
+    return report

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from unidad.atomic import write_json_atomic, write_text_atomic
-from unidad.runtime import git_commit, log, resolve_device, set_threads
+from unidad.runtime import environment_record, log, resolve_device, set_threads
 
 
 @dataclass
@@ -26,7 +26,7 @@ class StageJob:
     image_size: int
     backbone: dict[str, Any]
     benchmark: str
-    tracking: dict[str, Any]  # kind, uri, experiment, results_dir
+    tracking: dict[str, Any]  # kind, uri, experiment, results_dir (see training_tracker)
     on_wrong_size: str = "resize"
     device: str = "auto"
     plugins: list[str] = field(default_factory=list)
@@ -56,7 +56,6 @@ def run_stage(job: StageJob, threads: int | None = None, stop_at: int | None = N
     from unidad.backbones import build_backbone
     from unidad.distributed import current_world, init_world, run_under_torchrun, shutdown_world
     from unidad.stages import StageContext, get_stage
-    from unidad.tracking import make_tracker
     from unidad.train.loop import PREEMPTED_EXIT_CODE, PREEMPTED_MARKER, train
 
     set_threads(threads)
@@ -96,17 +95,13 @@ def run_stage(job: StageJob, threads: int | None = None, stop_at: int | None = N
             return train(stage, run_dir, tracker=None, stop_at=stop_at, log=lambda msg: None, world=world)
         finally:
             shutdown_world()
-    resolved = {"run": run, "backbone": job.backbone, "benchmark": job.benchmark, "git_commit": git_commit(),
-                "torch": str(torch.__version__), "device": str(device), "world_size": world.size}
+    environment = environment_record(device)
+    resolved = {"run": run, "backbone": job.backbone, "benchmark": job.benchmark,
+                "git_commit": environment["git_commit"],
+                "torch": str(torch.__version__), "device": str(device), "world_size": world.size,
+                "environment": environment}
     write_text_atomic(run_dir / "run.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    tr = job.tracking
-    tracker = make_tracker(tr["kind"], tr["uri"] or None, f"{tr['experiment']}/{job.benchmark}",
-                           results_dir=tr["results_dir"])
-    tags = {"method": run["method"] or "shared", "dataset": run["target"] or run["data"]["dataset"],
-            "seed": str(run["seed"]), "stage": run["stage"], "stage_name": run["stage_name"],
-            "benchmark": job.benchmark, "shots": str(run["shots"] or ""), "git_commit": resolved["git_commit"],
-            "slug": slug}
-    tracker.start_run(slug, tags=tags, params=resolved, run_dir=run_dir)
+    tracker = training_tracker(job, run_dir, resolved)
     status = "FAILED"
     try:
         log(f"[stage] {slug}: {run['stage']} on {run['data']}, roles {run['roles']}, device {device}, "
@@ -117,3 +112,35 @@ def run_stage(job: StageJob, threads: int | None = None, stop_at: int | None = N
         tracker.end_run(status=status)
         shutdown_world()
     return summary
+
+
+def training_tracker(job: StageJob, run_dir: Path, resolved: dict[str, Any]):
+    """The tracker a training job logs into while it trains.
+
+    Only with an MLflow tracking server (unidad.tracking.logs_live): a resumed run (it has a
+    checkpoint and a run record in this store) logs on into its MLflow run, anything else starts
+    one. With a file-based store (the default SQLite file) or `tracking.kind: none` this is a
+    NullTracker and the store is not opened at all: the `mlflow_import` job imports run.yaml and
+    stats.jsonl after training."""
+    from unidad.checkpoint import latest_checkpoint
+    from unidad.tracking import NullTracker, logs_live, make_tracker, read_run_record, run_tags
+
+    tr = job.tracking
+    if not logs_live(tr["kind"], tr["uri"], tr["results_dir"]):
+        return NullTracker()
+
+    def new_tracker():
+        return make_tracker(tr["kind"], tr["uri"] or None, f"{tr['experiment']}/{job.benchmark}",
+                            results_dir=tr["results_dir"])
+
+    tracker = new_tracker()
+    record = read_run_record(run_dir)
+    if (record is not None and latest_checkpoint(run_dir) is not None
+            and (record["tracking_uri"], record["experiment"]) == (tracker.tracking_uri, tracker.experiment)):
+        tracker.resume_run(record["run_id"], reopen=True)
+        if tracker.run_id:
+            return tracker
+        tracker = new_tracker()  # the recorded run is gone: start a new one
+    tracker.start_run(job.run["slug"], tags=run_tags(job.run, job.benchmark, resolved["git_commit"]),
+                      params=resolved, run_dir=run_dir)
+    return tracker

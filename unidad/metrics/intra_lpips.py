@@ -207,7 +207,7 @@ def build_lpips_vgg(vgg_weights_path: str | Path | None = None, weights_dir: str
         raise weights.WeightsError(f"LPIPS VGG16 trunk not found at {vgg_path}; pass an existing file or None "
                                    "to use the staged one (unidad weights path lpips_vgg16)")
     vgg_sha256 = weights.file_sha256(vgg_path)
-    weights.check_sha256(weights.get_entry(_VGG_WEIGHTS), vgg_sha256, str(vgg_path))
+    weights.check_local_file(weights.get_entry(_VGG_WEIGHTS), vgg_path, vgg_sha256)  # prefix + first-verification record
     lin_report = weights.verify(_LIN_WEIGHTS)
     with warnings.catch_warnings():  # torchvision's deprecation notice for the random-trunk constructor
         warnings.simplefilter("ignore", UserWarning)

@@ -237,9 +237,16 @@ def tidy_params():
     return {
         "benchmark": config["benchmark"], "units": [P.eval_unit_record(PLAN, u) for u in PLAN.eval_units],
         "references": references, "runs": {slug: run.to_dict() for slug, run in PLAN.runs.items()},
-        "run_dirs": {slug: str(PLAN.run_dir(slug)) for slug in PLAN.runs},
-        "tracking": config["tracking"]["kind"],
     }
+
+
+def run_dirs():
+    return {slug: str(PLAN.run_dir(slug)) for slug in PLAN.runs}
+
+
+def tracking_params():
+    """The config's tracking keys as the MLflow import job takes them."""
+    return {**config["tracking"], "results_dir": config["results_dir"]}
 
 
 # --------------------------------------------------------------------------------------------- report
@@ -271,5 +278,7 @@ def all_outputs():
         outs.append(str(PLAN.path("domains_figure")))
     outs += [str(PLAN.summary(slug)) for slug in PLAN.runs]
     outs += [str(PLAN.path(p)) for p in ("tidy_csv", "tables", "figures")]
+    if config["tracking"]["kind"] != "none":
+        outs.append(str(PLAN.path("mlflow_import")))
     outs += [str(PLAN.path("qualitative", dataset=t)) for t in config["targets"]]
     return outs

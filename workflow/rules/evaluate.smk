@@ -113,3 +113,25 @@ rule tidy_results:
         "../envs/unidad.yaml"
     script:
         "../scripts/tidy_results.py"
+
+
+rule mlflow_import:
+    """Every training run (run.yaml, stats.jsonl) and every number of the tidy table into the MLflow
+    store, by this one job on the submitting machine: training jobs do not open a file-based store.
+    Idempotent (each run folder records what was imported into which store)."""
+    input:
+        tidy=out("tidy_parquet"),
+        summaries=[str(PLAN.summary(slug)) for slug in PLAN.runs],
+    output:
+        out("mlflow_import"),
+    params:
+        **job_params(benchmark=config["benchmark"], run_dirs=run_dirs(), tracking=tracking_params()),
+    log:
+        f"{R}/logs/tables/mlflow_import.log",
+    localrule: True
+    resources:
+        **resources_for("small"),
+    conda:
+        "../envs/unidad.yaml"
+    script:
+        "../scripts/mlflow_import.py"

@@ -3,5 +3,5 @@ from unidad.runtime import job_log
 
 with job_log(snakemake):
     p = snakemake.params
-    tidy_results(p.benchmark, p.units, p.references, p.runs, p.run_dirs, p.tracking, snakemake.output.csv,
+    tidy_results(p.benchmark, p.units, p.references, p.runs, snakemake.output.csv,
                  snakemake.output.parquet, snakemake.output.runs)
