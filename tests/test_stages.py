@@ -1,7 +1,5 @@
 """Uni-DAD and baseline stages on a very small backbone: freezing, determinism, exact resume."""
-import copy
 import dataclasses
-from pathlib import Path
 
 import pytest
 import torch
