@@ -2,7 +2,7 @@
 #   make install        Python venv in .venv with the project and its dev tools (versions of requirements.lock)
 #   make lock           regenerate requirements.lock from a clean install
 #   make demo           the embedded demo, end to end, on this machine
-#   make test           unit tests, workflow lint, dry runs, SLURM smoke run (what CI runs)
+#   make test           unit tests, workflow lint, dry runs, SLURM smoke run and preemption check (what CI runs)
 # `make help` lists every target.
 
 SHELL := /bin/bash
@@ -30,6 +30,8 @@ DRY_RUN_PROFILES := local slurm
 # Snakemake log into its own directory, never into results/ of the checkout.
 SMOKE_CONFIG ?= config/smoke.yaml
 SMOKE_DIR ?= $(CURDIR)/.slurm-ci/smoke
+# The preemption check after it (ci/slurm/check_preemption.py) works in its own directory.
+PREEMPT_DIR ?= $(CURDIR)/.slurm-ci/preempt
 
 # Checks a test step skipped on this machine (pytest's skips, e.g. the LaTeX compile check without
 # pdflatex; the SLURM smoke run when not root): one file per step, one line per check and why.
@@ -110,7 +112,7 @@ test-dry-run: install ## snakemake -n for every config/*.yaml under the local an
 	    done; \
 	done
 
-test-slurm: install ## real run of config/smoke.yaml through SLURM (profiles/slurm-ci); starts SLURM if needed
+test-slurm: install ## real run of config/smoke.yaml through SLURM (profiles/slurm-ci), then a preemption check; starts SLURM if needed
 	@mkdir -p $(SKIPS_DIR) && rm -f $(SKIPS_DIR)/slurm
 	@if [ "$$(id -u)" -ne 0 ]; then \
 	    echo "###################################################################"; \
@@ -130,6 +132,8 @@ test-slurm: install ## real run of config/smoke.yaml through SLURM (profiles/slu
 	    --configfile $(SMOKE_CONFIG) --config results_dir=$(SMOKE_DIR)/results \
 	    </dev/null 2>&1 | tee $(SMOKE_DIR)/snakemake.log
 	python3 ci/slurm/check_jobs_went_through_slurm.py $(SMOKE_DIR)/snakemake.log $(SMOKE_DIR)/logs/slurm
+	@echo "== SLURM preemption check: scancel --signal=USR1 a running training job; it must resume to the same weights"
+	$(PYTHON) ci/slurm/check_preemption.py --snakemake $(SNAKEMAKE) --workdir $(PREEMPT_DIR)
 	@echo "SLURM is still running; stop it with: make slurm-stop"
 
 slurm-start: ## start the single-node CI SLURM on this machine (root)
@@ -141,6 +145,6 @@ slurm-stop: ## stop it again
 report: install ## the demo's Snakemake report again ($(DEMO_REPORT)): every table and figure with captions
 	$(SNAKEMAKE) --report $(DEMO_REPORT)
 
-clean-results: ## delete workflow outputs: results/ (keeps its README.md), logs/, the smoke run
+clean-results: ## delete workflow outputs: results/ (keeps its README.md), logs/, the SLURM smoke and preemption runs
 	if [ -d results ]; then find results -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +; fi
-	rm -rf logs $(SMOKE_DIR)
+	rm -rf logs $(SMOKE_DIR) $(PREEMPT_DIR)

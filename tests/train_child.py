@@ -4,7 +4,12 @@
 
 Started directly it is one process; started by torchrun it trains data-parallel (gloo). The source
 weights are written next to RUN_DIR on first use.
+
+TRAIN_CHILD_FAKE_CLOCK="START,TICK" (tests of the job deadline): the clock the deadline reads starts at
+START (Unix seconds) and moves on by TICK seconds each time it is read (once per iteration), so a faked
+job end time stops the run at a step that does not depend on how fast this machine is.
 """
+import os
 import sys
 from pathlib import Path
 
@@ -24,8 +29,22 @@ def factory():
     return TinyUNet(image_size=8, channels=(8, 16), emb_dim=16)
 
 
+class _FakeClock:
+    def __init__(self, start: float, tick: float):
+        self.now, self.tick = start, tick
+
+    def time(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
 def main(argv):
     torch.set_num_threads(1)
+    if os.environ.get("TRAIN_CHILD_FAKE_CLOCK"):
+        import unidad.train.deadline as deadline
+
+        start, tick = (float(x) for x in os.environ["TRAIN_CHILD_FAKE_CLOCK"].split(","))
+        deadline.time = _FakeClock(start, tick)  # only the deadline's clock; timings stay real
     run_dir, iterations, stop_at = Path(argv[0]), int(argv[1]), int(argv[2]) or None
     checkpoint_every, log_every = (int(argv[3]), int(argv[4])) if len(argv) > 3 else (5, 1)
     world = init_world("cpu")

@@ -2,10 +2,10 @@
 
 It owns: seeding, the per-iteration data order, the update schedule (`Update.every`), gradient
 accumulation, bf16 autocast, gradient clipping, AdamW with linear warm-up, checkpoints (exact resume:
-weights, optimisers, schedulers, RNG states, step), preemption (SIGTERM / SIGUSR1 -> checkpoint and
-exit), progress lines and a jsonl of every loss term and gradient norm, and data parallelism over
-the processes of a torchrun job (unidad.distributed: per-rank data and noise, averaged gradients,
-only rank 0 writes).
+weights, optimisers, schedulers, RNG states, step), preemption (SIGTERM / SIGUSR1, or the SLURM job's
+end time coming near (unidad.train.deadline) -> checkpoint and exit 75), progress lines and a jsonl of
+every loss term and gradient norm, and data parallelism over the processes of a torchrun job
+(unidad.distributed: per-rank data and noise, averaged gradients, only rank 0 writes).
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from unidad.checkpoint import (
 )
 from unidad.distributed import World
 from unidad.stages.base import Stage, Update
+from unidad.train.deadline import job_deadline
 from unidad.weights_file import load_weights
 
 PREEMPTED_EXIT_CODE = 75  # EX_TEMPFAIL: the job should be requeued / retried and will resume
@@ -39,8 +40,15 @@ PREEMPTED_MARKER = "preempted.json"  # written next to the checkpoints when a ru
 
 
 class Preempted(SystemExit):
-    def __init__(self) -> None:
+    """Exit 75 after the checkpoint for requeue; its text says why (the job's SLURM log keeps it: Snakemake
+    deletes the rule's log file before the retry runs)."""
+
+    def __init__(self, reason: str = "") -> None:
         super().__init__(PREEMPTED_EXIT_CODE)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.reason} (exit {PREEMPTED_EXIT_CODE})" if self.reason else str(PREEMPTED_EXIT_CODE)
 
 
 def seed_everything(seed: int) -> None:
@@ -238,6 +246,8 @@ def train(
         (run_dir / PREEMPTED_MARKER).unlink(missing_ok=True)
         if start == 0 and stats_path.exists():
             stats_path.unlink()  # a fresh start: stats of an aborted earlier attempt are stale
+    # the SLURM job's end time: stop for requeue before it even when no signal gets through
+    deadline = job_deadline(log=log)
     images_seen = images_before
     t0 = time.perf_counter()
     last_log_t, last_log_step = t0, start
@@ -301,7 +311,13 @@ def train(
             _set_trainable(stage, set())
             images_seen += cfg.batch_size * cfg.grad_accum * world.size
             step = it + 1
-            stop_signal = world.any(flag.raised is not None, ctx.device)
+            if flag.raised is not None:
+                stop_reason = f"{flag.raised} received"
+            elif deadline is not None and deadline.reached():
+                stop_reason = f"job end time near ({deadline.describe()})"
+            else:
+                stop_reason = None
+            stop_signal = world.any(stop_reason is not None, ctx.device)
             window.add(record)
             if world.is_main and _is_log_step(step, cfg.log_every, target):
                 now = time.perf_counter()
@@ -319,11 +335,12 @@ def train(
             if step in checkpoint_steps or step == target or stop_signal:
                 save(step)
             if stop_signal and step < target:
+                stop_reason = stop_reason or "stop on another rank"
                 if world.is_main:
-                    (run_dir / PREEMPTED_MARKER).write_text(json.dumps({"step": step, "signal": flag.raised}))
-                    log(f"[train] {flag.raised or 'signal on another rank'} received: checkpoint at step {step} "
-                        "saved, exiting for requeue")
-                raise Preempted()
+                    (run_dir / PREEMPTED_MARKER).write_text(
+                        json.dumps({"step": step, "signal": flag.raised, "reason": stop_reason}))
+                    log(f"[train] {stop_reason}: checkpoint at step {step} saved, exiting for requeue")
+                raise Preempted(f"{stop_reason}: checkpoint at step {step} saved, exiting for requeue")
     wall = elapsed_before + time.perf_counter() - t0
     summary = {
         "step": target,

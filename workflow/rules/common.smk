@@ -1,9 +1,20 @@
 # Validation, wildcard constraints, and every rule's inputs and params: the plan (unidad.plan) computes
 # each path and scalar here, and each rule's script hands them to one unidad.jobs function as they are.
+import signal
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir)))
+
+# A Snakemake that runs a job (`--mode remote`: under SLURM the plugin's sbatch -> snakemake -> srun ->
+# snakemake -> script chain) ignores SIGUSR1. SLURM's `--signal=USR1@...` and `scancel --signal=USR1`
+# signal every process of the job step; Snakemake has no handler for USR1, so it died at once, the
+# trainer saving its checkpoint was orphaned (and killed with the step where the step's processes are
+# tracked by cgroup), and its exit 75 reached nobody. Ignored signals stay ignored across exec: the job's
+# script starts with USR1 ignored, and the training loop installs its own handler (SIGTERM needs nothing:
+# Snakemake's own handler waits for the running job).
+if workflow.remote_exec:
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 import unidad.jobs.params as P
 from unidad.config import ConfigError, validate_config
