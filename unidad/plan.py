@@ -28,6 +28,9 @@ TEACHER_PREFIX = "source__teacher"
 # dataset options that change what a stage trains on (sizes of evaluation splits do not)
 _TRAINING_DATA_KEYS = ("kind", "domain", "seed", "train_size", "path", "on_wrong_size")
 
+# The config key of a staged folder dataset that names each split's folder.
+FOLDER_KEYS = {"shots": "path", "train": "path", "full": "full_path", "val": "val_path"}
+
 # Every file and folder the DAG writes, relative to results/<benchmark>/: the rules' output templates
 # and the Plan's path methods both read this table, so a path is written in one place. Evaluation is
 # keyed by the run, not the method: methods that end in the same run share its samples.
@@ -223,7 +226,7 @@ class Plan:
         """Folder of a dataset split as the DAG writes (demo) or as the config names (folder)."""
         d = self.config["datasets"][dataset]
         if d["kind"] == "folder":
-            key = {"shots": "path", "train": "path", "full": "full_path", "val": "val_path"}[split]
+            key = FOLDER_KEYS[split]
             if key not in d:
                 raise ConfigError(f"config key datasets.{dataset}.{key} is needed for the {split} split")
             return Path(d[key])
@@ -419,7 +422,7 @@ class Plan:
         """Whether a dataset has a split: the DAG writes every split of a demo dataset; a staged folder
         dataset has the splits the config names (a missing val split means no best-val selection)."""
         d = self.config["datasets"][dataset]
-        return d["kind"] == "demo" or {"full": "full_path", "val": "val_path"}.get(split, "path") in d
+        return d["kind"] == "demo" or FOLDER_KEYS[split] in d
 
     def demo_domain(self, dataset: str) -> str | None:
         """The demo domain of a dataset (its oracle), or None for a staged folder."""

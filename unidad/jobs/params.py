@@ -20,10 +20,16 @@ def stage_job(plan: Plan, slug: str) -> dict[str, Any]:
         "weights": {role: [f, module] for role, (f, module) in plan.role_weights(run).items()},
         "data_dir": str(plan.dataset_dir(dataset, run.data["split"], run.data.get("shots"))),
         "image_size": plan.image_size, "backbone": config["backbone"], "benchmark": config["benchmark"],
-        "tracking": {**config["tracking"], "results_dir": config["results_dir"]},
+        "tracking": tracking_settings(plan),
         "on_wrong_size": config["datasets"][dataset].get("on_wrong_size", "resize"),
         "device": config.get("device", "auto"), "plugins": list(config.get("plugins", [])),
     }
+
+
+def tracking_settings(plan: Plan) -> dict[str, Any]:
+    """The config's tracking keys plus the results folder (where a local store's default lives), as the
+    training job and the MLflow import job take them."""
+    return {**plan.config["tracking"], "results_dir": plan.config["results_dir"]}
 
 
 def reference_splits(plan: Plan, dataset: str) -> list[str]:

@@ -255,11 +255,6 @@ def run_dirs():
     return {slug: str(PLAN.run_dir(slug)) for slug in PLAN.runs}
 
 
-def tracking_params():
-    """The config's tracking keys as the MLflow import job takes them."""
-    return {**config["tracking"], "results_dir": config["results_dir"]}
-
-
 # --------------------------------------------------------------------------------------------- report
 def far_datasets():
     """Targets structurally distant from the source (demo: domain 'far'; real: datasets.X.domain_gap)."""
@@ -270,7 +265,7 @@ def far_datasets():
 def qualitative_inputs(wildcards):
     return {
         "shots": data_dir(wildcards.dataset, "shots", max(config["shots"])),
-        "samples": [str(p) for p, _ in P.qualitative_units(PLAN, wildcards.dataset).values()],
+        "samples": [path for path, _ in qualitative_params(wildcards)["samples"].values()],
     }
 
 

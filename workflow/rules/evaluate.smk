@@ -125,7 +125,7 @@ rule mlflow_import:
     output:
         out("mlflow_import"),
     params:
-        **job_params(benchmark=config["benchmark"], run_dirs=run_dirs(), tracking=tracking_params()),
+        **job_params(benchmark=config["benchmark"], run_dirs=run_dirs(), tracking=P.tracking_settings(PLAN)),
     log:
         f"{R}/logs/tables/mlflow_import.log",
     localrule: True
