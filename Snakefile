@@ -29,6 +29,7 @@ localrules:
     demo_split,
     domain_grids,
     tidy_results,
+    controls,
     tables,
     figures,
     qualitative_grid,

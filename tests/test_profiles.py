@@ -109,7 +109,8 @@ def test_small_jobs_are_local_rules():
     is in a group (a group with a local rule would run locally as a whole)."""
     snakefile = (REPO / "Snakefile").read_text()
     local = snakefile.split("localrules:")[1].split("\n\n")[0].replace(",", " ").split()
-    assert set(local) == {"all", "demo_split", "domain_grids", "tidy_results", "tables", "figures", "qualitative_grid"}
+    assert set(local) == {"all", "demo_split", "domain_grids", "tidy_results", "controls", "tables", "figures",
+                          "qualitative_grid"}
     report = (REPO / "workflow" / "rules" / "report.smk").read_text()
     assert "group:" not in report
 

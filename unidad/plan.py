@@ -40,6 +40,8 @@ PATHS = {
     "source_weights": "source_teacher/weights.safetensors",
     "teacher_report": "source_teacher/report.json",
     "teacher_grid": "source_teacher/samples.png",
+    "student_report": "source_teacher/students/{slug}.json",  # a source-distilled student, beside its teacher
+    "student_grid": "source_teacher/students/{slug}.png",
     "run_dir": "runs/{slug}",
     "summary": "runs/{slug}/summary.json",
     "segment_marker": "runs/{slug}/segments/until{end}.done",
@@ -51,6 +53,8 @@ PATHS = {
     "tidy_csv": "tables/results_tidy.csv",
     "tidy_parquet": "tables/results_tidy.parquet",
     "runs_table": "tables/runs.csv",
+    "controls": "tables/controls.csv",
+    "controls_md": "tables/controls.md",
     "mlflow_import": "tables/mlflow_import.json",
     "tables": "tables/compiled",
     "figures": "figures/paper",
@@ -263,8 +267,7 @@ class Plan:
                  self.config["backbone"]]
         self.teacher_slug = f"{TEACHER_PREFIX}-{_hash(ident)}"
         run = StageRun(
-            slug=self.teacher_slug, stage="pretrain", params=cfg.to_dict(),
-            data=data_spec,
+            slug=self.teacher_slug, stage="pretrain", params=cfg.to_dict(), data=data_spec,
             roles={}, seed=src["seed"], product_module=cls.product_module(cfg),
             sampling={"kind": "many_step", "sampler": "euler", "steps": src["sample_steps"]},
             checkpoint_steps=cfg.checkpoint_steps(), stage_name="teacher", shared=True,
@@ -375,7 +378,6 @@ class Plan:
         from unidad.edm import nfe_of
 
         return nfe_of(s["sampler"], int(s["steps"]))
-
 
     def checkpoint_nfes(self, slug: str, step: int) -> list[int]:
         """NFEs sampled at one checkpoint: the method's own, plus the sweep at the last checkpoint."""

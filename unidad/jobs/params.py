@@ -8,7 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from unidad.plan import EvalUnit, Plan
+from unidad.plan import SOURCE, EvalUnit, Plan
+
+# Images the source teacher's report and the source students' reports sample: the same seeds for all of
+# them, so a student is judged on the noise its teacher was.
+REPORT_IMAGES = 1000
 
 
 def stage_job(plan: Plan, slug: str) -> dict[str, Any]:
@@ -94,3 +98,46 @@ def qualitative_units(plan: Plan, dataset: str) -> dict[str, tuple[Path, int]]:
             continue
         chosen.setdefault(mr.label, (plan.samples_file(unit.slug, unit.step), unit.nfe))
     return chosen
+
+
+def report_seeds(plan: Plan) -> list[int]:
+    """The per-image seeds of the source teacher's and the source students' reports."""
+    return plan.sample_seeds(REPORT_IMAGES)
+
+
+def source_students(plan: Plan) -> list[str]:
+    """Few-step students distilled from the source teacher on source data in the main grid (the shared
+    `distill` stage of dmd2_ft and unidad_pre), where the source is a demo domain its oracle can judge:
+    the premise of every distillation method, evaluated beside the teacher. Their training is shared;
+    only this evaluation is added."""
+    source = plan.config["source"]["dataset"]
+    if source not in plan.config["datasets"] or not plan.demo_domain(source):
+        return []
+    slugs = {slug for mr in plan.method_runs if mr.ablation is None for slug in mr.stages}
+    return sorted(s for s in slugs if plan.runs[s].shared and plan.runs[s].sampling["kind"] == "few_step"
+                  and plan.runs[s].roles.get("teacher") == SOURCE and plan.runs[s].data["dataset"] == source)
+
+
+def student_report_job(plan: Plan, slug: str) -> dict[str, Any]:
+    """The arguments of unidad.jobs.teachers.teacher_report for a source student (outputs aside): its final
+    weights sampled at its own NFE, judged by the source domain's oracle."""
+    config, run = plan.config, plan.runs[slug]
+    step = run.checkpoint_steps[-1]
+    return {
+        "backbone": config["backbone"], "weights": str(plan.final_weights(slug)), "module": run.product_module,
+        "sampling": run.sampling, "seeds": report_seeds(plan), "batch_size": config["evaluation"]["batch_size"],
+        "source_domain": plan.demo_domain(config["source"]["dataset"]), "device": config.get("device", "auto"),
+        "about": {"slug": slug, "seed": run.seed, "step": step, "stage": run.stage, "stage_name": run.stage_name},
+    }
+
+
+def controls_inputs(plan: Plan) -> dict[str, Any]:
+    """The inputs of unidad.jobs.report.build_controls that are files (the rest: controls_params)."""
+    return {"tidy": str(plan.path("tidy_parquet")), "teacher": str(plan.path("teacher_report")),
+            "students": [str(plan.path("student_report", slug=s)) for s in source_students(plan)],
+            "methods": str(plan.methods_path)}
+
+
+def controls_params(plan: Plan) -> dict[str, Any]:
+    """The arguments of unidad.jobs.report.build_controls that are not files."""
+    return {"thresholds": plan.config["controls"], "targets": list(plan.config["targets"])}

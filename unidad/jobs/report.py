@@ -1,24 +1,67 @@
-"""Jobs of workflow/rules/report.smk that the library does itself: the tables, and the images of the
-qualitative grid. The figures and the grid are drawn by paper_figures/, which only their jobs import."""
+"""Jobs of workflow/rules/report.smk that the library does itself: the positive controls, the tables, and
+the images of the qualitative grid. The figures and the grid are drawn by paper_figures/, which only
+their jobs import."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from unidad.atomic import atomic_dir
+from unidad.atomic import atomic_dir, atomic_path
 
 
-def build_tables(tidy: str | Path, methods_file: str | Path, far_datasets: Sequence[str], out_dir: str | Path) -> None:
-    """Every table the tidy table allows, as .md, .tex and .csv, into `out_dir` (replaced as a whole)."""
+def build_controls(tidy: str | Path, teacher_report: str | Path, student_reports: Sequence[str | Path],
+                   methods_file: str | Path, thresholds: Mapping[str, Any], targets: Sequence[str],
+                   out_csv: str | Path, out_md: str | Path) -> list[str]:
+    """The positive controls (unidad.results.controls) as a tidy CSV, one row per check, and as the
+    Markdown page the report opens with (the controls, then the seed spread of the oracle table).
+    Returns the failed checks."""
+    import json
+
+    from unidad.results.controls import controls_banner, controls_table, failed_controls, measure_controls
+    from unidad.results.methods import MethodCatalogue
+    from unidad.results.render import to_markdown
+    from unidad.results.schema import load_tidy
+    from unidad.results.spread import seed_spread, spread_banner
+
+    methods = MethodCatalogue.from_file(methods_file)
+    frame = load_tidy(tidy)
+    reports = [json.loads(Path(p).read_text()) for p in student_reports]
+    controls = measure_controls(frame, json.loads(Path(teacher_report).read_text()), reports, thresholds,
+                                targets=targets, methods=methods)
+    max_std = float(thresholds.get("max_seed_std", 0.10))
+    try:
+        spread = spread_banner(seed_spread(frame, max_std, methods=methods), max_std)
+    except ValueError as err:  # no oracle rows: nothing to judge
+        spread = [f"**Seed spread**: not measured ({err})."]
+    with atomic_path(out_csv) as tmp:
+        controls.to_csv(tmp, index=False)
+    page = ["# Controls: does this run measure?", "", *controls_banner(controls), "", *spread, "",
+            to_markdown(controls_table(controls))]
+    with atomic_path(out_md) as tmp:
+        Path(tmp).write_text("\n".join(page), encoding="utf-8")
+    failed = failed_controls(controls)
+    print("\n".join(["controls: " + ("FAILED" if failed else "passed"), *failed]))
+    return failed
+
+
+def build_tables(tidy: str | Path, methods_file: str | Path, far_datasets: Sequence[str], out_dir: str | Path,
+                 controls: str | Path | None = None, thresholds: Mapping[str, Any] | None = None) -> None:
+    """Every table the tidy table allows, as .md, .tex and .csv, into `out_dir` (replaced as a whole);
+    with `controls` (build_controls's CSV), the controls open all_tables.md and a failed one marks the
+    claims not meaningful. `thresholds`: the config's `controls` block (seed spread, claims' SE)."""
+    from unidad.results.controls import load_controls
     from unidad.results.methods import MethodCatalogue
     from unidad.results.render import write_all_tables
     from unidad.results.schema import load_tidy
 
+    thresholds = dict(thresholds or {})
+    options = {k: float(thresholds[k]) for k in ("max_seed_std", "claims_min_se") if k in thresholds}
+    frame = None if controls is None else load_controls(controls)
     with atomic_dir(out_dir) as tmp:
         paths = write_all_tables(load_tidy(tidy), tmp, methods=MethodCatalogue.from_file(methods_file),
-                                 far_datasets=far_datasets)
+                                 far_datasets=far_datasets, controls=frame, **options)
     print("\n".join(str(Path(out_dir) / Path(p).name) for p in paths))
 
 

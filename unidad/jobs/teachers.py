@@ -1,4 +1,5 @@
-"""Jobs of workflow/rules/teachers.smk: the source teacher as one weights file, and its report."""
+"""Jobs of workflow/rules/teachers.smk: the source teacher as one weights file, and the reports of the
+teacher and of the students distilled from it on source data (the positive controls' samples)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,14 +45,16 @@ def sample_product(backbone: Mapping[str, Any], weights: str | Path, module: str
 def teacher_report(backbone: Mapping[str, Any], weights: str | Path, sampling: Mapping[str, Any], seeds: Sequence[int],
                    batch_size: int, out_json: str | Path, out_grid: str | Path, *, source_domain: str | None = None,
                    target_domains: Mapping[str, str] | None = None, device: str = "auto",
-                   threads: int | None = None) -> dict:
-    """Samples the source teacher with its many-step sampler; the oracle judges them against the source
-    domain (demo) and each demo target: the starting point every method adapts from."""
+                   threads: int | None = None, module: str = "model", about: Mapping[str, Any] | None = None) -> dict:
+    """Samples the source teacher with its many-step sampler (or, with `module` and `about`: slug, seed,
+    step..., a student distilled from it on source data, at its own NFE); the oracle judges them against
+    the source domain (demo) and each demo target: the starting point every method adapts from."""
     from unidad.data.domains import oracle_report
     from unidad.imageio import save_grid
 
-    images, timing = sample_product(backbone, weights, "model", sampling, seeds, batch_size, device, threads)
-    report: dict[str, Any] = {"n": len(seeds), "sampling": dict(sampling), "timing": timing}
+    images, timing = sample_product(backbone, weights, module, sampling, seeds, batch_size, device, threads)
+    report: dict[str, Any] = {"n": len(seeds), "sampling": dict(sampling), "timing": timing, "module": module,
+                              "about": dict(about or {})}
     if source_domain is not None:
         report["oracle"] = oracle_report(images, source_domain)
         report["oracle_domain"] = source_domain

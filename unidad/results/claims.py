@@ -1,9 +1,15 @@
 """The paper's claims, checked on the tidy results table.
 
-A claim is a set of comparisons of means ("A is better than B on metric M"); it holds on a dataset
-when every comparison does, and is "not tested" when a number it needs is missing. Each comparison
-also reports whether its difference exceeds one pooled std of the two groups: a rough guard
-against seed noise, not a significance test.
+A claim is a set of comparisons of means over seeds ("A is better than B on metric M"). Each
+comparison is decided only when its difference of means exceeds `min_se` (config controls.claims_min_se,
+default 2) standard errors of that difference, SE = sqrt(s_a^2/n_a + s_b^2/n_b) with the sample stds
+over seeds: beyond it in the claimed direction it holds, beyond it the other way it does not, within it
+(or with one seed, where there is no spread to measure) it is undecided. A claim holds on a dataset
+when every comparison holds, does not when any comparison does not, and is undecided otherwise; it is
+"not tested" when a number it needs is missing.
+
+With 2-3 seeds the stds are themselves rough: `min_se` = 2 is a screen against seed noise, not a
+significance test (a Welch t test at 95% with 1-2 degrees of freedom would need 4.3-12.7 SE).
 """
 from __future__ import annotations
 
@@ -19,7 +25,8 @@ from unidad.results.methods import MethodCatalogue, catalogue
 from unidad.results.schema import normalise_tidy, ordered_datasets
 from unidad.results.select import DEFAULT_NFE, select_rows
 
-HELD, NOT_HELD, NOT_TESTED = "held", "not held", "not tested"
+HELD, NOT_HELD, UNDECIDED, NOT_TESTED = "held", "not held", "undecided", "not tested"
+DEFAULT_MIN_SE = 2.0
 TWO_STAGE_METHODS = ("ft_dmd2", "dmd2_ft")
 CLAIMS = {
     1: "Uni-DAD beats both two-stage pipelines (ft_dmd2, dmd2_ft) at {nfe} NFE in FID and Intra-LPIPS",
@@ -27,7 +34,7 @@ CLAIMS = {
     3: "A multi-head discriminator beats a single-head one (FID)",
     4: "The GAN alone overfits (dmd_weight=0: lower Intra-LPIPS / mode coverage than the full method)",
 }
-COLUMNS = ("claim_id", "claim", "dataset", "held", "evidence", "seeds", "beyond_pooled_std")
+COLUMNS = ("claim_id", "claim", "dataset", "held", "evidence", "seeds", "margin_se")
 _KEY = ["method", "dataset", "ablation_param", "ablation_value", "metric", "extractor", "variant"]
 
 
@@ -44,12 +51,34 @@ class Group:
         return f"{self.label} {self.mean:.{decimals}f}{spread} (n={self.n})"
 
 
-def _pooled(groups: Sequence[Group]) -> float:
-    """Pooled sample std of several groups; NaN without enough seeds."""
-    dof = sum(g.n - 1 for g in groups)
-    if dof <= 0 or any(pd.isna(g.std) and g.n > 1 for g in groups):
+def standard_error(groups: Sequence[Group]) -> float:
+    """Standard error of a sum or difference of the groups' means, sqrt(sum s^2/n); NaN when a group has
+    fewer than two seeds (no spread to measure)."""
+    if not groups or any(g.n < 2 or pd.isna(g.std) for g in groups):
         return float("nan")
-    return math.sqrt(sum((g.n - 1) * (0.0 if pd.isna(g.std) else g.std) ** 2 for g in groups) / dof)
+    return math.sqrt(sum(g.std ** 2 / g.n for g in groups))
+
+
+def decide(toward: float, se: float, min_se: float) -> str:
+    """HELD / NOT_HELD / UNDECIDED for a difference `toward` (positive: in the claimed direction)."""
+    if pd.isna(se) or pd.isna(toward):
+        return UNDECIDED
+    if toward > min_se * se:
+        return HELD
+    return NOT_HELD if toward < -min_se * se else UNDECIDED
+
+
+def _margin(toward: float, se: float) -> float:
+    """The difference in standard errors (signed: positive in the claimed direction)."""
+    if pd.isna(se):
+        return float("nan")
+    return math.copysign(math.inf, toward) if se == 0 and toward != 0 else (0.0 if se == 0 else toward / se)
+
+
+def _se_text(se: float, toward: float, digits: int) -> str:
+    if pd.isna(se):
+        return "SE n/a (one seed: no spread)"
+    return f"SE {se:.{digits}f} ({_margin(toward, se):+.1f} SE)"
 
 
 @dataclass(frozen=True)
@@ -61,26 +90,28 @@ class Comparison:
     worse: Group
 
     @property
-    def holds(self) -> bool:
-        higher = metric_direction(self.metric)
-        return self.better.mean > self.worse.mean if higher else self.better.mean < self.worse.mean
+    def toward(self) -> float:
+        """The difference of means, positive when `better` is better (the metric's direction)."""
+        diff = self.better.mean - self.worse.mean
+        return diff if metric_direction(self.metric) else -diff
 
     @property
-    def spread(self) -> float:
-        return _pooled([self.better, self.worse])
+    def se(self) -> float:
+        return standard_error([self.better, self.worse])
 
     @property
-    def beyond_spread(self) -> bool | None:
-        return None if pd.isna(self.spread) else abs(self.better.mean - self.worse.mean) > self.spread
+    def margin(self) -> float:
+        return _margin(self.toward, self.se)
+
+    def verdict(self, min_se: float) -> str:
+        return decide(self.toward, self.se, min_se)
 
     def evidence(self) -> str:
         digits = decimals(self.metric)
         where = f" [{self.protocol}]" if self.protocol else ""
         diff = self.better.mean - self.worse.mean
-        spread = "pooled std n/a" if pd.isna(self.spread) else \
-            f"|Δ| {'>' if self.beyond_spread else '<='} pooled std {self.spread:.{digits}f}"
         return (f"{metric_label(self.metric)}{where}: {self.better.text(digits)} vs {self.worse.text(digits)}; "
-                f"Δ={diff:+.{digits}f}, {spread}")
+                f"Δ={diff:+.{digits}f}, {_se_text(self.se, self.toward, digits)}")
 
 
 class _Stats:
@@ -113,32 +144,41 @@ def _seeds(groups: Iterable[Group]) -> str:
     return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
 
 
-def _verdict(comparisons: list[Comparison]) -> tuple[str, str]:
-    beyond = [c.beyond_spread for c in comparisons]
-    spread = "n/a" if not beyond or any(b is None for b in beyond) else ("yes" if all(beyond) else "no")
-    return (HELD if all(c.holds for c in comparisons) else NOT_HELD), spread
+def combine(verdicts: Sequence[str]) -> str:
+    """A claim of several comparisons: held when all hold, not held when any does not, else undecided."""
+    if verdicts and all(v == HELD for v in verdicts):
+        return HELD
+    return NOT_HELD if NOT_HELD in verdicts else UNDECIDED
 
 
-def _row(claim_id: int, text: str, dataset: str, comparisons: list[Comparison], missing: list[str]) -> dict:
+def _margin_text(margins: Sequence[float]) -> str:
+    """The comparison closest to undecided, in standard errors ('n/a' without a spread)."""
+    if not margins or any(pd.isna(m) for m in margins):
+        return "n/a"
+    return f"{min(margins, key=abs):+.1f}"
+
+
+def _row(claim_id: int, text: str, dataset: str, comparisons: list[Comparison], missing: list[str],
+         min_se: float) -> dict:
     groups = [g for c in comparisons for g in (c.better, c.worse)]
     evidence = "; ".join(c.evidence() for c in comparisons)
     if missing or not comparisons:
         reason = "missing: " + ", ".join(missing or ["every number the claim needs"])
         return {"claim_id": claim_id, "claim": text, "dataset": dataset, "held": NOT_TESTED,
                 "evidence": reason + (f". Partial: {evidence}" if evidence else ""), "seeds": _seeds(groups),
-                "beyond_pooled_std": "n/a"}
-    held, spread = _verdict(comparisons)
-    return {"claim_id": claim_id, "claim": text, "dataset": dataset, "held": held, "evidence": evidence,
-            "seeds": _seeds(groups), "beyond_pooled_std": spread}
+                "margin_se": "n/a"}
+    return {"claim_id": claim_id, "claim": text, "dataset": dataset,
+            "held": combine([c.verdict(min_se) for c in comparisons]), "evidence": evidence,
+            "seeds": _seeds(groups), "margin_se": _margin_text([c.margin for c in comparisons])}
 
 
 def _not_tested(claim_id: int, text: str, reason: str, dataset: str = "") -> dict:
     return {"claim_id": claim_id, "claim": text, "dataset": dataset, "held": NOT_TESTED, "evidence": reason,
-            "seeds": "", "beyond_pooled_std": "n/a"}
+            "seeds": "", "margin_se": "n/a"}
 
 
 # ------------------------------------------------------------------------------ the claims
-def _claim_beats_two_stage(stats: _Stats, datasets: list[str], nfe: int) -> list[dict]:
+def _claim_beats_two_stage(stats: _Stats, datasets: list[str], nfe: int, min_se: float) -> list[dict]:
     text = CLAIMS[1].format(nfe=nfe)
     out = []
     for dataset in datasets:
@@ -155,11 +195,12 @@ def _claim_beats_two_stage(stats: _Stats, datasets: list[str], nfe: int) -> list
                         missing.append(f"{metric} of {'unidad' if ours is None else rival}")
                     else:
                         comparisons.append(Comparison(metric, protocol_text(*protocol), ours, theirs))
-        out.append(_row(1, text, dataset, comparisons, sorted(set(missing))))
+        out.append(_row(1, text, dataset, comparisons, sorted(set(missing)), min_se))
     return out
 
 
-def _claim_target_teacher_far(stats: _Stats, datasets: list[str], far_datasets: Sequence[str]) -> list[dict]:
+def _claim_target_teacher_far(stats: _Stats, datasets: list[str], far_datasets: Sequence[str],
+                              min_se: float) -> list[dict]:
     text = CLAIMS[2]
     if not far_datasets:
         return [_not_tested(2, text, "no dataset marked far: pass far_datasets=[...] (the targets far from the source)")]
@@ -192,16 +233,15 @@ def _claim_target_teacher_far(stats: _Stats, datasets: list[str], far_datasets: 
         worst_far = min(far, key=lambda d: gains[d][0])
         best_near = max(near, key=lambda d: gains[d][0])
         gap = gains[worst_far][0] - gains[best_near][0]
-        spread = _pooled([*gains[worst_far][1:], *gains[best_near][1:]])
+        se = standard_error([*gains[worst_far][1:], *gains[best_near][1:]])
         parts = [f"{d} [{'far' if d in far else 'near'}]: {gains[d][0]:+.2f} "
                  f"({gains[d][1].text(2)}, {gains[d][2].text(2)})" for d in datasets]
-        beyond = "n/a" if pd.isna(spread) else ("yes" if abs(gap) > spread else "no")
         evidence = (f"FID gain of the target teacher (unidad_src - unidad){where}: " + "; ".join(parts)
                     + f"; smallest far gain - largest near gain = {gap:+.2f}"
-                    + ("" if pd.isna(spread) else f" vs pooled std {spread:.2f}"))
+                    + f", {_se_text(se, gap, 2)}")
         groups = [g for d in datasets for g in gains[d][1:]]
-        rows.append({"claim_id": 2, "claim": text, "dataset": label, "held": HELD if gap > 0 else NOT_HELD,
-                     "evidence": evidence, "seeds": _seeds(groups), "beyond_pooled_std": beyond})
+        rows.append({"claim_id": 2, "claim": text, "dataset": label, "held": decide(gap, se, min_se),
+                     "evidence": evidence, "seeds": _seeds(groups), "margin_se": _margin_text([_margin(gap, se)])})
     return rows
 
 
@@ -211,7 +251,7 @@ def _is_single_head(value: str) -> bool:
 
 
 def _ablation_vs_reference(stats: _Stats, claim_id: int, param: str, is_ablated, metrics: Sequence[str],
-                           methods: MethodCatalogue, is_reference=None) -> list[dict]:
+                           methods: MethodCatalogue, min_se: float, is_reference=None) -> list[dict]:
     """The claim "the reference beats the ablated run": ablation rows whose value `is_ablated` accepts
     against the same method's reference, i.e. ablation rows whose value `is_reference` accepts when
     there are any, else the method's main-grid run."""
@@ -245,13 +285,15 @@ def _ablation_vs_reference(stats: _Stats, claim_id: int, param: str, is_ablated,
                     comparisons.append(Comparison(metric, protocol_text(*protocol), reference, changed))
             if not comparisons and not missing:
                 missing.append(f"{' / '.join(metrics)} not measured")
-            rows.append(_row(claim_id, text, dataset, comparisons, missing))
+            rows.append(_row(claim_id, text, dataset, comparisons, missing, min_se))
     return rows
 
 
 def evaluate_claims(tidy: pd.DataFrame, far_datasets: Sequence[str] = (), *, selection: str = "final",
-                    nfe: int = DEFAULT_NFE, methods: MethodCatalogue | None = None) -> pd.DataFrame:
-    """One row per claim (and dataset) with held / not held / not tested and the numbers behind it."""
+                    nfe: int = DEFAULT_NFE, methods: MethodCatalogue | None = None,
+                    min_se: float = DEFAULT_MIN_SE) -> pd.DataFrame:
+    """One row per claim (and dataset): held / not held / undecided (within `min_se` standard errors) /
+    not tested, and the numbers behind it."""
     methods = catalogue(methods)
     frame = normalise_tidy(tidy)
     rows = select_rows(frame, selection, nfe=nfe, ablation=None, methods=methods)
@@ -259,14 +301,14 @@ def evaluate_claims(tidy: pd.DataFrame, far_datasets: Sequence[str] = (), *, sel
     main = rows[rows["ablation"] == ""]
     datasets = ordered_datasets(main) if not main.empty else ordered_datasets(frame)
     out = []
-    out += _claim_beats_two_stage(stats, datasets, nfe)
-    out += _claim_target_teacher_far(stats, datasets, list(far_datasets))
-    out += _ablation_vs_reference(stats, 3, "heads", _is_single_head, ["fid"], methods,
+    out += _claim_beats_two_stage(stats, datasets, nfe, min_se)
+    out += _claim_target_teacher_far(stats, datasets, list(far_datasets), min_se)
+    out += _ablation_vs_reference(stats, 3, "heads", _is_single_head, ["fid"], methods, min_se,
                                   is_reference=lambda v: not _is_single_head(v))
     out += _ablation_vs_reference(stats, 4, "dmd_weight", _is_zero, ["intra_lpips", "oracle_mode_coverage"],
-                                  methods)
+                                  methods, min_se)
     claims = pd.DataFrame(out, columns=list(COLUMNS))
-    claims.attrs = {"notes": [f"Checkpoint: {selection}; few-step methods at NFE {nfe}."]}
+    claims.attrs = {"notes": [f"Checkpoint: {selection}; few-step methods at NFE {nfe}."], "min_se": min_se}
     return claims
 
 
@@ -277,15 +319,29 @@ def _is_zero(value: str) -> bool:
         return False
 
 
-def claims_as_table(claims: pd.DataFrame) -> pd.DataFrame:
-    """The claims frame indexed by claim number, ready for the writers."""
+def claims_as_table(claims: pd.DataFrame, failed_controls: Sequence[str] | None = None,
+                    unmeasured_controls: Sequence[str] = ()) -> pd.DataFrame:
+    """The claims frame indexed by claim number, ready for the writers. `failed_controls`: the positive
+    controls that failed (unidad.results.controls), None when none were checked; a failed control makes
+    every verdict not meaningful, and the caption, the first note and a `controls` column say so."""
     table = claims.set_index("claim_id")
     table.index.name = "#"
-    table.attrs = {
-        "caption": "The paper's claims checked on this harness's numbers (comparison of means).",
-        "notes": ["held / not held compares means; 'beyond_pooled_std' says whether every difference exceeds "
-                  "one pooled std of the two groups compared.", *claims.attrs.get("notes", [])],
-        "best_cells": [],
-        "stats": [],
-    }
+    min_se = claims.attrs.get("min_se", DEFAULT_MIN_SE)
+    caption = "The paper's claims checked on this harness's numbers (differences of means against their seed spread)."
+    notes = [f"held / not held: every difference of means exceeds {min_se:g} standard errors of the difference "
+             "(SE = sqrt(s_a^2/n_a + s_b^2/n_b), sample stds over seeds) in the claimed / the opposite direction; "
+             "undecided: within it, or one seed (no spread). margin_se: the comparison closest to undecided, "
+             "in SE. With 2-3 seeds the stds are rough: a screen against seed noise, not a significance test.",
+             *claims.attrs.get("notes", [])]
+    if failed_controls:
+        caption = "NOT MEANINGFUL (positive controls failed). " + caption
+        notes.insert(0, "These verdicts are not meaningful: the harness failed its positive controls ("
+                        + "; ".join(failed_controls) + "), so it cannot tell a working method from a broken one.")
+        table["controls"] = "failed"
+    elif failed_controls is not None:
+        table["controls"] = "not measured" if unmeasured_controls else "passed"
+        if unmeasured_controls:
+            notes.insert(0, "Positive controls not measured (" + "; ".join(unmeasured_controls)
+                            + "): nothing shows that this harness can tell a working method from a broken one.")
+    table.attrs = {"caption": caption, "notes": notes, "best_cells": [], "stats": []}
     return table

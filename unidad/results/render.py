@@ -14,12 +14,14 @@ import pandas as pd
 
 import unidad.metrics  # noqa: F401  (registers the built-in metrics)
 from unidad.metrics.registry import value_names
-from unidad.results.claims import claims_as_table, evaluate_claims
+from unidad.results.claims import DEFAULT_MIN_SE, claims_as_table, evaluate_claims
+from unidad.results.controls import controls_banner, controls_table, failed_controls, unmeasured_controls
 from unidad.results.display import MISSING, value_info
 from unidad.results.methods import MethodCatalogue, catalogue
 from unidad.results.paper import paper_comparison
 from unidad.results.schema import normalise_tidy
 from unidad.results.select import DEFAULT_NFE, SELECTIONS
+from unidad.results.spread import seed_spread, seed_spread_table, spread_banner
 from unidad.results.tables import ablation_params, ablation_table, compute_table, main_table, oracle_table
 
 log = logging.getLogger(__name__)
@@ -207,15 +209,19 @@ def _write_table(df: pd.DataFrame, out_dir: Path, name: str) -> list[Path]:
 
 def write_all_tables(tidy: pd.DataFrame, out_dir: str | Path, *, methods: MethodCatalogue | None = None,
                      far_datasets: Sequence[str] = (), paper_csv: str | Path | None = None,
-                     nfe: int = DEFAULT_NFE) -> list[Path]:
+                     nfe: int = DEFAULT_NFE, controls: pd.DataFrame | None = None, max_seed_std: float = 0.10,
+                     claims_min_se: float = DEFAULT_MIN_SE) -> list[Path]:
     """Every table the data allows, each as .md, .tex and .csv, plus all_tables.md (all of them in
     reading order). Tables whose data is absent are skipped with a log message. `methods`: the
-    method catalogue (default: the project's config/methods.yaml)."""
+    method catalogue (default: the project's config/methods.yaml). `controls`: the positive controls
+    (unidad.results.controls.measure_controls): all_tables.md opens with them and the seed spread, and
+    a failed one marks the claims not meaningful."""
     methods = catalogue(methods)
     frame = normalise_tidy(tidy)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tables: list[tuple[str, pd.DataFrame]] = []
+    banner: list[str] = []
 
     def attempt(name: str, build) -> None:
         try:
@@ -229,6 +235,15 @@ def write_all_tables(tidy: pd.DataFrame, out_dir: str | Path, *, methods: Method
     # quality values in registration order, then values the registry does not show (kid_std...) by name
     quality = [m for m in value_names("quality") if m in measured]
     extra = [m for m in sorted(measured) if not value_info(m).shown]
+    if controls is not None:
+        tables.append(("controls", controls_table(controls)))
+        banner += controls_banner(controls)
+    try:
+        spread = seed_spread(frame, max_seed_std, nfe=nfe, methods=methods)
+        banner += spread_banner(spread, max_seed_std)
+        attempt("seed_spread", lambda: seed_spread_table(spread, max_seed_std))
+    except ValueError as err:
+        log.info("table seed_spread skipped: %s", err)
     for selection in selections:
         attempt(f"main_{selection}", lambda s=selection: main_table(frame, selection=s, nfe=nfe, methods=methods))
     attempt("all_metrics_final", lambda: main_table(frame, metrics=quality + extra, nfe=nfe,
@@ -240,8 +255,11 @@ def write_all_tables(tidy: pd.DataFrame, out_dir: str | Path, *, methods: Method
         attempt(f"ablation_{_slug(param)}",
                 lambda p=param, ms=metrics: ablation_table(frame, p, ms, nfe=nfe, methods=methods))
     attempt("paper_comparison", lambda: paper_comparison(frame, paper_csv, nfe=nfe, methods=methods))
+    failed = None if controls is None else failed_controls(controls)
+    unmeasured = () if controls is None else unmeasured_controls(controls)
     attempt("claims", lambda: claims_as_table(evaluate_claims(frame, far_datasets=far_datasets, nfe=nfe,
-                                                              methods=methods)))
+                                                              methods=methods, min_se=claims_min_se),
+                                              failed, unmeasured))
 
     paths: list[Path] = []
     combined = []
@@ -249,5 +267,6 @@ def write_all_tables(tidy: pd.DataFrame, out_dir: str | Path, *, methods: Method
         paths += _write_table(table, out_dir, name)
         combined.append(f"## {name}\n\n" + to_markdown(table))
     index = out_dir / "all_tables.md"
-    index.write_text("# Results tables\n\n" + "\n".join(combined), encoding="utf-8")
+    top = "\n".join(banner) + "\n\n" if banner else ""
+    index.write_text("# Results tables\n\n" + top + "\n".join(combined), encoding="utf-8")
     return paths + [index]

@@ -1,8 +1,32 @@
+rule controls:
+    """The positive controls (the source teacher, its source-distilled students, FT on each target) against
+    the config's thresholds, and the seed spread of the oracle table: the page the report opens with."""
+    input:
+        **P.controls_inputs(PLAN),
+    output:
+        csv=out("controls"),
+        md=report(out("controls_md"), caption="../report/controls.rst", category=REPORT_CATEGORY,
+                  subcategory="Controls"),
+    params:
+        **job_params(**P.controls_params(PLAN)),
+    log:
+        f"{R}/logs/tables/controls.log",
+    benchmark:
+        benchmark_file("controls")
+    resources:
+        **resources_for("small"),
+    conda:
+        "../envs/unidad.yaml"
+    script:
+        "../scripts/controls.py"
+
+
 rule tables:
-    """Paper-style tables (Markdown, LaTeX booktabs, CSV), the claims check and the paper comparison."""
+    """Paper-style tables (Markdown, LaTeX booktabs, CSV), the controls, the claims check and the paper comparison."""
     input:
         tidy=out("tidy_parquet"),
         methods=str(PLAN.methods_path),
+        controls=out("controls"),
     output:
         report(
             directory(out("tables")),
@@ -12,7 +36,7 @@ rule tables:
             subcategory="Tables",
         ),
     params:
-        **job_params(far_datasets=far_datasets()),
+        **job_params(far_datasets=far_datasets(), thresholds=config["controls"]),
     log:
         f"{R}/logs/tables/tables.log",
     benchmark:

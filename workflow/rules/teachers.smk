@@ -39,3 +39,26 @@ rule teacher_report:
         "../envs/unidad.yaml"
     script:
         "../scripts/teacher_report.py"
+
+
+rule source_student_report:
+    """A few-step student distilled from the source teacher on source data (a shared stage, trained once),
+    sampled at its own NFE with the teacher report's seeds and judged by the source domain's oracle."""
+    input:
+        trained=lambda w: str(PLAN.summary(w.slug)),
+    output:
+        report=out("student_report"),
+        grid=out("student_grid"),
+    params:
+        **job_params(job=lambda w: P.student_report_job(PLAN, w.slug)),
+    log:
+        f"{R}/logs/student_report/{{slug}}.log",
+    benchmark:
+        benchmark_file("source_student_report", "{slug}")
+    threads: resources_for("sample")["cpus"]
+    resources:
+        **resources_for("sample"),
+    conda:
+        "../envs/unidad.yaml"
+    script:
+        "../scripts/student_report.py"
