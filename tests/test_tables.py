@@ -22,6 +22,7 @@ from unidad.results import (
     NOT_HELD,
     NOT_TESTED,
     PAPER_RESULTS_CSV,
+    UNDECIDED,
     ablation_params,
     aggregate,
     ablation_table,
@@ -380,7 +381,7 @@ def test_write_all_tables_writes_every_table_three_ways(tidy, tmp_path):
     names = {p.stem for p in paths if p.suffix == ".md"} - {"all_tables"}
     assert names == {"main_final", "main_best_val", "main_best_test", "all_metrics_final", "oracle_final",
                      "compute_final", "ablation_a", "ablation_dmd_weight", "ablation_heads", "paper_comparison",
-                     "claims"}
+                     "claims", "seed_spread"}
     for name in names:
         for suffix in (".md", ".tex", ".csv"):
             assert (tmp_path / f"{name}{suffix}").stat().st_size > 0
@@ -396,7 +397,7 @@ def test_claims_hold_on_constructed_data(tidy):
     claims = _claims(tidy, far_datasets=["far"])
     assert claims.loc[(1, "near"), "held"] == HELD
     assert claims.loc[(1, "far"), "held"] == HELD
-    assert claims.loc[(1, "near"), "beyond_pooled_std"] == "yes"
+    assert float(claims.loc[(1, "near"), "margin_se"]) > 2  # every comparison beyond 2 standard errors
     assert "unidad 34.00" in claims.loc[(1, "near"), "evidence"] and "(n=3)" in claims.loc[(1, "near"), "evidence"]
     assert claims.loc[(2, "far: far; near: near"), "held"] == HELD
     assert claims.loc[(3, "near"), "held"] == HELD  # single head: +8 FID
@@ -425,13 +426,34 @@ def test_claims_not_tested_without_the_needed_rows():
     assert "heads" in by_id.loc[3, "evidence"]
 
 
-def test_pooled_std_check_reports_small_differences():
+def test_a_difference_within_the_seed_spread_is_undecided():
     fid = {d: dict(v) for d, v in FID.items()}
     fid["near"]["ft_dmd2"] = 34.1  # unidad still wins on the mean, but by less than the seed spread
     claims = _claims(make_tidy(fid=fid), far_datasets=["far"])
-    assert claims.loc[(1, "near"), "held"] == HELD
-    assert claims.loc[(1, "near"), "beyond_pooled_std"] == "no"
-    assert "<= pooled std" in claims.loc[(1, "near"), "evidence"]
+    assert claims.loc[(1, "near"), "held"] == UNDECIDED
+    assert claims.loc[(1, "far"), "held"] == HELD
+    # SE of the difference: sqrt(0.68^2/3 + 0.682^2/3) = 0.556; the difference is 0.1, i.e. 0.18 SE
+    assert float(claims.loc[(1, "near"), "margin_se"]) == pytest.approx(0.2, abs=0.05)
+    assert "SE 0.56 (+0.2 SE)" in claims.loc[(1, "near"), "evidence"]
+    # a looser threshold does not decide it either; a threshold of 0 SE goes by the means alone
+    assert _claims(make_tidy(fid=fid), far_datasets=["far"], min_se=0.0).loc[(1, "near"), "held"] == HELD
+
+
+def test_a_difference_beyond_the_spread_the_other_way_is_not_held():
+    fid = {d: dict(v) for d, v in FID.items()}
+    fid["near"]["ft_dmd2"] = 32.0  # a two-stage pipeline wins by 2 FID: 3.7 SE (SE 0.54)
+    claims = _claims(make_tidy(fid=fid), far_datasets=["far"])
+    assert claims.loc[(1, "near"), "held"] == NOT_HELD
+    fid["near"]["ft_dmd2"] = 33.8  # by 0.2 FID: within the spread
+    assert _claims(make_tidy(fid=fid), far_datasets=["far"]).loc[(1, "near"), "held"] == UNDECIDED
+
+
+def test_one_seed_decides_nothing():
+    claims = _claims(make_tidy(seeds=(0,)), far_datasets=["far"])
+    decided = claims[claims["held"] != NOT_TESTED]
+    assert set(decided["held"]) == {UNDECIDED} and len(decided) >= 5
+    assert set(decided["margin_se"]) == {"n/a"}
+    assert "one seed" in claims.loc[(1, "near"), "evidence"]
 
 
 def test_several_shot_counts_become_separate_datasets(tidy):

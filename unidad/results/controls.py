@@ -215,6 +215,7 @@ def controls_banner(controls: pd.DataFrame) -> list[str]:
                      "one, so the claims table's verdicts are not meaningful.")
         lines += [f"- FAIL: {line}" for line in failed]
     if unmeasured:
+        lines += [""] if lines else []  # a blank line ends the list above
         lines.append(f"**Controls not measured ({len(unmeasured)})**:")
         lines += [f"- {line}" for line in unmeasured]
     if not failed and not unmeasured:
@@ -242,7 +243,7 @@ def controls_table(controls: pd.DataFrame) -> pd.DataFrame:
                                         if failed else "what a working harness must measure."))
     body.attrs = {
         "caption": caption,
-        "notes": [line.lstrip("- ") for line in controls_banner(controls)]
+        "notes": [line.lstrip("- ") for line in controls_banner(controls) if line]
                  + ["Values: mean ± std over seeds (n=seeds where several); the source teacher is one model."],
         "best_cells": [],
         "stats": controls.to_dict("records"),

@@ -237,7 +237,7 @@ def write_all_tables(tidy: pd.DataFrame, out_dir: str | Path, *, methods: Method
     extra = [m for m in sorted(measured) if not value_info(m).shown]
     if controls is not None:
         tables.append(("controls", controls_table(controls)))
-        banner += controls_banner(controls)
+        banner += controls_banner(controls) + [""]
     try:
         spread = seed_spread(frame, max_seed_std, nfe=nfe, methods=methods)
         banner += spread_banner(spread, max_seed_std)
