@@ -444,6 +444,7 @@ def test_a_difference_beyond_the_spread_the_other_way_is_not_held():
     fid["near"]["ft_dmd2"] = 32.0  # a two-stage pipeline wins by 2 FID: 3.7 SE (SE 0.54)
     claims = _claims(make_tidy(fid=fid), far_datasets=["far"])
     assert claims.loc[(1, "near"), "held"] == NOT_HELD
+    assert float(claims.loc[(1, "near"), "margin_se"]) == pytest.approx(-3.7, abs=0.1)  # the deciding comparison
     fid["near"]["ft_dmd2"] = 33.8  # by 0.2 FID: within the spread
     assert _claims(make_tidy(fid=fid), far_datasets=["far"]).loc[(1, "near"), "held"] == UNDECIDED
 

@@ -152,10 +152,11 @@ def combine(verdicts: Sequence[str]) -> str:
 
 
 def _margin_text(margins: Sequence[float]) -> str:
-    """The comparison closest to undecided, in standard errors ('n/a' without a spread)."""
+    """The weakest comparison's difference in standard errors, signed (positive: the claimed direction),
+    which is the one that decides the claim's verdict; 'n/a' without a spread."""
     if not margins or any(pd.isna(m) for m in margins):
         return "n/a"
-    return f"{min(margins, key=abs):+.1f}"
+    return f"{min(margins):+.1f}"
 
 
 def _row(claim_id: int, text: str, dataset: str, comparisons: list[Comparison], missing: list[str],
@@ -330,8 +331,8 @@ def claims_as_table(claims: pd.DataFrame, failed_controls: Sequence[str] | None 
     caption = "The paper's claims checked on this harness's numbers (differences of means against their seed spread)."
     notes = [f"held / not held: every difference of means exceeds {min_se:g} standard errors of the difference "
              "(SE = sqrt(s_a^2/n_a + s_b^2/n_b), sample stds over seeds) in the claimed / the opposite direction; "
-             "undecided: within it, or one seed (no spread). margin_se: the comparison closest to undecided, "
-             "in SE. With 2-3 seeds the stds are rough: a screen against seed noise, not a significance test.",
+             "undecided: within it, or one seed (no spread). margin_se: the weakest comparison's difference in SE "
+             "(positive: the claimed direction). With 2-3 seeds the stds are rough: a screen against seed noise, not a significance test.",
              *claims.attrs.get("notes", [])]
     if failed_controls:
         caption = "NOT MEANINGFUL (positive controls failed). " + caption
