@@ -37,8 +37,9 @@ def build_controls(tidy: str | Path, teacher_report: str | Path, student_reports
         spread = [f"**Seed spread**: not measured ({err})."]
     with atomic_path(out_csv) as tmp:
         controls.to_csv(tmp, index=False)
-    page = ["# Controls: does this run measure?", "", *controls_banner(controls), "", *spread, "",
-            to_markdown(controls_table(controls))]
+    table = controls_table(controls)
+    table.attrs = {**table.attrs, "notes": table.attrs["notes"][-1:]}  # the banner is already above it
+    page = ["# Controls: does this run measure?", "", *controls_banner(controls), "", *spread, "", to_markdown(table)]
     with atomic_path(out_md) as tmp:
         Path(tmp).write_text("\n".join(page), encoding="utf-8")
     failed = failed_controls(controls)
