@@ -17,6 +17,7 @@ from unidad.jobs import params as P
 from unidad.jobs.report import build_controls, build_tables
 from unidad.plan import SOURCE, Plan
 from unidad.results import seed_spread
+from unidad.results.spread import spread_banner
 from unidad.results.controls import (
     CONTROL_COLUMNS,
     FAIL,
@@ -88,6 +89,8 @@ def test_each_threshold_fails_its_control(tidy):
     assert _status(controls, "ft", "oracle_in_domain", "far") == FAIL
     failed = failed_controls(controls)
     assert len(failed) == 4 and any("0.927" in line and ">= 0.97" in line for line in failed)
+    student = controls[(controls["control"] == "source_student") & (controls["metric"] == "oracle_in_domain")]
+    assert "its teacher fails its own control" in student["detail"].iloc[0]
     assert "not meaningful" in controls_banner(controls)[0]
 
 
@@ -138,6 +141,7 @@ def test_seed_spread_flags_noisy_oracle_rates():
 def test_one_seed_has_no_spread_to_flag():
     spread = seed_spread(make_tidy(seeds=(0,)), 0.10)
     assert not spread["flagged"].any() and spread["std"].isna().all()
+    assert "not judged" in spread_banner(spread, 0.10)[0]
 
 
 # ------------------------------------------------------------------------------ the report

@@ -107,6 +107,10 @@ def _student_checks(teacher: Mapping[str, Any] | None, students: Sequence[Mappin
         reason = "no oracle verdict on the teacher to compare with"
     else:
         reason = ""
+    teacher_fails = oracle and (oracle["in_domain_rate"] < t.teacher_min_in_domain - _TOLERANCE
+                                or oracle["mode_coverage"] < t.teacher_min_mode_coverage - _TOLERANCE)
+    if judged and teacher_fails:
+        reason = "its teacher fails its own control: being close to it shows little"
     nfe = judged[0].get("timing", {}).get("nfe", "") if judged else ""
     subject = f"source student (NFE {nfe})" if nfe else "source student"
     seeds = ", ".join(f"seed {s.get('about', {}).get('seed', '?')}: {s['oracle']['in_domain_rate']:.3f}"
@@ -117,7 +121,7 @@ def _student_checks(teacher: Mapping[str, Any] | None, students: Sequence[Mappin
     return [
         _check("source_student", domain, IN_DOMAIN, subject, values[IN_DOMAIN], reference=ref[IN_DOMAIN],
                reference_label="its teacher", low=ref[IN_DOMAIN] - gap, high=ref[IN_DOMAIN] + gap,
-               requirement=f"within ±{gap:g} of its teacher", detail=reason or seeds),
+               requirement=f"within ±{gap:g} of its teacher", detail="; ".join(p for p in (seeds, reason) if p)),
         _check("source_student", domain, COVERAGE, subject, values[COVERAGE], reference=ref[COVERAGE],
                reference_label="its teacher", low=ratio * ref[COVERAGE],
                requirement=f">= {ratio:g} x its teacher's", detail=reason),

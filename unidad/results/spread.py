@@ -38,10 +38,11 @@ def spread_banner(spread: pd.DataFrame, max_std: float) -> list[str]:
     """The report's lines on the seed spread: the flagged rates, or that none is flagged."""
     flagged = spread[spread["flagged"]]
     single = int((spread["n_seeds"] < 2).sum())
+    if flagged.empty and single == len(spread):
+        return ["**Seed spread**: not judged: every oracle rate was measured with one seed."]
     if flagged.empty:
-        lines = [f"**Seed spread**: every oracle rate of the oracle table has seed std <= {max_std:g}"
-                 + (f" ({single} measured with one seed: no spread to judge)." if single else ".")]
-        return lines
+        return [f"**Seed spread**: every oracle rate of the oracle table has seed std <= {max_std:g}"
+                + (f" ({single} measured with one seed: no spread to judge)." if single else ".")]
     lines = [f"**SEED SPREAD TOO LARGE**: {len(flagged)} of {len(spread)} oracle rates have seed std > {max_std:g} "
              "(too noisy to rank methods):"]
     lines += [f"- {r['method']} {metric_name(r['metric'])} on {r['dataset']}: {r['mean']:.3f} ± {r['std']:.3f} "
