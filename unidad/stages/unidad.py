@@ -82,6 +82,9 @@ class UniDADStage(Stage):
         if self.ctx.real_images is None and (cfg.gan_weight_g > 0 or cfg.gan_weight_d > 0 or mode == "online"):
             raise ValueError(f"stage {self.stage_id} needs real images for the GAN / online target teacher")
         self._sigmas = student_sigmas(cfg.gen_steps, cfg.sigma_start, cfg.sigma_end)
+        # the generator update's samples (one per micro-batch, detached), which the critic update of
+        # the same iteration trains on instead of drawing a fresh unroll (as the official step does)
+        self._shared_samples: list[torch.Tensor] = []
 
     # -- pieces ----------------------------------------------------------------------------------
     def _latent_noise(self, batch: int) -> torch.Tensor:
@@ -118,6 +121,7 @@ class UniDADStage(Stage):
     def generator_loss(self, batch) -> dict[str, torch.Tensor]:
         cfg = self.config
         x = self._student_samples(cfg.batch_size)
+        self._shared_samples.append(x.detach())
         terms = self._dmd_terms(x) if cfg.dmd_weight > 0 else {}
         loss = cfg.dmd_weight * terms["dmd"] if cfg.dmd_weight > 0 else x.new_zeros(())
         if cfg.gan_weight_g > 0:
@@ -129,8 +133,11 @@ class UniDADStage(Stage):
 
     def critic_loss(self, batch) -> dict[str, torch.Tensor]:
         cfg = self.config
-        with torch.no_grad():
-            x = self._student_samples(cfg.batch_size)
+        if self._shared_samples:
+            x = self._shared_samples.pop(0)
+        else:
+            with torch.no_grad():
+                x = self._student_samples(cfg.batch_size)
         fake = self.modules["fake"]
         sigma = sample_grid_sigmas(x.shape[0], 0, GRID_SIZE - 1, device=x.device)
         x_t = x + sigma.view(-1, 1, 1, 1) * torch.randn_like(x)
