@@ -44,9 +44,9 @@ def test_uni_dad_updates_touch_only_their_modules(tiny_factory, source_file):
     stage.build()
     ups = {u.name: u for u in stage.updates()}
     assert set(ups) == {"generator", "target_teacher", "critic"}
-    from unidad.train.loop import _build_optimizers, _set_trainable, make_batch
+    from unidad.train.loop import build_optimizers, _set_trainable, make_batch
 
-    optims = {o.update.name: o for o in _build_optimizers(stage)}
+    optims = {o.update.name: o for o in build_optimizers(stage)}
     batch = make_batch(stage, 0, 0)
 
     def step(name):

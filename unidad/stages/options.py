@@ -77,6 +77,8 @@ class DMDOptions(OptionGroup):
     dmd_index_lo: int = 20  # DMD noise index ~ U{lo..hi} on the 1000-point Karras grid
     dmd_index_hi: int = 980
     noise_correction: bool = False  # sampler switch (Imagine Flash): reuse the initial noise at the first re-noise
+    # recompute each generator step of the unroll in the backward: less memory for larger batches
+    checkpoint_unroll: bool = False
 
     def validate(self, where: str = "") -> None:
         super().validate(where)

@@ -92,7 +92,8 @@ class UniDADStage(Stage):
         return torch.randn(batch, *shape, device=self.ctx.device)
 
     def _student_samples(self, batch: int) -> torch.Tensor:
-        return unroll_generator(self.modules["generator"], self._latent_noise(batch), self._sigmas)
+        return unroll_generator(self.modules["generator"], self._latent_noise(batch), self._sigmas,
+                                checkpoint=self.config.checkpoint_unroll)
 
     def _critic_inputs(self, x: torch.Tensor):
         sigma = sample_grid_sigmas(x.shape[0], 0, GRID_SIZE - 1, device=x.device)
@@ -149,8 +150,11 @@ class UniDADStage(Stage):
             if cfg.r1_gamma > 0:
                 real_noisy = real_noisy.detach().requires_grad_(True)
             fake_noisy, sigma_f = self._critic_inputs(x)
-            real_logits = self._logits(real_noisy, sigma_r)
-            fake_logits = self._logits(fake_noisy, sigma_f)
+            # one encoder pass over real and fake together: the backbones normalise per sample, so this
+            # is the two passes' result, at the cost of one larger batch
+            both = self._logits(torch.cat([real_noisy, fake_noisy]), torch.cat([sigma_r, sigma_f]))
+            real_logits = [logit[: real_noisy.shape[0]] for logit in both]
+            fake_logits = [logit[real_noisy.shape[0]:] for logit in both]
             d = multihead_critic_loss(cfg.gan_loss, real_logits, fake_logits, cfg.head_reduce)
             if cfg.gan_loss == "wgan-gp":
                 # interpolate at the real inputs' noise levels so the critic sees one sigma per sample
