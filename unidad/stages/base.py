@@ -57,10 +57,6 @@ class TrainConfig(OptionGroup):
     keep_checkpoints: int = 0  # 0 = keep all (evaluation reads every checkpoint)
     log_every: int = 25
     flip_augment: bool = True
-    # speed switches of the GPU path, applied by the loop (results change only by float rounding)
-    tf32: bool = False  # TF32 matmuls and convolutions (Ampere and later)
-    channels_last: bool = False  # NHWC weights, so convolutions run on tensor cores without transposes
-    compile: bool = False  # torch.compile every backbone's network; pays only over a long run
 
     @classmethod
     def from_dict(cls, params: dict[str, Any] | None, where: str = "") -> "TrainConfig":

@@ -5,7 +5,7 @@ stage accepts exactly the options it reads and each default is written once:
 
     pretrain, ft        DenoiseOptions
     student_ft          FewStepOptions
-    dmd2                FewStepOptions, DMDOptions, GANOptions  (unidad.stages.unidad.DistillConfig)
+    dmd2                FewStepOptions, DMDOptions, GANOptions, SpeedOptions  (unidad.stages.unidad.DistillConfig)
     unidad              the same and TargetTeacherOptions
 
 A stage config only overrides a group's default where that stage's default differs.
@@ -108,6 +108,16 @@ class GANOptions(OptionGroup):
         check_choice(where, "discriminator", self.discriminator, DISCRIMINATOR_KINDS)
         check_choice(where, "head_type", self.head_type, HEAD_TYPES)
         check_choice(where, "head_reduce", self.head_reduce, HEAD_REDUCTIONS)
+
+
+@dataclass(kw_only=True)
+class SpeedOptions(OptionGroup):
+    """Speed switches of the GPU path, applied by the training loop to the built modules (results
+    change only by float rounding)."""
+
+    tf32: bool = False  # TF32 matmuls and convolutions (Ampere and later)
+    channels_last: bool = False  # NHWC weights, so convolutions run on tensor cores without transposes
+    compile: bool = False  # torch.compile every backbone's network; pays only over a long run
 
 
 @dataclass(kw_only=True)

@@ -28,11 +28,11 @@ from unidad.losses.gan import (
     r1_penalty,
 )
 from unidad.stages.base import Stage, TrainConfig, Update, register_stage
-from unidad.stages.options import DMDOptions, FewStepOptions, GANOptions, TargetTeacherOptions
+from unidad.stages.options import DMDOptions, FewStepOptions, GANOptions, SpeedOptions, TargetTeacherOptions
 
 
 @dataclass(kw_only=True)
-class DistillConfig(GANOptions, DMDOptions, FewStepOptions, TrainConfig):
+class DistillConfig(SpeedOptions, GANOptions, DMDOptions, FewStepOptions, TrainConfig):
     """Options of a DMD + GAN distillation stage (dmd2 uses it as is) at the paper's scale
     (unidad_method.md: 40k iterations, batch 1, bf16)."""
 

@@ -141,10 +141,13 @@ def _autocast(device: torch.device, precision: str):
 
 
 def apply_speed_options(stage: Stage) -> None:
-    """The stage config's tf32 / channels_last / compile switches, on the built modules."""
+    """The stage config's tf32 / channels_last / compile switches (SpeedOptions), on the built modules."""
     from unidad.backbones.base import Denoiser
+    from unidad.stages.options import SpeedOptions
 
     cfg = stage.config
+    if not isinstance(cfg, SpeedOptions):
+        return
     if cfg.tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
