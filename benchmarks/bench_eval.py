@@ -2,9 +2,13 @@
 of a checkpoint's evaluation time spent outside feature extraction.
 
     .venv/bin/python benchmarks/bench_eval.py [--config config/config.yaml] [--n 1000]
+    .venv/bin/python benchmarks/bench_eval.py --relative [--train-iters 4]
 
 Needs a finished run of that config (its demo extractor, reference statistics and one sample set).
 Staged real extractors (Inception-v3) are measured too when their weights resolve. Prints figures.
+
+--relative needs no run (bench_eval_relative.py): the cost of evaluating one checkpoint against the
+cost of training the segment that produced it, at demo scale and at reduced paper scale.
 """
 from __future__ import annotations
 
@@ -33,8 +37,15 @@ def main() -> None:
     ap.add_argument("--config", default="config/config.yaml")
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--relative", action="store_true", help="evaluation vs training cost, without a finished run")
+    ap.add_argument("--train-iters", type=int, default=4, help="--relative: timed training iterations per scale")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.relative:
+        from bench_eval_relative import relative_cost
+
+        relative_cost(args.train_iters)
+        return
 
     from unidad.config import load_config_file
     from unidad.data.domains import get_domain

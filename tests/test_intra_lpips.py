@@ -165,3 +165,54 @@ def test_case6_lpips_vgg_reference_values(lpips_images):
     assert d1 < d0
     assert float(distance(ref, ref)[0]) == 0.0
     assert float(distance(p1, ref)[0]) == pytest.approx(d1, rel=1e-5)
+
+
+def test_lpips_vgg_embed_then_compare_equals_its_forward(random_vgg_file, lpips_images):
+    distance = lpips_vgg_distance(random_vgg_file)
+    a = torch.cat([lpips_images["ref"], lpips_images["p0"]])
+    b = torch.cat([lpips_images["p1"], lpips_images["ref"]])
+    torch.testing.assert_close(distance.compare(distance.embed(a), distance.embed(b)), distance(a, b),
+                               rtol=1e-5, atol=1e-7)
+
+
+class CountingDistance:
+    """A factorised distance (embed = the pixels, compare = mean |a - b|) that counts the images it
+    embeds and the pairs it is called on directly."""
+
+    def __init__(self):
+        self.embedded, self.direct_pairs = [], 0
+
+    def embed(self, images):
+        self.embedded.extend(images.reshape(images.shape[0], -1)[:, 0].tolist())
+        return [images.clone()]
+
+    def compare(self, fa, fb):
+        return (fa[0] - fb[0]).abs().mean(dim=(1, 2, 3))
+
+    def __call__(self, a, b):
+        self.direct_pairs += a.shape[0]
+        return toy_distance(a, b)
+
+
+@pytest.mark.parametrize("cache_bytes", [None, 0])
+def test_intra_lpips_embeds_each_image_once(monkeypatch, cache_bytes):
+    from unidad.metrics import intra_lpips as module
+
+    if cache_bytes is not None:  # nothing kept across steps: an image is embedded again only in its cluster
+        monkeypatch.setattr(module, "EMBED_CACHE_BYTES", cache_bytes)
+    torch.manual_seed(0)
+    generated = torch.rand(40, 3, 4, 4) * 2 - 1
+    generated[:, 0, 0, 0] = torch.linspace(-0.99, 0.99, 40)  # a distinct tag per image for the count
+    shots = torch.rand(3, 3, 4, 4) * 2 - 1
+    shots[:, 0, 0, 0] = torch.tensor([-1.0, 1.0, 0.995])
+    counting = CountingDistance()
+    result = intra_lpips(generated, shots, counting, variant="cdc", batch_size=8)
+    assert result == intra_lpips(generated, shots, toy_distance, variant="cdc", batch_size=8) | {"value": pytest.approx(result["value"])}
+    tags = [round(t, 6) for t in counting.embedded]
+    assert counting.direct_pairs == 0
+    if cache_bytes is None:
+        assert sorted(tags) == sorted(round(t, 6) for t in torch.cat([generated, shots])[:, 0, 0, 0].tolist())
+    else:
+        generated_tags = {round(t, 6) for t in generated[:, 0, 0, 0].tolist()}
+        assert max(tags.count(t) for t in generated_tags) <= 2  # once to assign, once more in its cluster at most
+        assert max(tags.count(t) for t in set(tags) - generated_tags) <= -(-generated.shape[0] // 8)  # per batch

@@ -44,9 +44,9 @@ def test_uni_dad_updates_touch_only_their_modules(tiny_factory, source_file):
     stage.build()
     ups = {u.name: u for u in stage.updates()}
     assert set(ups) == {"generator", "target_teacher", "critic"}
-    from unidad.train.loop import _build_optimizers, _set_trainable, make_batch
+    from unidad.train.loop import build_optimizers, _set_trainable, make_batch
 
-    optims = {o.update.name: o for o in _build_optimizers(stage)}
+    optims = {o.update.name: o for o in build_optimizers(stage)}
     batch = make_batch(stage, 0, 0)
 
     def step(name):
@@ -144,13 +144,20 @@ def test_stage_config_rejects_unknown_and_ill_typed_options():
 
 def test_stage_configs_hold_exactly_the_option_groups_their_stage_uses():
     from unidad.stages.base import StageConfigError, TrainConfig
-    from unidad.stages.options import DenoiseOptions, DMDOptions, FewStepOptions, GANOptions, TargetTeacherOptions
+    from unidad.stages.options import (
+        DenoiseOptions,
+        DMDOptions,
+        FewStepOptions,
+        GANOptions,
+        SpeedOptions,
+        TargetTeacherOptions,
+    )
 
     def names(cls):
         return {f.name for f in dataclasses.fields(cls)}
 
     train = names(TrainConfig)
-    distill = train | names(FewStepOptions) | names(DMDOptions) | names(GANOptions)
+    distill = train | names(FewStepOptions) | names(DMDOptions) | names(GANOptions) | names(SpeedOptions)
     expected = {"pretrain": train | names(DenoiseOptions), "ft": train | names(DenoiseOptions),
                 "student_ft": train | names(FewStepOptions), "dmd2": distill,
                 "unidad": distill | names(TargetTeacherOptions)}

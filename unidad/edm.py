@@ -14,6 +14,7 @@ import math
 from typing import Callable, Protocol, Sequence
 
 import torch
+import torch.utils.checkpoint
 
 from unidad.backbones.base import SIGMA_MAX, SIGMA_MIN, Conditioning
 
@@ -187,6 +188,7 @@ def unroll_generator(
     noise_correction: bool = False,
     detach_after_first: bool = False,
     return_states: bool = False,
+    checkpoint: bool = False,
 ):
     """Run a K-step re-noising generator from unit noise z.
 
@@ -194,9 +196,13 @@ def unroll_generator(
     n_k is fresh noise, except with `noise_correction` (Imagine Flash) where the first re-noise
     reuses the initial noise direction z. Gradients flow through the whole unroll unless
     `detach_after_first` (DP-DMD: the first step is trained by its own regression only).
+    With `checkpoint`, each step's activations are recomputed in the backward instead of kept.
     Returns the last x0 (and, with return_states, the list of (x_k, sigma_k, x0_k)).
     """
     noise = noise or GlobalNoise()
+    if checkpoint and torch.is_grad_enabled():
+        plain = generator
+        generator = lambda x, s, c: torch.utils.checkpoint.checkpoint(plain, x, s, c, use_reentrant=False)  # noqa: E731
     sig = [float(s) for s in sigmas]
     x = z * sig[0]
     states = []

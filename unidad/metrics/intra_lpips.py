@@ -56,28 +56,62 @@ def _distances(distance_fn: DistanceFn, a: torch.Tensor, b: torch.Tensor) -> tor
     return d.double().cpu()
 
 
+#: embeddings kept for the whole metric up to this size; beyond it, an image's features are
+#: recomputed where it is needed again (at paper scale a VGG embedding of a 256 px image is ~31 MB)
+EMBED_CACHE_BYTES = 2 * 2**30
+
+
 class _PairDistances:
     """Distances between rows of one image pool, by index.
 
     A distance that factorises into per-image features (`embed(images)` -> list of per-layer
-    tensors, `compare(features_a, features_b)` -> one distance per pair; LPIPS does) embeds every
-    image once instead of once per pair it appears in: the k * N assignment and the within-cluster
-    pairs then cost no network passes at all.
+    tensors, `compare(features_a, features_b)` -> one distance per pair; LPIPS does) embeds each
+    image once instead of once per pair it appears in: kept for the whole metric while the
+    embeddings fit `cache_bytes`, and at least for the batch of work announced by `hold`.
     """
 
-    def __init__(self, distance_fn: DistanceFn, pool: torch.Tensor, batch_size: int):
+    def __init__(self, distance_fn: DistanceFn, pool: torch.Tensor, batch_size: int,
+                 cache_bytes: int | None = None):
         self.distance_fn, self.pool, self.batch_size = distance_fn, pool, batch_size
-        self.features = None
-        if hasattr(distance_fn, "embed") and hasattr(distance_fn, "compare"):
-            chunks = [distance_fn.embed(pool[i:i + batch_size]) for i in range(0, pool.shape[0], batch_size)]
-            self.features = [torch.cat(layer) for layer in zip(*chunks)]
+        self.factorised = hasattr(distance_fn, "embed") and hasattr(distance_fn, "compare")
+        self.cache_bytes = EMBED_CACHE_BYTES if cache_bytes is None else cache_bytes
+        self.used_bytes = 0
+        self.kept: dict[int, list[torch.Tensor]] = {}
+        self.held: dict[int, list[torch.Tensor]] = {}
+
+    def _embed(self, rows: list[int]) -> dict[int, list[torch.Tensor]]:
+        out = {}
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start:start + self.batch_size]
+            layers = self.distance_fn.embed(self.pool[torch.tensor(chunk)])
+            for k, row in enumerate(chunk):
+                feats = [layer[k:k + 1].clone() for layer in layers]
+                out[row] = feats
+                size = sum(f.numel() * f.element_size() for f in feats)
+                if self.used_bytes + size <= self.cache_bytes:
+                    self.kept[row] = feats
+                    self.used_bytes += size
+        return out
+
+    def hold(self, rows: torch.Tensor) -> None:
+        """Embed `rows` (those not kept already) and keep them until the next `hold`."""
+        if self.factorised:
+            wanted = [r for r in dict.fromkeys(rows.tolist()) if r not in self.kept]
+            self.held = self._embed(wanted)
+
+    def _features(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        rows_list = rows.tolist()
+        missing = [r for r in dict.fromkeys(rows_list) if r not in self.kept and r not in self.held]
+        extra = self._embed(missing)
+        per_row = [self.kept.get(r) or self.held.get(r) or extra[r] for r in rows_list]
+        return [torch.cat(layer) for layer in zip(*per_row)]
 
     def __call__(self, ia: torch.Tensor, ib: torch.Tensor) -> torch.Tensor:
         out = []
         for start in range(0, ia.numel(), self.batch_size):
             a, b = ia[start:start + self.batch_size], ib[start:start + self.batch_size]
-            if self.features is not None:
-                d = torch.as_tensor(self.distance_fn.compare([f[a] for f in self.features], [f[b] for f in self.features]))
+            if self.factorised:
+                d = torch.as_tensor(self.distance_fn.compare(self._features(a), self._features(b)))
                 out.append(d.reshape(-1).double().cpu())
             else:
                 out.append(_distances(self.distance_fn, self.pool[a], self.pool[b]))
@@ -85,14 +119,20 @@ class _PairDistances:
 
 
 def _assign(pairs: _PairDistances, gen_idx: torch.Tensor, train_idx: torch.Tensor) -> np.ndarray:
-    dist = torch.stack([pairs(gen_idx, t.expand_as(gen_idx)) for t in train_idx], dim=1)
-    return dist.argmin(dim=1).numpy()
+    nearest = []
+    for start in range(0, gen_idx.numel(), pairs.batch_size):
+        batch = gen_idx[start:start + pairs.batch_size]
+        pairs.hold(torch.cat([train_idx, batch]))  # the shots first: they are kept before any sample
+        dist = torch.stack([pairs(batch, t.expand_as(batch)) for t in train_idx], dim=1)
+        nearest.append(dist.argmin(dim=1))
+    return torch.cat(nearest).numpy()
 
 
 def _mean_pairwise(pairs: _PairDistances, idx: torch.Tensor) -> float:
     i_idx, j_idx = torch.triu_indices(idx.numel(), idx.numel(), offset=1)
     if i_idx.numel() == 0:
         raise ValueError("mean pairwise distance needs at least 2 images")
+    pairs.hold(idx)
     return float(pairs(idx[i_idx], idx[j_idx]).sum()) / i_idx.numel()
 
 
@@ -236,20 +276,39 @@ def build_lpips_vgg(vgg_weights_path: str | Path | None = None, weights_dir: str
     return model, provenance
 
 
+class LPIPSDistance:
+    """An lpips.LPIPS model (v0.1, not spatial) as a batched distance for inputs in [-1, 1], split
+    into `embed` (scaling, trunk, unit-normalised activations: one network pass per image) and
+    `compare` (the linear layers on squared differences, spatially averaged), which is what the
+    model's forward computes for a pair; intra_lpips then embeds each image once."""
+
+    def __init__(self, model, device: str | torch.device = "cpu", provenance: dict | None = None):
+        self.model, self.device, self.provenance = model, torch.device(device), provenance or {}
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> list[torch.Tensor]:
+        import lpips
+
+        outs = self.model.net.forward(self.model.scaling_layer(images.to(self.device, torch.float32)))
+        return [lpips.normalize_tensor(out) for out in outs]
+
+    @torch.no_grad()
+    def compare(self, features_a: list[torch.Tensor], features_b: list[torch.Tensor]) -> torch.Tensor:
+        return sum(lin((fa - fb) ** 2).mean((2, 3)) for lin, fa, fb in zip(self.model.lins, features_a, features_b)).reshape(-1)
+
+    @torch.no_grad()
+    def __call__(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.model(a.to(self.device, torch.float32), b.to(self.device, torch.float32)).reshape(-1)
+
+
 def lpips_vgg_distance(weights_path_or_none: str | Path | None = None, weights_dir: str | Path | None = None,
-                       device: str | torch.device = "cpu") -> DistanceFn:
+                       device: str | torch.device = "cpu") -> LPIPSDistance:
     """A batched LPIPS (VGG, v0.1) distance for inputs in [-1, 1]; raises WeightsError if the VGG file is absent.
 
-    The returned function carries `.provenance` (ids and weights sha256) for the result record.
+    The returned distance carries `.provenance` (ids and weights sha256) for the result record.
     """
     model, provenance = build_lpips_vgg(weights_path_or_none, weights_dir, device)
-
-    def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return model(a.to(device, torch.float32), b.to(device, torch.float32)).reshape(-1)
-
-    distance.provenance = provenance
-    return distance
+    return LPIPSDistance(model, device, provenance)
 
 
 # ------------------------------------------------------------------------------------ registration

@@ -5,7 +5,7 @@ stage accepts exactly the options it reads and each default is written once:
 
     pretrain, ft        DenoiseOptions
     student_ft          FewStepOptions
-    dmd2                FewStepOptions, DMDOptions, GANOptions  (unidad.stages.unidad.DistillConfig)
+    dmd2                FewStepOptions, DMDOptions, GANOptions, SpeedOptions  (unidad.stages.unidad.DistillConfig)
     unidad              the same and TargetTeacherOptions
 
 A stage config only overrides a group's default where that stage's default differs.
@@ -77,6 +77,8 @@ class DMDOptions(OptionGroup):
     dmd_index_lo: int = 20  # DMD noise index ~ U{lo..hi} on the 1000-point Karras grid
     dmd_index_hi: int = 980
     noise_correction: bool = False  # sampler switch (Imagine Flash): reuse the initial noise at the first re-noise
+    # recompute each generator step of the unroll in the backward: less memory for larger batches
+    checkpoint_unroll: bool = False
 
     def validate(self, where: str = "") -> None:
         super().validate(where)
@@ -106,6 +108,16 @@ class GANOptions(OptionGroup):
         check_choice(where, "discriminator", self.discriminator, DISCRIMINATOR_KINDS)
         check_choice(where, "head_type", self.head_type, HEAD_TYPES)
         check_choice(where, "head_reduce", self.head_reduce, HEAD_REDUCTIONS)
+
+
+@dataclass(kw_only=True)
+class SpeedOptions(OptionGroup):
+    """Speed switches of the GPU path, applied by the training loop to the built modules (results
+    change only by float rounding)."""
+
+    tf32: bool = False  # TF32 matmuls and convolutions (Ampere and later)
+    channels_last: bool = False  # NHWC weights, so convolutions run on tensor cores without transposes
+    compile: bool = False  # torch.compile every backbone's network; pays only over a long run
 
 
 @dataclass(kw_only=True)

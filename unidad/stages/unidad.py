@@ -28,11 +28,11 @@ from unidad.losses.gan import (
     r1_penalty,
 )
 from unidad.stages.base import Stage, TrainConfig, Update, register_stage
-from unidad.stages.options import DMDOptions, FewStepOptions, GANOptions, TargetTeacherOptions
+from unidad.stages.options import DMDOptions, FewStepOptions, GANOptions, SpeedOptions, TargetTeacherOptions
 
 
 @dataclass(kw_only=True)
-class DistillConfig(GANOptions, DMDOptions, FewStepOptions, TrainConfig):
+class DistillConfig(SpeedOptions, GANOptions, DMDOptions, FewStepOptions, TrainConfig):
     """Options of a DMD + GAN distillation stage (dmd2 uses it as is) at the paper's scale
     (unidad_method.md: 40k iterations, batch 1, bf16)."""
 
@@ -82,6 +82,9 @@ class UniDADStage(Stage):
         if self.ctx.real_images is None and (cfg.gan_weight_g > 0 or cfg.gan_weight_d > 0 or mode == "online"):
             raise ValueError(f"stage {self.stage_id} needs real images for the GAN / online target teacher")
         self._sigmas = student_sigmas(cfg.gen_steps, cfg.sigma_start, cfg.sigma_end)
+        # the generator update's samples (one per micro-batch, detached), which the critic update of
+        # the same iteration trains on instead of drawing a fresh unroll (as the official step does)
+        self._shared_samples: list[torch.Tensor] = []
 
     # -- pieces ----------------------------------------------------------------------------------
     def _latent_noise(self, batch: int) -> torch.Tensor:
@@ -89,7 +92,8 @@ class UniDADStage(Stage):
         return torch.randn(batch, *shape, device=self.ctx.device)
 
     def _student_samples(self, batch: int) -> torch.Tensor:
-        return unroll_generator(self.modules["generator"], self._latent_noise(batch), self._sigmas)
+        return unroll_generator(self.modules["generator"], self._latent_noise(batch), self._sigmas,
+                                checkpoint=self.config.checkpoint_unroll)
 
     def _critic_inputs(self, x: torch.Tensor):
         sigma = sample_grid_sigmas(x.shape[0], 0, GRID_SIZE - 1, device=x.device)
@@ -118,6 +122,7 @@ class UniDADStage(Stage):
     def generator_loss(self, batch) -> dict[str, torch.Tensor]:
         cfg = self.config
         x = self._student_samples(cfg.batch_size)
+        self._shared_samples.append(x.detach())
         terms = self._dmd_terms(x) if cfg.dmd_weight > 0 else {}
         loss = cfg.dmd_weight * terms["dmd"] if cfg.dmd_weight > 0 else x.new_zeros(())
         if cfg.gan_weight_g > 0:
@@ -129,8 +134,11 @@ class UniDADStage(Stage):
 
     def critic_loss(self, batch) -> dict[str, torch.Tensor]:
         cfg = self.config
-        with torch.no_grad():
-            x = self._student_samples(cfg.batch_size)
+        if self._shared_samples:
+            x = self._shared_samples.pop(0)
+        else:
+            with torch.no_grad():
+                x = self._student_samples(cfg.batch_size)
         fake = self.modules["fake"]
         sigma = sample_grid_sigmas(x.shape[0], 0, GRID_SIZE - 1, device=x.device)
         x_t = x + sigma.view(-1, 1, 1, 1) * torch.randn_like(x)
@@ -142,8 +150,11 @@ class UniDADStage(Stage):
             if cfg.r1_gamma > 0:
                 real_noisy = real_noisy.detach().requires_grad_(True)
             fake_noisy, sigma_f = self._critic_inputs(x)
-            real_logits = self._logits(real_noisy, sigma_r)
-            fake_logits = self._logits(fake_noisy, sigma_f)
+            # one encoder pass over real and fake together: the backbones normalise per sample, so this
+            # is the two passes' result, at the cost of one larger batch
+            both = self._logits(torch.cat([real_noisy, fake_noisy]), torch.cat([sigma_r, sigma_f]))
+            real_logits = [logit[: real_noisy.shape[0]] for logit in both]
+            fake_logits = [logit[real_noisy.shape[0]:] for logit in both]
             d = multihead_critic_loss(cfg.gan_loss, real_logits, fake_logits, cfg.head_reduce)
             if cfg.gan_loss == "wgan-gp":
                 # interpolate at the real inputs' noise levels so the critic sees one sigma per sample

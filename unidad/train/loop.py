@@ -94,7 +94,7 @@ def _lr_factor(k: int, warm: int, total: int, cosine: bool) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (k - warm) / max(1, total - warm))))
 
 
-def _build_optimizers(stage: Stage) -> list[_Optim]:
+def build_optimizers(stage: Stage) -> list[_Optim]:
     cfg = stage.config
     out = []
     for upd in stage.updates():
@@ -138,6 +138,27 @@ def _autocast(device: torch.device, precision: str):
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return torch.autocast(device_type=device.type, enabled=False)
+
+
+def apply_speed_options(stage: Stage) -> None:
+    """The stage config's tf32 / channels_last / compile switches (SpeedOptions), on the built modules."""
+    from unidad.backbones.base import Denoiser
+    from unidad.stages.options import SpeedOptions
+
+    cfg = stage.config
+    if not isinstance(cfg, SpeedOptions):
+        return
+    if cfg.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    for module in stage.modules.values():
+        if cfg.channels_last:
+            module.to(memory_format=torch.channels_last)
+        if cfg.compile and isinstance(module, Denoiser):
+            # the network inside the denoiser wrapper, in place: parameter names (and so checkpoints) stay
+            for child in module.children():
+                if any(True for _ in child.parameters()):
+                    child.compile()
 
 
 def _set_trainable(stage: Stage, active: set[str]) -> None:
@@ -200,6 +221,37 @@ def per_term_grad_norms(terms: dict[str, torch.Tensor], params: list[torch.nn.Pa
     return out
 
 
+def run_update(stage: Stage, o: _Optim, it: int, world: World | None = None, grad_norms: bool = False) -> dict[str, float]:
+    """One step of `o`'s update at iteration `it`: every micro-batch's loss and backward, gradient
+    averaging and clipping, the optimiser and scheduler steps. Returns the update's record (its terms,
+    gradient norm, learning rate; the per-term gradient norms too with `grad_norms`).
+    benchmarks/bench_side_by_side.py times it update by update."""
+    cfg, ctx = stage.config, stage.ctx
+    world = world or World()
+    name = o.update.name
+    record: dict[str, float] = {}
+    _set_trainable(stage, set(o.update.modules))
+    o.optimizer.zero_grad(set_to_none=True)
+    for micro in range(cfg.grad_accum):
+        batch = make_batch(stage, it, micro + world.rank * cfg.grad_accum)
+        with _autocast(ctx.device, cfg.precision):
+            terms = o.update.loss(batch)
+        if micro == 0 and world.is_main and grad_norms:
+            record.update({f"{name}/grad_norm/{k}": v for k, v in per_term_grad_norms(terms, o.params).items()})
+        (terms["loss"].float() / cfg.grad_accum).backward()
+        for k, v in terms.items():
+            record[f"{name}/{k}"] = record.get(f"{name}/{k}", 0.0) + float(v.detach()) / cfg.grad_accum
+    world.average_gradients(o.params)
+    norm = torch.nn.utils.clip_grad_norm_(o.params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+    record[f"{name}/grad_norm"] = float(norm)
+    o.optimizer.step()
+    o.scheduler.step()
+    if o.update.after_step is not None:
+        o.update.after_step()
+    record[f"{name}/lr"] = o.scheduler.get_last_lr()[0]
+    return record
+
+
 def train(
     stage: Stage,
     run_dir: Path,
@@ -220,10 +272,11 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(ctx.seed)
     stage.build()
+    apply_speed_options(stage)
     world.broadcast_modules(stage.modules)
     if world.enabled:
         seed_everything(world.rank_seed(ctx.seed))
-    optims = _build_optimizers(stage)
+    optims = build_optimizers(stage)
     checkpoint_steps = set(cfg.checkpoint_steps())
     target = cfg.iterations if stop_at is None else min(cfg.iterations, stop_at)
 
@@ -283,31 +336,10 @@ def train(
         for it in range(start, target):
             record: dict[str, float] = {}
             for o in optims:
-                if it % o.update.every:
-                    continue
-                # per-term gradient norms once per update and log line, at its first step in the window
-                # (an update that runs every `ratio` iterations may never run on a log step itself)
-                first_in_window = not window.has(o.update.name)
-                _set_trainable(stage, set(o.update.modules))
-                o.optimizer.zero_grad(set_to_none=True)
-                for micro in range(cfg.grad_accum):
-                    batch = make_batch(stage, it, micro + world.rank * cfg.grad_accum)
-                    with _autocast(ctx.device, cfg.precision):
-                        terms = o.update.loss(batch)
-                    if micro == 0 and world.is_main and first_in_window:
-                        record.update({f"{o.update.name}/grad_norm/{k}": v
-                                       for k, v in per_term_grad_norms(terms, o.params).items()})
-                    (terms["loss"].float() / cfg.grad_accum).backward()
-                    for k, v in terms.items():
-                        record[f"{o.update.name}/{k}"] = record.get(f"{o.update.name}/{k}", 0.0) + float(v.detach()) / cfg.grad_accum
-                world.average_gradients(o.params)
-                norm = torch.nn.utils.clip_grad_norm_(o.params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-                record[f"{o.update.name}/grad_norm"] = float(norm)
-                o.optimizer.step()
-                o.scheduler.step()
-                if o.update.after_step is not None:
-                    o.update.after_step()
-                record[f"{o.update.name}/lr"] = o.scheduler.get_last_lr()[0]
+                if it % o.update.every == 0:
+                    # per-term gradient norms once per update and log line, at its first step in the window
+                    # (an update that runs every `ratio` iterations may never run on a log step itself)
+                    record.update(run_update(stage, o, it, world, grad_norms=not window.has(o.update.name)))
             _set_trainable(stage, set())
             images_seen += cfg.batch_size * cfg.grad_accum * world.size
             step = it + 1
