@@ -144,14 +144,16 @@ def test_stage_config_rejects_unknown_and_ill_typed_options():
 
 def test_stage_configs_hold_exactly_the_option_groups_their_stage_uses():
     from unidad.stages.base import StageConfigError, TrainConfig
-    from unidad.stages.options import DenoiseOptions, DMDOptions, FewStepOptions, GANOptions, TargetTeacherOptions
+    from unidad.stages.options import (DenoiseOptions, DMDOptions, DreamBoothOptions, FewStepOptions, GANOptions,
+                                       TargetTeacherOptions, TextOptions)
 
     def names(cls):
         return {f.name for f in dataclasses.fields(cls)}
 
     train = names(TrainConfig)
-    distill = train | names(FewStepOptions) | names(DMDOptions) | names(GANOptions)
+    distill = train | names(FewStepOptions) | names(DMDOptions) | names(GANOptions) | names(TextOptions)
     expected = {"pretrain": train | names(DenoiseOptions), "ft": train | names(DenoiseOptions),
+                "dreambooth": train | names(DenoiseOptions) | names(DreamBoothOptions),
                 "student_ft": train | names(FewStepOptions), "dmd2": distill,
                 "unidad": distill | names(TargetTeacherOptions)}
     for stage_id, options in expected.items():

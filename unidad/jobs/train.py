@@ -87,8 +87,11 @@ def run_stage(job: StageJob, threads: int | None = None, stop_at: int | None = N
     for role, (f, _) in weights.items():
         if not f.exists():
             raise FileNotFoundError(f"stage {slug} needs weights for role '{role}': {f} does not exist")
+    from unidad.prompts import load_captions
+
     ctx = StageContext(backbone_factory=lambda: build_backbone(job.backbone), weights=weights,
-                       real_images=load_stage_images(job), device=device, seed=run["seed"])
+                       real_images=load_stage_images(job), device=device, seed=run["seed"],
+                       prompts=load_captions(job.data_dir, job.run["data"].get("shots")))
     stage = cls(cfg, ctx)
     if not world.is_main:  # rank 0 writes the run record, the tracker entry, stats and checkpoints
         try:
