@@ -236,3 +236,27 @@ def test_dreambooth_prior_preservation_and_guided_sampler(sd_source):
         cls = get_stage("dreambooth")
         cls(cls.config_cls.from_dict({}), StageContext(lambda: tiny_sd15(seed=0), {"init": (sd_source, "model")},
                                                        torch.zeros(1, 3, 64, 64), torch.device("cpu"), 0)).build()
+
+
+def test_a_staged_unet_state_dict_becomes_the_sd15_students_weights_file(tmp_path):
+    """The path of the public one-step student into the SDP methods: a UNet state dict (.bin, read
+    with weights_only=True, DMD2's `feedforward_model.` prefix dropped) into SD1.5's folder, exported
+    as a unidad weights file whose UNet is the student's and whose VAE and text encoder are SD1.5's."""
+    from unidad.backbones.sd15 import save_sd15
+    from unidad.weights_cli import cli
+    from unidad.weights_file import read_weights
+
+    source, student = tiny_sd15(seed=0), tiny_sd15(seed=7)
+    save_sd15(source, tmp_path / "sd15")
+    torch.save({f"feedforward_model.{k}": v for k, v in student.unet.state_dict().items()}, tmp_path / "student.bin")
+    out = tmp_path / "student.safetensors"
+    assert cli(["export-sd15-unet", "--unet", str(tmp_path / "student.bin"), "--out", str(out),
+                "--model-dir", str(tmp_path / "sd15")]) == 0
+    model = read_weights(out)["model"]
+    for key, value in student.unet.state_dict().items():
+        assert torch.equal(model[f"unet.{key}"], value)
+    for key, value in source.text_encoder.state_dict().items():
+        assert torch.equal(model[f"text_encoder.{key}"], value)
+    torch.save({"not_a_unet_key": torch.zeros(1)}, tmp_path / "wrong.bin")
+    assert cli(["export-sd15-unet", "--unet", str(tmp_path / "wrong.bin"), "--out", str(tmp_path / "x.safetensors"),
+                "--model-dir", str(tmp_path / "sd15")]) == 1
