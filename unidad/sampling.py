@@ -66,6 +66,10 @@ def generate(
             sub_cond = prompt_conditioning(model, prompts[start : start + len(chunk)], guidance)
         elif cond is not None and cond.context is not None and cond.context.shape[0] == len(seeds):
             sub_cond = cond.select(slice(start, start + len(chunk)))
+        elif cond is None:
+            # no text given: a text-conditioned model samples its unconditional (empty-prompt)
+            # distribution; an unconditional backbone gets None, as before
+            sub_cond = prompt_conditioning(model, [""] * len(chunk), guidance)
         else:
             sub_cond = cond
         if sampling["kind"] == "few_step":
