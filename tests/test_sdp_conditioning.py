@@ -260,3 +260,55 @@ def test_a_staged_unet_state_dict_becomes_the_sd15_students_weights_file(tmp_pat
     torch.save({"not_a_unet_key": torch.zeros(1)}, tmp_path / "wrong.bin")
     assert cli(["export-sd15-unet", "--unet", str(tmp_path / "wrong.bin"), "--out", str(tmp_path / "x.safetensors"),
                 "--model-dir", str(tmp_path / "sd15")]) == 1
+
+
+# -- the workflow side: captions, evaluation prompts and seeds of the paper config -----------------
+def test_paper_sdp_plan_gives_captions_prompts_and_seeds(tmp_path):
+    from pathlib import Path
+
+    from unidad.config import ConfigError, load_config_file
+    from unidad.jobs.params import sampling_job, stage_job
+    from unidad.plan import Plan
+
+    root = Path(__file__).resolve().parent.parent
+    plan = Plan(load_config_file(root / "config" / "paper_sdp.yaml", {"results_dir": str(tmp_path)}))
+    assert {mr.method for mr in plan.method_runs} == {"ft", "ft_dmd2", "dmd2_ft", "unidad_src", "unidad"}
+    by_prefix = {prefix: next(s for s in plan.runs if s.startswith(prefix))
+                 for prefix in ("dog-k4__unidad", "dog-k4__dreambooth", "teapot-k4__student_ft")}
+    unidad, dreambooth = plan.runs[by_prefix["dog-k4__unidad"]], by_prefix["dog-k4__dreambooth"]
+    assert unidad.params["ratio"] == 10 and unidad.params["fake_lr"] == 0.0 and unidad.params["warmup_iters"] == 500
+    assert plan.method_nfe(dreambooth) == 100  # 50 Euler steps x 2 (CFG)
+    assert stage_job(plan, dreambooth)["caption"] == "a prt dog"
+    job = sampling_job(plan, unidad.slug, unidad.checkpoint_steps[-1])
+    assert len(job["prompts"]) == len(job["seeds"]) == 100  # 25 prompts x 4 images
+    assert job["prompts"][:5] == ["a prt dog in the jungle"] * 4 + ["a prt dog in the snow"]
+    assert job["seeds"][:8] == [1_000_000, 1_000_001, 1_000_002, 1_000_003] * 2
+    assert "wearing a santa hat" in " ".join(job["prompts"])  # dogs get the live-subject prompts
+    teapot = sampling_job(plan, by_prefix["teapot-k4__student_ft"], 800)
+    assert "a prt teapot floating on top of water" in teapot["prompts"]
+
+    # the unconditional benchmarks' jobs are unchanged: no caption, no prompts
+    demo = Plan(load_config_file(root / "config" / "config.yaml", {"results_dir": str(tmp_path)}))
+    slug = next(iter(demo.runs))
+    assert "caption" not in stage_job(demo, slug) and "prompts" not in sampling_job(demo, slug, demo.runs[slug].checkpoint_steps[-1])
+
+    bad = Plan(load_config_file(root / "config" / "paper_sdp.yaml", {
+        "results_dir": str(tmp_path), "stage_params": {"unidad": {"unique_token": "sks"}}}))
+    with pytest.raises(ConfigError, match="unique_token 'sks' differs"):
+        stage_job(bad, next(s for s in bad.runs if "__unidad-" in s))
+
+
+def test_captions_file_is_aligned_with_the_image_folder(tmp_path):
+    import json
+
+    from unidad.imageio import save_png_atomic
+    from unidad.prompts import load_captions
+
+    for name in ("b.png", "a.png", "c.png"):
+        save_png_atomic(np.zeros((8, 8, 3), np.uint8), tmp_path / name)
+    assert load_captions(tmp_path) is None  # an uncaptioned folder: unconditional data
+    (tmp_path / "captions.json").write_text(json.dumps({"a.png": "a red square", "b.png": "a blue disc", "c.png": "x"}))
+    assert load_captions(tmp_path, shots=2) == ["a red square", "a blue disc"]
+    (tmp_path / "captions.json").write_text(json.dumps({"a.png": "a red square"}))
+    with pytest.raises(ValueError, match="no caption for \\['b.png', 'c.png'\\]"):
+        load_captions(tmp_path)
