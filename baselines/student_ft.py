@@ -1,6 +1,7 @@
 """`student_ft` (Adapt a distilled student): fine-tune a K-step student with the weighted denoising
-loss on the target images, at the student's own sampling sigmas only (inside the backbone's sigma range). On a text-conditioned
-backbone the student reads the captions of the target images (the subject's unique-token caption).
+loss on the target images, at the student's own sampling sigmas only (inside the backbone's sigma
+range). On a text-conditioned backbone the student reads the captions of the target images (the
+subject's unique-token caption).
 
 The paper says only that "Adapt is fine-tuning"; training at the K sigmas the student is evaluated
 at is this project's reading (baselines.md).

@@ -312,3 +312,14 @@ def test_captions_file_is_aligned_with_the_image_folder(tmp_path):
     (tmp_path / "captions.json").write_text(json.dumps({"a.png": "a red square"}))
     with pytest.raises(ValueError, match="no caption for \\['b.png', 'c.png'\\]"):
         load_captions(tmp_path)
+
+
+def test_lognormal_training_sigmas_are_refused_outside_the_edm_range(sd_source):
+    with pytest.raises(ValueError, match="sigma_sampling: grid"):
+        make_stage("pretrain", sd_source)
+    stage = make_stage("pretrain", sd_source, sigma_sampling="grid", ema_decay=0.0)
+    log = []
+    spy(stage, log)
+    stage.updates()[0].loss(make_batch(stage, 0, 0))
+    sigma = log[0][2]
+    assert float(sigma.max()) <= stage.modules["model"].sigma_max * (1 + 1e-6)

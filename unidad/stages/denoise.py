@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from unidad.backbones.base import SIGMA_MAX, SIGMA_MIN
 from unidad.edm import denoiser_grid, sample_grid_sigmas
 from unidad.losses.denoising import denoising_loss
 from unidad.sampling import prompt_conditioning
@@ -54,6 +55,10 @@ class DenoiseStage(Stage):
 
     def build(self) -> None:
         model = self.add("model", self.new_backbone(self.init_role))
+        if self.config.sigma_sampling == "lognormal" and (model.sigma_min, model.sigma_max) != (SIGMA_MIN, SIGMA_MAX):
+            # EDM's log-normal draw assumes EDM's range; a VP schedule ends sooner (SD1.5 at ~14.6)
+            raise ValueError(f"stage {self.stage_id}: sigma_sampling lognormal draws outside this backbone's sigma range "
+                             f"[{model.sigma_min:.4g}, {model.sigma_max:.4g}]; set sigma_sampling: grid")
         if self.config.ema_decay > 0:
             self.add("ema", copy.deepcopy(model), frozen=True)
         if self.ctx.real_images is None:

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from unidad.discriminator import build_discriminator, critic_logits
 from unidad.backbones.base import Conditioning
+from unidad.discriminator import build_discriminator, critic_logits
 from unidad.edm import GRID_SIZE, denoiser_grid, denoiser_student_sigmas, sample_grid_sigmas, unroll_generator
 from unidad.losses.denoising import denoising_loss
 from unidad.losses.dmd import dmd_loss, dual_dmd_loss
@@ -127,9 +127,8 @@ class UniDADStage(Stage):
     def _guided(cond: Conditioning | None, scale: float) -> Conditioning | None:
         return None if cond is None else cond.with_guidance(scale)
 
-    def _dmd_terms(self, x: torch.Tensor, batch) -> dict[str, torch.Tensor]:
+    def _dmd_terms(self, x: torch.Tensor, batch, cond: Conditioning | None) -> dict[str, torch.Tensor]:
         cfg = self.config
-        cond = self._cond(batch)
         sigma = self._grid_sigmas(x.shape[0], x.device, cfg.dmd_index_lo, cfg.dmd_index_hi)
         x_t = x.detach() + sigma.view(-1, 1, 1, 1) * torch.randn_like(x)
         with torch.no_grad():
@@ -150,7 +149,7 @@ class UniDADStage(Stage):
         cfg = self.config
         cond = self._cond(batch)
         x = self._student_samples(cfg.batch_size, cond)
-        terms = self._dmd_terms(x, batch) if cfg.dmd_weight > 0 else {}
+        terms = self._dmd_terms(x, batch, cond) if cfg.dmd_weight > 0 else {}
         loss = cfg.dmd_weight * terms["dmd"] if cfg.dmd_weight > 0 else x.new_zeros(())
         if cfg.gan_weight_g > 0:
             logits = self._logits(*self._critic_inputs(x), cond)
