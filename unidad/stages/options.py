@@ -168,7 +168,7 @@ class DreamBoothOptions(OptionGroup):
     prior_weight: float = 1.0
     prior_steps: int = 50  # the source model's sampler steps for the class images
     prior_guidance: float = 7.5
-    prior_seed: int = 1_000_000  # first per-image seed of the class images
+    prior_seed: int = 2_000_000  # first per-image seed of the class images (apart from the evaluation seeds)
     sample_guidance: float = 1.0  # CFG of the product's many-step sampler (SDP: 7.5)
 
     def validate(self, where: str = "") -> None:
