@@ -46,7 +46,8 @@ class DreamBoothStage(FTStage):
         super().build()
         cfg = self.config
         if self.ctx.prompts is None:
-            raise ValueError("stage dreambooth needs captioned subject images (a caption with the unique token per image)")
+            raise ValueError("stage dreambooth needs captioned subject images "
+                             "(a caption with the unique token per image)")
         self._prior_latents = self._prior_prompts = None
         if cfg.prior_images > 0:
             self._make_prior()
@@ -58,7 +59,8 @@ class DreamBoothStage(FTStage):
         classes = sorted(set(drop_tokens(self.ctx.prompts, cfg.unique_token)))
         prompts = [classes[i % len(classes)] for i in range(cfg.prior_images)]
         seeds = [cfg.prior_seed + i for i in range(cfg.prior_images)]
-        sampling = {"kind": "many_step", "sampler": cfg.sampler, "steps": cfg.prior_steps, "guidance": cfg.prior_guidance}
+        sampling = {"kind": "many_step", "sampler": cfg.sampler, "steps": cfg.prior_steps,
+                    "guidance": cfg.prior_guidance}
         images, _ = generate(model, sampling, seeds, batch_size=max(cfg.batch_size, 8), device=self.ctx.device,
                              prompts=prompts)
         pixels = torch.from_numpy(to_float_nchw(images)).to(self.ctx.device)
