@@ -144,21 +144,17 @@ def test_stage_config_rejects_unknown_and_ill_typed_options():
 
 def test_stage_configs_hold_exactly_the_option_groups_their_stage_uses():
     from unidad.stages.base import StageConfigError, TrainConfig
-    from unidad.stages.options import (
-        DenoiseOptions,
-        DMDOptions,
-        FewStepOptions,
-        GANOptions,
-        SpeedOptions,
-        TargetTeacherOptions,
-    )
+    from unidad.stages.options import (DenoiseOptions, DMDOptions, DreamBoothOptions, FewStepOptions, GANOptions,
+                                       SpeedOptions, TargetTeacherOptions, TextOptions)
 
     def names(cls):
         return {f.name for f in dataclasses.fields(cls)}
 
     train = names(TrainConfig)
-    distill = train | names(FewStepOptions) | names(DMDOptions) | names(GANOptions) | names(SpeedOptions)
+    distill = (train | names(FewStepOptions) | names(DMDOptions) | names(GANOptions) | names(SpeedOptions)
+               | names(TextOptions))
     expected = {"pretrain": train | names(DenoiseOptions), "ft": train | names(DenoiseOptions),
+                "dreambooth": train | names(DenoiseOptions) | names(DreamBoothOptions),
                 "student_ft": train | names(FewStepOptions), "dmd2": distill,
                 "unidad": distill | names(TargetTeacherOptions)}
     for stage_id, options in expected.items():

@@ -1,8 +1,11 @@
 """EDM noise-level utilities and samplers.
 
-Conventions (Karras et al. 2022): x = x0 + sigma * eps; sigma_data = 0.5, sigma_min = 0.002,
-sigma_max = 80, rho = 7. Every sampler here is a pure function of a denoiser, a noise source and a
-sigma schedule.
+Conventions (Karras et al. 2022): x = x0 + sigma * eps; sigma_data = 0.5, rho = 7. The sigma range is
+the denoiser's (`Denoiser.sigma_min`/`sigma_max`: EDM's 0.002..80 for the EDM backbones and ADM, the VP
+schedule's own range for SD1.5, whose top is ~14.6): every grid and schedule a stage or sampler uses
+is built from it by `denoiser_grid`, `denoiser_sampling_sigmas` and `denoiser_student_sigmas`, so no
+draw falls where the network cannot represent it. Every sampler here is a pure function of a
+denoiser, a noise source and a sigma schedule.
 
 Reproducibility rule: when sampling for evaluation, every image owns its RNG (`PerImageNoise`), so an
 image depends only on its seed, never on the batch it was drawn in or on how the work was split into
@@ -51,6 +54,27 @@ def student_sigmas(steps: int, sigma_start: float = 80.0, sigma_end: float = 0.5
         return torch.tensor([sigma_start], dtype=torch.float64)
     frac = torch.arange(steps, dtype=torch.float64) / (steps - 1)
     return torch.exp((1 - frac) * math.log(sigma_start) + frac * math.log(sigma_end))
+
+
+def denoiser_grid(model, n: int = GRID_SIZE) -> torch.Tensor:
+    """The ascending Karras grid over the denoiser's own sigma range (the grid of every DMD, GAN and
+    grid-sampled denoising draw)."""
+    return karras_grid(n, model.sigma_min, model.sigma_max)
+
+
+def denoiser_sampling_sigmas(model, steps: int) -> torch.Tensor:
+    """`sampling_sigmas` over the denoiser's own sigma range."""
+    return sampling_sigmas(steps, model.sigma_min, model.sigma_max)
+
+
+def denoiser_student_sigmas(model, steps: int, sigma_start: float, sigma_end: float) -> torch.Tensor:
+    """A K-step student's schedule inside the denoiser's range. A `sigma_start` above the denoiser's
+    sigma_max means "start from pure noise": it becomes sigma_max (80 stays 80 on the EDM backbones;
+    on SD1.5 it is the VP schedule's top, where the public one-step DMD2 student starts)."""
+    if not model.sigma_min <= sigma_end <= model.sigma_max:
+        raise ValueError(f"student sigma_end {sigma_end} is outside the backbone's sigma range "
+                         f"[{model.sigma_min:.4g}, {model.sigma_max:.4g}]; set sigma_end inside it")
+    return student_sigmas(steps, min(float(sigma_start), float(model.sigma_max)), sigma_end)
 
 
 def sample_grid_sigmas(

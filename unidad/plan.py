@@ -372,12 +372,9 @@ class Plan:
         return units
 
     def method_nfe(self, slug: str) -> int:
-        s = self.runs[slug].sampling
-        if s["kind"] == "few_step":
-            return int(s["steps"])
-        from unidad.edm import nfe_of
+        from unidad.sampling import sampling_nfe  # x2 for a many-step sampler with CFG (DreamBooth: 2x50)
 
-        return nfe_of(s["sampler"], int(s["steps"]))
+        return sampling_nfe(self.runs[slug].sampling)
 
     def checkpoint_nfes(self, slug: str, step: int) -> list[int]:
         """NFEs sampled at one checkpoint: the method's own, plus the sweep at the last checkpoint."""

@@ -6,6 +6,7 @@ import argparse
 import functools
 import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from unidad.preflight import check_required
@@ -96,6 +97,24 @@ def _cmd_path(args) -> int:
     return 0
 
 
+def _cmd_export_sd15_unet(args) -> int:
+    """A unidad weights file (module 'model') of SD1.5 with another UNet's weights: what a method's
+    role reads, e.g. `init: weights/dmd2_sd15_1step.safetensors` in config/methods_sdp.yaml."""
+    from unidad.backbones.sd15 import load_sd15, replace_unet
+    from unidad.weights import is_path_ref
+    from unidad.weights_file import export_weights
+
+    model_dir = Path(args.model_dir) if args.model_dir else resolve("sd15", args.weights_dir)
+    unet = Path(args.unet) if is_path_ref(args.unet) or Path(args.unet).is_file() else resolve(args.unet, args.weights_dir)
+    try:
+        model = replace_unet(load_sd15(model_dir), unet)
+    except (ValueError, FileNotFoundError) as err:
+        raise WeightsError(str(err)) from None
+    export_weights(args.out, {"model": model}, metadata={"unet": str(unet), "model_dir": str(model_dir)})
+    print(f"{args.out}: SD1.5 ({model_dir}) with the UNet of {unet}")
+    return 0
+
+
 def _guarded(command, args) -> int:
     """Run one CLI command; a WeightsError becomes one stderr line and exit status 1."""
     try:
@@ -120,6 +139,12 @@ def _add_commands(parser: argparse.ArgumentParser) -> None:
     p.add_argument("name", nargs="?")
     p.add_argument("--dest", default=None, help="target folder (default $UNIDAD_WEIGHTS_DIR)")
     p.set_defaults(func=functools.partial(_guarded, _cmd_fetch))
+    p = commands.add_parser("export-sd15-unet", help="SD1.5 with another UNet's weights (e.g. dmd2_sd15_1step) "
+                            "as a unidad weights file a method's role can read")
+    p.add_argument("--unet", required=True, help="manifest name or path of the UNet state dict")
+    p.add_argument("--out", required=True, help="the .safetensors file to write")
+    p.add_argument("--model-dir", default=None, help="SD1.5 diffusers folder (default: the staged sd15)")
+    p.set_defaults(func=functools.partial(_guarded, _cmd_export_sd15_unet))
     p = commands.add_parser("path", help="print the local path of NAME")
     p.add_argument("name")
     p.set_defaults(func=functools.partial(_guarded, _cmd_path))

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unidad.backbones.base import Conditioning, VPEpsAdapter, as_sigma_batch, linear_beta_alphas_cumprod
+from unidad.backbones.base import (SIGMA_MAX, SIGMA_MIN, Conditioning, VPEpsAdapter, as_sigma_batch,
+                                   linear_beta_alphas_cumprod)
 
 FFHQ256_URL = "https://storage.yandexcloud.net/yandex-research/ddpm-segmentation/models/ddpm_checkpoints/ffhq.pt"
 FETCH_HINT = f"fetch it with `unidad weights fetch adm_ffhq256` or download {FFHQ256_URL}"
@@ -451,10 +452,10 @@ class ADMDenoiser(VPEpsAdapter):
     """An ADMUNet as an EDM denoiser: D(x, sigma) = x - sigma * eps(x / sqrt(1 + sigma^2), t(sigma)).
 
     t(sigma) is the step of the linear schedule whose float32 abar is nearest 1 / (1 + sigma^2), so
-    sigma < ~0.01265 all map to step 0 and sigma = 80 maps to step 930. `sigma_min`/`sigma_max` are
-    the schedule's own range (0.0100, 157.4) as `register_schedule` sets them; Uni-DAD nevertheless
-    draws training sigmas from the EDM Karras grid 0.002..80 and samples from 80, so callers that
-    reproduce it must take their sigmas from unidad.edm, not from these attributes.
+    sigma < ~0.01265 all map to step 0 and sigma = 80 maps to step 930. The schedule's own range is
+    (0.0100, 157.4) (`schedule_sigma_range`); `sigma_min`/`sigma_max` are nevertheless EDM's 0.002..80
+    because Uni-DAD's FSIG code draws every sigma from that Karras grid and samples from 80: the top
+    lies inside the schedule, and the bottom below 0.0127 maps to step 0 as in the reference adapter.
     """
 
     backbone_id = "adm"
@@ -468,6 +469,7 @@ class ADMDenoiser(VPEpsAdapter):
         # guided-diffusion scales the linear schedule's ends by 1000 / T
         scale = 1000.0 / diffusion_steps
         self.register_schedule(linear_beta_alphas_cumprod(diffusion_steps, 1e-4 * scale, 0.02 * scale))
+        self.sigma_min, self.sigma_max = SIGMA_MIN, SIGMA_MAX
 
     def _labels(self, cond: Conditioning | None) -> torch.Tensor | None:
         return None if cond is None else cond.class_labels

@@ -79,6 +79,9 @@ class Denoiser(nn.Module, ABC):
     taps; the base class handles sigma shapes and classifier-free guidance.
     """
 
+    #: the noise levels the harness may use with this denoiser: every training draw (DMD, GAN,
+    #: grid-sampled denoising), student schedule and sampler grid lies in [sigma_min, sigma_max]
+    #: (unidad.edm.denoiser_grid). EDM backbones: 0.002..80; VP adapters: the schedule's own range.
     sigma_min: float = SIGMA_MIN
     sigma_max: float = SIGMA_MAX
     sigma_data: float = SIGMA_DATA
@@ -175,9 +178,13 @@ class VPEpsAdapter(Denoiser):
 
     def register_schedule(self, alphas_cumprod: torch.Tensor) -> None:
         self.register_buffer("alphas_cumprod", alphas_cumprod.to(torch.float32), persistent=False)
+        self.sigma_min, self.sigma_max = self.schedule_sigma_range()
+
+    def schedule_sigma_range(self) -> tuple[float, float]:
+        """(sigma at step 0, sigma at the last step) of the wrapped schedule: the noise levels the
+        network was trained on. Above the top every sigma would map to the last step."""
         sig = ((1 - self.alphas_cumprod) / self.alphas_cumprod).sqrt()
-        self.sigma_min = float(sig[0])
-        self.sigma_max = float(sig[-1])
+        return float(sig[0]), float(sig[-1])
 
     def sigma_to_t(self, sigma: torch.Tensor) -> torch.Tensor:
         abar_target = 1.0 / (1.0 + sigma.to(torch.float32) ** 2)

@@ -246,3 +246,35 @@ def save_sd15(backbone: SD15Denoiser, model_dir: str | Path) -> None:
         if part is None:
             raise ValueError(f"cannot save an SD1.5 folder without its {sub}")
         part.save_pretrained(model_dir / sub)
+
+
+def read_unet_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """A UNet state dict from a .safetensors file or a torch state-dict file (.bin/.pt, read with
+    weights_only=True); a `feedforward_model.` or `unet.` key prefix (DMD2's generator) is dropped."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        import safetensors.torch
+
+        state = safetensors.torch.load_file(str(path), device="cpu")
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} is not a UNet state dict (a mapping of tensor names to tensors)")
+    for prefix in ("feedforward_model.", "unet."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def replace_unet(backbone: SD15Denoiser, path: str | Path) -> SD15Denoiser:
+    """`backbone` with its UNet weights read from `path` (e.g. the public one-step DMD2 SD1.5 student:
+    same UNet architecture, the VAE and text encoder stay SD1.5's). Every key must match."""
+    state = read_unet_state(path)
+    expected = backbone.unet.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"{path} does not fit the SD1.5 UNet: {len(missing)} missing key(s) {missing[:3]}, "
+                         f"{len(unexpected)} unexpected key(s) {unexpected[:3]}; give a diffusers "
+                         "UNet2DConditionModel state dict of the same architecture")
+    backbone.unet.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
+    return backbone

@@ -47,9 +47,10 @@ def reference_statistics(folder: str | Path, split: str, image_size: int, extrac
 def sample_checkpoint(backbone: Mapping[str, Any], weights: str | Path, module: str, sampling: Mapping[str, Any],
                       nfes: Sequence[int], grid_nfe: int, seeds: Sequence[int], batch_size: int, step: int,
                       out_npz: str | Path, out_grid: str | Path, device: str = "auto",
-                      threads: int | None = None) -> None:
+                      threads: int | None = None, prompts: Sequence[str] | None = None) -> None:
     """Samples one checkpoint at every NFE it is evaluated at into one file (uint8 images per NFE, the
-    same per-image seeds for every NFE and every method); the grid shows the method's own NFE."""
+    same per-image seeds for every NFE and every method); the grid shows the method's own NFE.
+    prompts (text-conditioned backbones): one per seed, stored beside the images."""
     from unidad.imageio import save_grid
     from unidad.jobs.teachers import sample_product
 
@@ -59,11 +60,13 @@ def sample_checkpoint(backbone: Mapping[str, Any], weights: str | Path, module: 
         s = dict(sampling)
         if s["kind"] == "few_step":
             s["steps"] = nfe
-        images, timing = sample_product(backbone, weights, module, s, seeds, batch_size, device, threads)
+        images, timing = sample_product(backbone, weights, module, s, seeds, batch_size, device, threads, prompts)
         arrays[f"images_nfe{nfe}"] = images
         timings[nfe], samplings[nfe] = timing, s
         if nfe == grid_nfe:
             save_grid(images[:64], out_grid, nrow=8)
+    if prompts is not None:
+        arrays["prompts"] = np.asarray(list(prompts), dtype=str)
     with atomic_path(out_npz) as tmp:
         # uint8 and lossless: the same values PNG files would hold
         np.savez_compressed(tmp, seeds=np.asarray(seeds), timing=json.dumps(timings), sampling=json.dumps(samplings),

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from unidad.plan import SOURCE, EvalUnit, Plan
+from unidad.prompts import check_stage_token, evaluation_prompts, subject_caption
 
 # Images the source teacher's report and the source students' reports sample: the same seeds for all of
 # them, so a student is judged on the noise its teacher was.
@@ -19,7 +20,10 @@ def stage_job(plan: Plan, slug: str) -> dict[str, Any]:
     """The training job of a run (unidad.jobs.train.StageJob) as a plain dict."""
     config, run = plan.config, plan.runs[slug]
     dataset = run.data["dataset"]
-    return {
+    check_stage_token(config, run.params, f"run {slug}: ")
+    caption = subject_caption(config, dataset)
+    # text keys only where there is text, so the unconditional benchmarks' job params stay as they were
+    return ({"caption": caption} if caption else {}) | {
         "run": run.to_dict(), "run_dir": str(plan.run_dir(slug)),
         "weights": {role: [f, module] for role, (f, module) in plan.role_weights(run).items()},
         "data_dir": str(plan.dataset_dir(dataset, run.data["split"], run.data.get("shots"))),
@@ -66,10 +70,11 @@ def metric_inputs(plan: Plan, slug: str, step: int) -> dict[str, Any]:
 def sampling_job(plan: Plan, slug: str, step: int) -> dict[str, Any]:
     """The arguments of unidad.jobs.evaluate.sample_checkpoint for one checkpoint (outputs aside)."""
     config, run = plan.config, plan.runs[slug]
-    return {
+    prompted = evaluation_prompts(config, plan.run_dataset(slug))
+    return ({"prompts": prompted[0]} if prompted else {}) | {
         "backbone": config["backbone"], "weights": str(plan.checkpoint_weights(slug, step)),
         "module": run.product_module, "sampling": run.sampling, "nfes": plan.checkpoint_nfes(slug, step),
-        "grid_nfe": plan.method_nfe(slug), "seeds": plan.sample_seeds(),
+        "grid_nfe": plan.method_nfe(slug), "seeds": prompted[1] if prompted else plan.sample_seeds(),
         "batch_size": config["evaluation"]["batch_size"], "step": step, "device": config.get("device", "auto"),
     }
 

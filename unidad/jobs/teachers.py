@@ -30,8 +30,10 @@ def export_source_teacher(backbone: Mapping[str, Any], out: str | Path, *, train
 
 
 def sample_product(backbone: Mapping[str, Any], weights: str | Path, module: str, sampling: Mapping[str, Any],
-                   seeds: Sequence[int], batch_size: int, device: str = "auto", threads: int | None = None):
-    """Images (uint8 NHWC) and timing of one product (a module in a weights file), one seed per image."""
+                   seeds: Sequence[int], batch_size: int, device: str = "auto", threads: int | None = None,
+                   prompts: Sequence[str] | None = None):
+    """Images (uint8 NHWC) and timing of one product (a module in a weights file), one seed per image
+    (and, for a text-conditioned backbone, one prompt per image)."""
     from unidad.backbones import build_backbone
     from unidad.sampling import generate
     from unidad.weights_file import read_weights
@@ -39,7 +41,8 @@ def sample_product(backbone: Mapping[str, Any], weights: str | Path, module: str
     set_threads(threads)
     model = build_backbone(dict(backbone))
     model.load_state_dict(read_weights(weights)[module], strict=True)
-    return generate(model, dict(sampling), list(seeds), batch_size=batch_size, device=resolve_device(device), log=log)
+    return generate(model, dict(sampling), list(seeds), batch_size=batch_size, device=resolve_device(device), log=log,
+                    prompts=None if prompts is None else list(prompts))
 
 
 def teacher_report(backbone: Mapping[str, Any], weights: str | Path, sampling: Mapping[str, Any], seeds: Sequence[int],

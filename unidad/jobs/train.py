@@ -30,6 +30,7 @@ class StageJob:
     on_wrong_size: str = "resize"
     device: str = "auto"
     plugins: list[str] = field(default_factory=list)
+    caption: str | None = None  # a subject's images: the caption of every one ("a prt dog")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StageJob":
@@ -46,6 +47,17 @@ def load_stage_images(job: StageJob) -> torch.Tensor:
     images = load_image_folder(job.data_dir, shots=job.run["data"].get("shots"), image_size=job.image_size,
                                on_wrong_size=job.on_wrong_size)
     return torch.from_numpy(to_float_nchw(images))
+
+
+def stage_prompts(job: StageJob, n_images: int) -> list[str] | None:
+    """One caption per training image: the captions file beside the images, else the subject's caption
+    for every image, else None (unconditional data)."""
+    from unidad.prompts import load_captions
+
+    captions = load_captions(job.data_dir, job.run["data"].get("shots"))
+    if captions is None and job.caption:
+        captions = [job.caption] * n_images
+    return captions
 
 
 def run_stage(job: StageJob, threads: int | None = None, stop_at: int | None = None, procs: int = 1) -> dict | None:
@@ -87,8 +99,9 @@ def run_stage(job: StageJob, threads: int | None = None, stop_at: int | None = N
     for role, (f, _) in weights.items():
         if not f.exists():
             raise FileNotFoundError(f"stage {slug} needs weights for role '{role}': {f} does not exist")
+    images = load_stage_images(job)
     ctx = StageContext(backbone_factory=lambda: build_backbone(job.backbone), weights=weights,
-                       real_images=load_stage_images(job), device=device, seed=run["seed"])
+                       real_images=images, device=device, seed=run["seed"], prompts=stage_prompts(job, len(images)))
     stage = cls(cfg, ctx)
     if not world.is_main:  # rank 0 writes the run record, the tracker entry, stats and checkpoints
         try:

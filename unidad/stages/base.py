@@ -171,6 +171,8 @@ class StageContext:
     real_images: torch.Tensor | None  # float NCHW in [-1, 1] (pixel space), the stage's data
     device: torch.device
     seed: int
+    # one caption per real image (text-conditioned backbones); batches carry them as batch["prompts"]
+    prompts: list[str] | None = None
 
 
 class Stage:

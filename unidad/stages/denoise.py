@@ -10,8 +10,10 @@ from dataclasses import dataclass
 
 import torch
 
-from unidad.edm import sample_grid_sigmas
+from unidad.backbones.base import SIGMA_MAX, SIGMA_MIN
+from unidad.edm import denoiser_grid, sample_grid_sigmas
 from unidad.losses.denoising import denoising_loss
+from unidad.sampling import prompt_conditioning
 from unidad.stages.base import Stage, TrainConfig, Update, register_stage
 from unidad.stages.options import DenoiseOptions
 
@@ -28,10 +30,11 @@ class PretrainConfig(DenoiseOptions, TrainConfig):
     checkpoint_every: int = 1000
 
 
-def draw_training_sigmas(cfg: DenoiseOptions, batch: int, device) -> torch.Tensor:
+def draw_training_sigmas(cfg: DenoiseOptions, batch: int, device, model) -> torch.Tensor:
+    """EDM's log-normal draw, or an index ~ U{0..999} on the Karras grid over `model`'s sigma range."""
     if cfg.sigma_sampling == "lognormal":
         return (torch.randn(batch, device=device) * cfg.p_std + cfg.p_mean).exp()
-    return sample_grid_sigmas(batch, device=device)
+    return sample_grid_sigmas(batch, grid=denoiser_grid(model), device=device)
 
 
 def denoising_terms(model, real: torch.Tensor, sigma: torch.Tensor, cond=None) -> dict[str, torch.Tensor]:
@@ -52,6 +55,10 @@ class DenoiseStage(Stage):
 
     def build(self) -> None:
         model = self.add("model", self.new_backbone(self.init_role))
+        if self.config.sigma_sampling == "lognormal" and (model.sigma_min, model.sigma_max) != (SIGMA_MIN, SIGMA_MAX):
+            # EDM's log-normal draw assumes EDM's range; a VP schedule ends sooner (SD1.5 at ~14.6)
+            raise ValueError(f"stage {self.stage_id}: sigma_sampling lognormal draws outside this backbone's sigma range "
+                             f"[{model.sigma_min:.4g}, {model.sigma_max:.4g}]; set sigma_sampling: grid")
         if self.config.ema_decay > 0:
             self.add("ema", copy.deepcopy(model), frozen=True)
         if self.ctx.real_images is None:
@@ -74,9 +81,10 @@ class DenoiseStage(Stage):
             p_ema.lerp_(p.detach(), 1 - d)
 
     def _loss(self, batch):
-        real = batch["real"]
-        sigma = draw_training_sigmas(self.config, real.shape[0], real.device)
-        return denoising_terms(self.modules["model"], self.modules["model"].encode(real), sigma)
+        model, real = self.modules["model"], batch["real"]
+        sigma = draw_training_sigmas(self.config, real.shape[0], real.device, model)
+        # captions (text-conditioned backbones) condition the model on what each image shows
+        return denoising_terms(model, model.encode(real), sigma, prompt_conditioning(model, batch.get("prompts")))
 
     def updates(self):
         after = self._ema_step if self.config.ema_decay > 0 else None

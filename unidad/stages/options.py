@@ -5,8 +5,12 @@ stage accepts exactly the options it reads and each default is written once:
 
     pretrain, ft        DenoiseOptions
     student_ft          FewStepOptions
-    dmd2                FewStepOptions, DMDOptions, GANOptions, SpeedOptions  (unidad.stages.unidad.DistillConfig)
+    dreambooth          DenoiseOptions, DreamBoothOptions
+    dmd2                FewStepOptions, DMDOptions, GANOptions, SpeedOptions, TextOptions  (unidad.stages.unidad.DistillConfig)
     unidad              the same and TargetTeacherOptions
+
+Text options only act on a text-conditioned backbone (SD1.5); an unconditional one (tiny, ADM) has no
+prompts, so they leave its runs unchanged.
 
 A stage config only overrides a group's default where that stage's default differs.
 """
@@ -20,6 +24,7 @@ from unidad.losses.gan import GAN_LOSSES, HEAD_REDUCTIONS
 from unidad.stages.base import OptionGroup, StageConfigError
 
 TARGET_TEACHER_MODES = ("none", "online", "frozen")
+TEACHER_PROMPTS = ("without_token", "same")
 SIGMA_SAMPLINGS = ("lognormal", "grid")
 MANY_STEP_SAMPLERS = ("euler", "heun", "ddim")
 
@@ -126,13 +131,60 @@ class TargetTeacherOptions(OptionGroup):
 
     target_teacher: str = "online"  # none | online | frozen
     target_teacher_lr: float = 0.0  # online target teacher's learning rate; 0 = lr
-    target_teacher_every: int = 0  # online target teacher update interval; 0 = ratio (official schedule)
+    target_teacher_every: int = 0  # online target teacher update interval; 0 = ratio (official FSIG schedule)
     dual_weight: float = 0.5  # a: L_dmd = (1 - a) L_dmd(src) + a L_dmd(tgt)
+    target_guidance: float = 7.5  # CFG of the target teacher's DMD prediction (official SDP code: 7.5)
 
     def validate(self, where: str = "") -> None:
         super().validate(where)
         check_choice(where, "target_teacher", self.target_teacher, TARGET_TEACHER_MODES)
         if not 0.0 <= self.dual_weight <= 1.0:
             raise StageConfigError(f"{where}option 'dual_weight' (a) must be in [0, 1], got {self.dual_weight}")
+        if self.target_guidance < 1.0:
+            raise StageConfigError(f"{where}option 'target_guidance' must be >= 1 (1 = no guidance), got {self.target_guidance}")
         if self.target_teacher_every < 0 or self.target_teacher_lr < 0:
             raise StageConfigError(f"{where}options 'target_teacher_every' and 'target_teacher_lr' (>= 0) are out of range")
+
+
+@dataclass(kw_only=True)
+class TextOptions(OptionGroup):
+    """What each network of a distillation stage reads on a text-conditioned backbone: the prompts of
+    the batch (G, fake score, GAN and target teacher read them as they are) and classifier-free
+    guidance per role (official SDP code: teacher 7.5, fake score 1; sdp_protocol.md section 3)."""
+
+    unique_token: str = "prt"
+    # without_token: the (source) teacher reads the prompts without the unique token (the paper; the
+    # official code routes the stripped prompts to an unread variable) | same: it reads them as G does
+    teacher_prompt: str = "without_token"
+    teacher_guidance: float = 7.5
+    fake_guidance: float = 1.0
+
+    def validate(self, where: str = "") -> None:
+        super().validate(where)
+        check_choice(where, "teacher_prompt", self.teacher_prompt, TEACHER_PROMPTS)
+        if not self.unique_token.strip() or len(self.unique_token.split()) != 1:
+            raise StageConfigError(f"{where}option 'unique_token' must be one word, got {self.unique_token!r}")
+        if min(self.teacher_guidance, self.fake_guidance) < 1.0:
+            raise StageConfigError(f"{where}options 'teacher_guidance' and 'fake_guidance' must be >= 1 (1 = no guidance)")
+
+
+@dataclass(kw_only=True)
+class DreamBoothOptions(OptionGroup):
+    """DreamBooth on a text-conditioned backbone: class-prior preservation with class images the
+    source model generates from the class prompt (the caption without the unique token), and CFG of
+    the product's sampler (the paper's FT row: 50 steps x 2 = 100 NFE)."""
+
+    unique_token: str = "prt"
+    prior_images: int = 0  # class images generated before training; 0 = no prior preservation
+    prior_weight: float = 1.0
+    prior_steps: int = 50  # the source model's sampler steps for the class images
+    prior_guidance: float = 7.5
+    prior_seed: int = 2_000_000  # first per-image seed of the class images (apart from the evaluation seeds)
+    sample_guidance: float = 1.0  # CFG of the product's many-step sampler (SDP: 7.5)
+
+    def validate(self, where: str = "") -> None:
+        super().validate(where)
+        if self.prior_images < 0 or self.prior_steps < 1 or self.prior_weight < 0:
+            raise StageConfigError(f"{where}options 'prior_images' (>= 0), 'prior_steps' (>= 1) and 'prior_weight' (>= 0) are out of range")
+        if min(self.prior_guidance, self.sample_guidance) < 1.0:
+            raise StageConfigError(f"{where}options 'prior_guidance' and 'sample_guidance' must be >= 1 (1 = no guidance)")

@@ -8,6 +8,11 @@ target teacher).
 DMD2 (baselines/dmd2.py) is this stage with one teacher, no target teacher (its config has no
 target-teacher options) and the single-head classifier by default, so both methods share one
 implementation of every loss and update.
+
+On a text-conditioned backbone every network reads the batch's prompts (`batch["prompts"]`, the
+captions of the stage's images): G, the fake score, the GAN (real and fake side) and the target
+teacher as they are, the source teacher without the unique token; each role has its own CFG
+(TextOptions, TargetTeacherOptions). Every sigma comes from the backbone's range (unidad.edm.denoiser_grid).
 """
 from __future__ import annotations
 
@@ -16,8 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
+from unidad.backbones.base import Conditioning
 from unidad.discriminator import build_discriminator, critic_logits
-from unidad.edm import GRID_SIZE, sample_grid_sigmas, student_sigmas, unroll_generator
+from unidad.edm import GRID_SIZE, denoiser_grid, denoiser_student_sigmas, sample_grid_sigmas, unroll_generator
 from unidad.losses.denoising import denoising_loss
 from unidad.losses.dmd import dmd_loss, dual_dmd_loss
 from unidad.losses.gan import (
@@ -27,12 +33,16 @@ from unidad.losses.gan import (
     multihead_generator_loss,
     r1_penalty,
 )
+from unidad.prompts import drop_tokens
+from unidad.sampling import prompt_conditioning
 from unidad.stages.base import Stage, TrainConfig, Update, register_stage
-from unidad.stages.options import DMDOptions, FewStepOptions, GANOptions, SpeedOptions, TargetTeacherOptions
+from unidad.stages.options import (
+    DMDOptions, FewStepOptions, GANOptions, SpeedOptions, TargetTeacherOptions, TextOptions,
+)
 
 
 @dataclass(kw_only=True)
-class DistillConfig(SpeedOptions, GANOptions, DMDOptions, FewStepOptions, TrainConfig):
+class DistillConfig(SpeedOptions, TextOptions, GANOptions, DMDOptions, FewStepOptions, TrainConfig):
     """Options of a DMD + GAN distillation stage (dmd2 uses it as is) at the paper's scale
     (unidad_method.md: 40k iterations, batch 1, bf16)."""
 
@@ -81,7 +91,9 @@ class UniDADStage(Stage):
             self.add("target_teacher", self.new_backbone("target_teacher"), frozen=True)
         if self.ctx.real_images is None and (cfg.gan_weight_g > 0 or cfg.gan_weight_d > 0 or mode == "online"):
             raise ValueError(f"stage {self.stage_id} needs real images for the GAN / online target teacher")
-        self._sigmas = student_sigmas(cfg.gen_steps, cfg.sigma_start, cfg.sigma_end)
+        generator = self.modules["generator"]
+        self._sigmas = denoiser_student_sigmas(generator, cfg.gen_steps, cfg.sigma_start, cfg.sigma_end)
+        self._grid = denoiser_grid(generator)
         # the generator update's samples (one per micro-batch, detached), which the critic update of
         # the same iteration trains on instead of drawing a fresh unroll (as the official step does)
         self._shared_samples: list[torch.Tensor] = []
@@ -91,25 +103,45 @@ class UniDADStage(Stage):
         shape = self.modules["generator"].latent_shape
         return torch.randn(batch, *shape, device=self.ctx.device)
 
-    def _student_samples(self, batch: int) -> torch.Tensor:
-        return unroll_generator(self.modules["generator"], self._latent_noise(batch), self._sigmas,
+    def _cond(self, batch) -> Conditioning | None:
+        """The batch prompts' conditioning (no guidance): G, the fake score's losses, the GAN and the
+        target teacher's training read it. None on an unconditional backbone."""
+        return prompt_conditioning(self.modules["generator"], batch.get("prompts"))
+
+    def _teacher_cond(self, batch) -> Conditioning | None:
+        cfg = self.config
+        prompts = batch.get("prompts")
+        if cfg.teacher_prompt == "without_token":
+            prompts = drop_tokens(prompts, cfg.unique_token)
+        return prompt_conditioning(self.modules["teacher"], prompts, cfg.teacher_guidance)
+
+    def _student_samples(self, batch: int, cond: Conditioning | None = None) -> torch.Tensor:
+        return unroll_generator(self.modules["generator"], self._latent_noise(batch), self._sigmas, cond,
                                 checkpoint=self.config.checkpoint_unroll)
 
+    def _grid_sigmas(self, batch: int, device, lo: int = 0, hi: int = GRID_SIZE - 1) -> torch.Tensor:
+        return sample_grid_sigmas(batch, lo, hi, grid=self._grid, device=device)
+
     def _critic_inputs(self, x: torch.Tensor):
-        sigma = sample_grid_sigmas(x.shape[0], 0, GRID_SIZE - 1, device=x.device)
+        sigma = self._grid_sigmas(x.shape[0], x.device)
         return x + sigma.view(-1, 1, 1, 1) * torch.randn_like(x), sigma
 
-    def _logits(self, x_noisy, sigma):
-        return critic_logits(self.modules["fake"], self.modules["heads"], x_noisy, sigma)
+    def _logits(self, x_noisy, sigma, cond: Conditioning | None = None):
+        return critic_logits(self.modules["fake"], self.modules["heads"], x_noisy, sigma, cond)
 
-    def _dmd_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    @staticmethod
+    def _guided(cond: Conditioning | None, scale: float) -> Conditioning | None:
+        return None if cond is None else cond.with_guidance(scale)
+
+    def _dmd_terms(self, x: torch.Tensor, batch, cond: Conditioning | None) -> dict[str, torch.Tensor]:
         cfg = self.config
-        sigma = sample_grid_sigmas(x.shape[0], cfg.dmd_index_lo, cfg.dmd_index_hi, device=x.device)
+        sigma = self._grid_sigmas(x.shape[0], x.device, cfg.dmd_index_lo, cfg.dmd_index_hi)
         x_t = x.detach() + sigma.view(-1, 1, 1, 1) * torch.randn_like(x)
         with torch.no_grad():
-            x0_fake = self.modules["fake"].denoise(x_t, sigma)
-            x0_src = self.modules["teacher"].denoise(x_t, sigma)
-            x0_tgt = self.modules["target_teacher"].denoise(x_t, sigma) if "target_teacher" in self.modules else None
+            x0_fake = self.modules["fake"].denoise(x_t, sigma, self._guided(cond, cfg.fake_guidance))
+            x0_src = self.modules["teacher"].denoise(x_t, sigma, self._teacher_cond(batch))
+            x0_tgt = (self.modules["target_teacher"].denoise(x_t, sigma, self._guided(cond, cfg.target_guidance))
+                      if "target_teacher" in self.modules else None)
         terms = {"dmd_source": dmd_loss(x, x0_src, x0_fake)}
         if x0_tgt is not None:
             terms["dmd_target"] = dmd_loss(x, x0_tgt, x0_fake)
@@ -121,12 +153,13 @@ class UniDADStage(Stage):
     # -- losses ----------------------------------------------------------------------------------
     def generator_loss(self, batch) -> dict[str, torch.Tensor]:
         cfg = self.config
-        x = self._student_samples(cfg.batch_size)
+        cond = self._cond(batch)
+        x = self._student_samples(cfg.batch_size, cond)
         self._shared_samples.append(x.detach())
-        terms = self._dmd_terms(x) if cfg.dmd_weight > 0 else {}
+        terms = self._dmd_terms(x, batch, cond) if cfg.dmd_weight > 0 else {}
         loss = cfg.dmd_weight * terms["dmd"] if cfg.dmd_weight > 0 else x.new_zeros(())
         if cfg.gan_weight_g > 0:
-            logits = self._logits(*self._critic_inputs(x))
+            logits = self._logits(*self._critic_inputs(x), cond)
             terms["gan_g"] = multihead_generator_loss(cfg.gan_loss, logits, cfg.head_reduce)
             loss = loss + cfg.gan_weight_g * terms["gan_g"]
         terms["loss"] = loss
@@ -134,15 +167,16 @@ class UniDADStage(Stage):
 
     def critic_loss(self, batch) -> dict[str, torch.Tensor]:
         cfg = self.config
+        cond = self._cond(batch)
         if self._shared_samples:
             x = self._shared_samples.pop(0)
         else:
             with torch.no_grad():
-                x = self._student_samples(cfg.batch_size)
+                x = self._student_samples(cfg.batch_size, cond)
         fake = self.modules["fake"]
-        sigma = sample_grid_sigmas(x.shape[0], 0, GRID_SIZE - 1, device=x.device)
+        sigma = self._grid_sigmas(x.shape[0], x.device)
         x_t = x + sigma.view(-1, 1, 1, 1) * torch.randn_like(x)
-        terms = {"fake_denoise": denoising_loss(fake.denoise(x_t, sigma), x, sigma, sigma_data=fake.sigma_data)}
+        terms = {"fake_denoise": denoising_loss(fake.denoise(x_t, sigma, cond), x, sigma, sigma_data=fake.sigma_data)}
         loss = terms["fake_denoise"]
         if cfg.gan_weight_d > 0:
             real = fake.encode(batch["real"])
@@ -151,15 +185,18 @@ class UniDADStage(Stage):
                 real_noisy = real_noisy.detach().requires_grad_(True)
             fake_noisy, sigma_f = self._critic_inputs(x)
             # one encoder pass over real and fake together: the backbones normalise per sample, so this
-            # is the two passes' result, at the cost of one larger batch
-            both = self._logits(torch.cat([real_noisy, fake_noisy]), torch.cat([sigma_r, sigma_f]))
-            real_logits = [logit[: real_noisy.shape[0]] for logit in both]
-            fake_logits = [logit[real_noisy.shape[0]:] for logit in both]
+            # is the two passes' result, at the cost of one larger batch; the real images' captions are
+            # the batch prompts G was conditioned on, so both halves read the same conditioning
+            n = real_noisy.shape[0]
+            both_cond = None if cond is None else cond.select(torch.arange(n, device=x.device).repeat(2))
+            both = self._logits(torch.cat([real_noisy, fake_noisy]), torch.cat([sigma_r, sigma_f]), both_cond)
+            real_logits = [logit[:n] for logit in both]
+            fake_logits = [logit[n:] for logit in both]
             d = multihead_critic_loss(cfg.gan_loss, real_logits, fake_logits, cfg.head_reduce)
             if cfg.gan_loss == "wgan-gp":
                 # interpolate at the real inputs' noise levels so the critic sees one sigma per sample
                 fake_at_r = x + sigma_r.view(-1, 1, 1, 1) * torch.randn_like(x)
-                d = d + gradient_penalty(lambda xi: mean_head_logits(self._logits(xi, sigma_r)),
+                d = d + gradient_penalty(lambda xi: mean_head_logits(self._logits(xi, sigma_r, cond)),
                                          real_noisy.detach(), fake_at_r, weight=cfg.wgan_gp_weight)
             if cfg.r1_gamma > 0:
                 d = d + r1_penalty(mean_head_logits(real_logits), real_noisy, cfg.r1_gamma)
@@ -173,9 +210,10 @@ class UniDADStage(Stage):
     def target_teacher_loss(self, batch) -> dict[str, torch.Tensor]:
         tgt = self.modules["target_teacher"]
         real = tgt.encode(batch["real"])
-        sigma = sample_grid_sigmas(real.shape[0], 0, GRID_SIZE - 1, device=real.device)
+        sigma = self._grid_sigmas(real.shape[0], real.device)
         noisy = real + sigma.view(-1, 1, 1, 1) * torch.randn_like(real)
-        return {"loss": denoising_loss(tgt.denoise(noisy, sigma), real, sigma, sigma_data=tgt.sigma_data)}
+        cond = prompt_conditioning(tgt, batch.get("prompts"))
+        return {"loss": denoising_loss(tgt.denoise(noisy, sigma, cond), real, sigma, sigma_data=tgt.sigma_data)}
 
     def updates(self) -> list[Update]:
         cfg = self.config

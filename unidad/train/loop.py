@@ -66,7 +66,8 @@ def batch_indices(seed: int, iteration: int, micro: int, n_items: int, batch: in
     return idx, flip
 
 
-def make_batch(stage: Stage, iteration: int, micro: int) -> dict[str, torch.Tensor]:
+def make_batch(stage: Stage, iteration: int, micro: int) -> dict[str, Any]:
+    """{"real": images} and, when the stage's images have captions, {"prompts": their captions}."""
     cfg, ctx = stage.config, stage.ctx
     if ctx.real_images is None:
         return {}
@@ -74,7 +75,10 @@ def make_batch(stage: Stage, iteration: int, micro: int) -> dict[str, torch.Tens
     real = ctx.real_images[idx]
     if cfg.flip_augment:
         real = torch.where(flip[:, None, None, None], real.flip(-1), real)
-    return {"real": real.to(ctx.device)}
+    batch: dict[str, Any] = {"real": real.to(ctx.device)}
+    if ctx.prompts is not None:
+        batch["prompts"] = [ctx.prompts[i] for i in idx.tolist()]
+    return batch
 
 
 @dataclass
