@@ -223,7 +223,7 @@ def fit_tiny_vae(vae, images: np.ndarray, steps: int = 600, batch_size: int = 32
         optimizer.step()
         schedule.step()
         if log and ((step + 1) % 100 == 0 or step + 1 == steps):
-            log(f"vae step {step + 1}/{steps}: loss {float(loss):.4f}, {time.perf_counter() - started:.1f} s")
+            log(f"vae step {step + 1}/{steps}: loss {loss.item():.4f}, {time.perf_counter() - started:.1f} s")
     vae.requires_grad_(False).eval()
     with torch.no_grad():
         latents = torch.cat([vae.encode(train[i:i + 256]).latent_dist.mean for i in range(0, min(len(train), 2048), 256)])
