@@ -110,3 +110,14 @@ def test_vae_fit_learns_to_reconstruct_and_sets_the_scaling_factor():
     with pytest.raises(ValueError, match="needs steps"):
         fit_tiny_vae(vae, images[:1], steps=5)
     assert np.isfinite(summary["train_seconds"])
+
+
+def test_registered_as_a_backbone_kind(tiny, tmp_path):
+    from unidad.backbones import backbone_image_size, load_source_weights
+
+    spec = {"kind": "tiny_sd", "params": dict(SMALL)}
+    assert backbone_image_size(spec) == 32
+    save_sd15(tiny, tmp_path / "teacher")
+    loaded = load_source_weights(spec, tmp_path / "teacher")
+    assert isinstance(loaded, SD15Denoiser)
+    assert torch.equal(next(loaded.unet.parameters()), next(tiny.unet.parameters()))
