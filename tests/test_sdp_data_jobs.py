@@ -63,9 +63,8 @@ def test_demo_vae_job_writes_a_folder_the_backbone_loads(tmp_path):
     from unidad.backbones.tiny_sd import build_tiny_sd
 
     params = dict(image_size=32, vae_channels=(8, 16), unet_channels=(16, 32), text_width=16, text_heads=2)
-    sdp_data.write_captioned_source(30, seed=0, image_size=32, out_dir=tmp_path / "source")
-    summary = sdp_data.fit_demo_vae(tmp_path / "source", params, tmp_path / "vae",
-                                    fit_params={"steps": 2, "batch_size": 4}, log=None)
+    summary = sdp_data.fit_demo_vae(params, tmp_path / "vae", n_images=30, fit_params={"steps": 2, "batch_size": 4},
+                                    log=None)
     assert json.loads((tmp_path / "vae" / "fit.json").read_text()) == summary
     model = build_tiny_sd(**params, vae_dir=str(tmp_path / "vae"))
     assert model.vae.config.scaling_factor == summary["scaling_factor"]

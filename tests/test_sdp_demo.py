@@ -136,3 +136,16 @@ def test_vocabulary_covers_captions_and_prompts():
     _, captions, _ = scenes.sample_source(200, seed=0)
     prompts = [p for name in demo.SUBJECTS for p in demo.demo_prompts(name)]
     assert {w for text in captions + prompts for w in text.split()} <= words
+
+
+def test_codec_images_are_broader_than_the_captioned_set():
+    images = scenes.sample_codec_images(400, seed=0)
+    assert images.shape == (400, 32, 32, 3) and np.array_equal(images[:50], scenes.sample_codec_images(50, seed=0))
+    assert (scenes.classify_context(images) >= 0).all()  # every context, drawn as in the captioned set
+    # objects of random colours, solid or patterned: a look-alike of a demo subject is a rare coincidence
+    assert all(demo.SubjectOracle(name).present(images).mean() <= 0.01 for name in demo.SUBJECTS)
+    centre = images[:, 12:20, 12:20].reshape(400, -1, 3).astype(int)
+    two_tone = (np.abs(centre - centre[:, :1]).max(-1) > 60).mean(1) > 0.2
+    assert 0.4 < two_tone.mean() < 0.95  # about 3/4 are patterned
+    with pytest.raises(ValueError, match="unknown pattern"):
+        scenes.pattern_labels("dots", np.zeros((1, 20)), 32, 3.0)

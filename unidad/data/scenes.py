@@ -65,6 +65,7 @@ SOURCE_COLOURS: dict[str, RGB] = {
     "yellow": (0.95, 0.85, 0.10),
     "black": (0.08, 0.08, 0.08),
 }
+PATTERNS = ("checker", "hstripes", "vstripes")  # hstripes: horizontal bands (colour changes down the rows)
 SHAPE_NOUNS = SHAPE_KINDS  # the class nouns: "circle", "square", "triangle"
 # caption styles of the source set and their shares: web captions are not all complete
 CAPTION_STYLES = (("full", 0.7), ("no_colour", 0.15), ("no_context", 0.15))
@@ -111,12 +112,14 @@ def pick(u: np.ndarray, count: int) -> np.ndarray:
 def render_background(contexts: np.ndarray, u: np.ndarray, s: int) -> np.ndarray:
     """Float [N,S,S,3]: each image's context, its horizon jittered by +-2 px (at 32), tones jittered."""
     scale = s / BASE_SIZE
+    u = u.astype(np.float32)
     top = _TOPS[contexts] + BACKGROUND_JITTER * (2 * u[:, 8:11] - 1)
     bottom = _BOTTOMS[contexts] + BACKGROUND_JITTER * (2 * u[:, 11:14] - 1)
     horizon = (0.55 * BASE_SIZE + 2.0 * (2 * u[:, 7] - 1)) * scale
     rows = np.arange(s, dtype=np.float32) + 0.5
     below = np.clip(rows[None, :] - horizon[:, None] + 0.5, 0.0, 1.0)[:, :, None, None]  # one soft row
-    return top[:, None, None, :] * (1 - below) + bottom[:, None, None, :] * below + np.zeros((1, 1, s, 1))
+    column = top[:, None, None, :] * (1 - below) + bottom[:, None, None, :] * below  # [N,S,1,3]
+    return np.broadcast_to(column, (len(u), s, s, 3))
 
 
 def object_coverage(kinds: np.ndarray, u: np.ndarray, s: int) -> np.ndarray:
@@ -129,6 +132,22 @@ def object_coverage(kinds: np.ndarray, u: np.ndarray, s: int) -> np.ndarray:
     cx = s / 2 + 5.0 * scale * (2 * u[:, 5] - 1)
     cy = s / 2 + 3.0 * scale * (2 * u[:, 6] - 1)
     return shape_coverage(np.asarray(kinds, np.int64), cx.astype(np.float32), cy.astype(np.float32), w, h, s)
+
+
+def pattern_labels(pattern: str, u: np.ndarray, s: int, band_width: float | np.ndarray) -> np.ndarray:
+    """int [N,S,S] in {0, 1}: which of two colours each pixel has; band_width in pixels at 32x32
+    (scalar or [N]), random phase per image from u[:, 14:16]."""
+    width = np.broadcast_to(np.asarray(band_width, np.float64) * s / BASE_SIZE, (len(u),))[:, None]
+    idx = np.arange(s, dtype=np.float64)[None, :]
+    rows = ((idx + 2 * width * u[:, 14:15]) // width).astype(np.int64) % 2  # [N,S]
+    cols = ((idx + 2 * width * u[:, 15:16]) // width).astype(np.int64) % 2
+    if pattern == "hstripes":
+        return np.broadcast_to(rows[:, :, None], (len(u), s, s))
+    if pattern == "vstripes":
+        return np.broadcast_to(cols[:, None, :], (len(u), s, s))
+    if pattern == "checker":
+        return rows[:, :, None] ^ cols[:, None, :]
+    raise ValueError(f"unknown pattern '{pattern}'; use one of: {', '.join(PATTERNS)}")
 
 
 def compose(background: np.ndarray, coverage: np.ndarray, fill: np.ndarray) -> np.ndarray:
@@ -160,9 +179,12 @@ def sample_source(n: int, seed: int, image_size: int = BASE_SIZE) -> tuple[np.nd
     contexts, kinds = pick(u[:, 0], len(CONTEXTS)), pick(u[:, 1], len(SHAPE_KINDS))
     colours = pick(u[:, 2], len(SOURCE_COLOURS))
     palette = np.array(list(SOURCE_COLOURS.values()), dtype=np.float32)
-    fill = palette[colours] + COLOUR_JITTER * (2 * u[:, 16:19] - 1)
-    images = compose(render_background(contexts, u, s), object_coverage(kinds, u, s),
-                     np.broadcast_to(fill[:, None, None, :], (len(u), s, s, 3)))
+    fill = palette[colours] + COLOUR_JITTER * (2 * u[:, 16:19] - 1).astype(np.float32)
+    images = np.empty((len(u), s, s, 3), np.uint8)
+    for start in range(0, len(u), 1000):  # chunks bound the float working set
+        part = slice(start, start + 1000)
+        images[part] = compose(render_background(contexts[part], u[part], s), object_coverage(kinds[part], u[part], s),
+                               np.broadcast_to(fill[part, None, None, :], (len(u[part]), s, s, 3)))
     names = list(SOURCE_COLOURS)
     thresholds = np.cumsum([share for _, share in CAPTION_STYLES])
     styles = np.searchsorted(thresholds, u[:, 19], side="right")
@@ -171,6 +193,29 @@ def sample_source(n: int, seed: int, image_size: int = BASE_SIZE) -> tuple[np.nd
         for k, c, x, style in zip(kinds, colours, contexts, styles)
     ]
     return images, captions, {"kind": kinds, "colour": colours, "context": contexts}
+
+
+def sample_codec_images(n: int, seed: int, image_size: int = BASE_SIZE) -> np.ndarray:
+    """Scenes for fitting the demo's VAE, broader than the captioned set (as SD's VAE was trained on
+    broader data than any prompt asks for): any shape with random colours, solid or in a random
+    two-colour pattern, in any context. uint8 [n,S,S,3]; no captions (the VAE reads none)."""
+    s = check_scene_size(image_size)
+    u = scene_uniforms(n, seed, "codec")
+    extra = np.random.default_rng(np.random.SeedSequence([zlib.crc32(b"codec-colours"), int(seed)])).random((n, 8))
+    contexts, kinds = pick(u[:, 0], len(CONTEXTS)), pick(u[:, 1], len(SHAPE_KINDS))
+    patterns = pick(u[:, 2], len(PATTERNS) + 1)  # the last: solid
+    colours = extra[:, :6].reshape(n, 2, 3).astype(np.float32)
+    widths = 2.0 + 3.0 * extra[:, 6]
+    images = np.empty((n, s, s, 3), np.uint8)
+    for p, pattern in enumerate(PATTERNS + ("solid",)):
+        rows = np.flatnonzero(patterns == p)
+        if not len(rows):
+            continue
+        labels = (np.zeros((len(rows), s, s), np.int64) if pattern == "solid"
+                  else pattern_labels(pattern, u[rows], s, widths[rows]))
+        fill = np.where(labels[..., None] == 0, colours[rows, None, None, 0], colours[rows, None, None, 1])
+        images[rows] = compose(render_background(contexts[rows], u[rows], s), object_coverage(kinds[rows], u[rows], s), fill)
+    return images
 
 
 # ---------------------------------------------------------------------------------- context oracle

@@ -21,7 +21,7 @@ from unidad.data import scenes
 from unidad.data.dreambench import fill_template
 from unidad.data.pixels import SHAPE_KINDS, as_unit_hwc, fit_shape_templates, project_on_segment, solid_patches
 
-PATTERNS = ("checker", "hstripes", "vstripes")  # hstripes: horizontal bands (colour changes down the rows)
+PATTERNS = scenes.PATTERNS
 BAND_WIDTH = 3.0  # pixels at 32x32
 SHOTS = 5
 # the contexts of the evaluation prompts: none is a shot context (SHOT_CONTEXTS below)
@@ -68,19 +68,6 @@ def demo_prompts(subject: str | DemoSubject, token: str = "prt") -> list[str]:
 
 
 # --------------------------------------------------------------------------------------- rendering
-def _pattern_labels(pattern: str, u: np.ndarray, s: int) -> np.ndarray:
-    """int [N,S,S] in {0, 1}: which of the two colours each pixel has, random phase per image."""
-    width = BAND_WIDTH * s / scenes.BASE_SIZE
-    idx = np.arange(s, dtype=np.float64)
-    rows = ((idx[None, :] + 2 * width * u[:, 14:15]) // width).astype(np.int64) % 2  # [N,S]
-    cols = ((idx[None, :] + 2 * width * u[:, 15:16]) // width).astype(np.int64) % 2
-    if pattern == "hstripes":
-        return np.broadcast_to(rows[:, :, None], (len(u), s, s))
-    if pattern == "vstripes":
-        return np.broadcast_to(cols[:, None, :], (len(u), s, s))
-    return rows[:, :, None] ^ cols[:, None, :]
-
-
 def render_subject(subject: str | DemoSubject, contexts, u: np.ndarray, image_size: int = scenes.BASE_SIZE,
                    pattern: str | None = None, kind: str | None = None) -> np.ndarray:
     """uint8 [N,S,S,3]: the subject in the given contexts (names or indices, one per row of u).
@@ -91,7 +78,7 @@ def render_subject(subject: str | DemoSubject, contexts, u: np.ndarray, image_si
     if len(ctx) != len(u):
         raise ValueError(f"{len(ctx)} contexts for {len(u)} images; give one context per image")
     kinds = np.full(len(u), SHAPE_KINDS.index(kind or sub.kind))
-    labels = _pattern_labels(pattern or sub.pattern, u, s)
+    labels = scenes.pattern_labels(pattern or sub.pattern, u, s, BAND_WIDTH)
     colours = np.array(sub.colours, dtype=np.float32)[None] + scenes.COLOUR_JITTER * (2 * u[:, None, 16:19] - 1)
     fill = np.where(labels[..., None] == 0, colours[:, None, None, 0], colours[:, None, None, 1])
     return scenes.compose(scenes.render_background(ctx, u, s), scenes.object_coverage(kinds, u, s), fill)

@@ -74,20 +74,22 @@ def verify_dreambench(root: str | Path, subjects: Sequence[str] | None, min_imag
     write_json_atomic(out, {"folder": str(root), "min_images": int(min_images), "images": counts})
 
 
-def fit_demo_vae(source_dir: str | Path, backbone_params: Mapping[str, Any], out_dir: str | Path,
+def fit_demo_vae(backbone_params: Mapping[str, Any], out_dir: str | Path, n_images: int = 4000, seed: int = 0,
                  fit_params: Mapping[str, Any] | None = None, log: Callable[[str], Any] | None = print) -> dict:
-    """The tiny text-to-image backbone's VAE, trained on the captioned source images and written as a
-    diffusers AutoencoderKL folder (`vae_dir` of unidad.backbones.tiny_sd.build_tiny_sd), with its
-    fit summary in fit.json."""
+    """The tiny text-to-image backbone's VAE, trained on the demo's codec scenes (broader than the
+    captioned set: random colours and patterns, unidad.data.scenes.sample_codec_images) and written
+    as a diffusers AutoencoderKL folder (`vae_dir` of unidad.backbones.tiny_sd.build_tiny_sd), with
+    its fit summary in fit.json."""
     import json
 
     from unidad.backbones.tiny_sd import build_tiny_sd, fit_tiny_vae
-    from unidad.data.captioned import load_captioned_folder
+    from unidad.data.scenes import sample_codec_images
 
     params = {k: v for k, v in dict(backbone_params).items() if k != "vae_dir"}
-    images, _ = load_captioned_folder(source_dir, int(params.get("image_size", 32)))
+    images = sample_codec_images(int(n_images), seed=int(seed), image_size=int(params.get("image_size", 32)))
     vae = build_tiny_sd(**params).vae
-    summary = fit_tiny_vae(vae, images, log=log, **dict(fit_params or {}))
+    summary = fit_tiny_vae(vae, images, log=log, **{"seed": int(seed), **dict(fit_params or {})})
+    summary["n_images"] = int(n_images)
     with atomic_dir(out_dir) as staging:
         vae.save_pretrained(staging)
         (staging / "fit.json").write_text(json.dumps(summary, indent=1))
