@@ -5,7 +5,9 @@ A scene is one object (a circle, square or triangle) in front of a *context*: a 
 snow"). The source set's objects are solid colours, and every image has a caption in words:
 "a red circle on the beach" (some captions leave out the colour or the context, as web captions do).
 The personalization subjects of unidad.data.sdp_demo are patterned objects drawn with the same
-renderer, so no source image shows them.
+renderer, so no source image shows them. The demo VAE is fitted on broader "codec" scenes
+(`sample_codec_images`: random colours, solid or patterned), as SD's VAE saw broader data than
+any prompt asks for, so a subject's pattern survives the trip through the latent space.
 
 Layouts are designed at 32x32 and scaled; the object never reaches the top or bottom `STRIP_ROWS`
 rows, so the context oracle (`classify_context`) reads the background there, whatever the object.
