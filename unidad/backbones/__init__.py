@@ -165,3 +165,31 @@ register_backbone("sd15", BackboneKind(
     image_step_seconds=0.06, metric_image_seconds=0.05, lpips_image_seconds=6.0,
     startup_seconds=150.0, host_mem_mb=12000.0,
 ))
+
+
+# ------------------------------------------------------------- miniature SD1.5 (text-conditioned demo)
+def _tiny_sd_build(**params: Any) -> Denoiser:
+    """SD1.5's classes at demo size, built offline (a fitted VAE from params['vae_dir'] when given)."""
+    from unidad.backbones.tiny_sd import build_tiny_sd
+
+    return build_tiny_sd(**params)
+
+
+def _tiny_sd_load_source(path: Path, **unused: Any) -> Denoiser:
+    """A pretrained miniature: a diffusers-format folder like SD1.5's (unidad.backbones.sd15.save_sd15)."""
+    from unidad.backbones.tiny_sd import load_tiny_sd
+
+    return load_tiny_sd(path)
+
+
+# seconds per iteration: rough, from one UNet forward+backward at batch 16 on a loaded 2-core machine
+# (about 0.8 s, 32 px images, 16x16 latents); replaced by measurements once the demo has run
+register_backbone("tiny_sd", BackboneKind(
+    build=_tiny_sd_build,
+    image_size=lambda image_size=32, **unused: image_size,
+    load_source=_tiny_sd_load_source,
+    step_seconds={"pretrain": 0.3, "ft": 0.3, "student_ft": 0.3, "dmd2": 1.0, "unidad": 1.2},
+    cpu_only=True,
+    image_step_seconds=0.005, metric_image_seconds=0.002, lpips_image_seconds=0.001,
+    startup_seconds=20.0, host_mem_mb=1500.0,
+))
