@@ -54,10 +54,12 @@ def test_subject_prompts_fill_token_and_class_noun():
         db.subject_prompts("can", protocol="mine")
 
 
-def test_strip_token_removes_the_word_only():
-    assert db.strip_token("a prt dog in the snow") == "a dog in the snow"
-    assert db.strip_token("a sks teapot", "sks") == "a teapot"
-    assert db.strip_token("a sprt dog") == "a sprt dog"  # not part of another word
+def test_drop_token_removes_the_word_only():
+    from unidad.prompts import drop_token
+
+    assert drop_token("a prt dog in the snow", "prt") == "a dog in the snow"
+    assert drop_token("a sks teapot", "sks") == "a teapot"
+    assert drop_token("a sprt dog", "prt") == "a sprt dog"  # not part of another word
 
 
 def test_format_and_read_round_trip(tmp_path):

@@ -299,19 +299,22 @@ def test_paper_sdp_plan_gives_captions_prompts_and_seeds(tmp_path):
 
 
 def test_captions_file_is_aligned_with_the_image_folder(tmp_path):
-    import json
-
+    from unidad.data.captioned import CAPTIONS_FILE, write_captioned_folder
+    from unidad.data.folders import ImageFolderError
     from unidad.imageio import save_png_atomic
     from unidad.prompts import load_captions
 
-    for name in ("b.png", "a.png", "c.png"):
-        save_png_atomic(np.zeros((8, 8, 3), np.uint8), tmp_path / name)
-    assert load_captions(tmp_path) is None  # an uncaptioned folder: unconditional data
-    (tmp_path / "captions.json").write_text(json.dumps({"a.png": "a red square", "b.png": "a blue disc", "c.png": "x"}))
-    assert load_captions(tmp_path, shots=2) == ["a red square", "a blue disc"]
-    (tmp_path / "captions.json").write_text(json.dumps({"a.png": "a red square"}))
-    with pytest.raises(ValueError, match="no caption for \\['b.png', 'c.png'\\]"):
-        load_captions(tmp_path)
+    plain = tmp_path / "plain"
+    for name in ("b.png", "a.png"):
+        save_png_atomic(np.zeros((8, 8, 3), np.uint8), plain / name)
+    assert load_captions(plain) is None  # an uncaptioned folder: unconditional data
+    folder = write_captioned_folder(np.zeros((3, 8, 8, 3), np.uint8), ["a red square", "a blue disc", "x"],
+                                    tmp_path / "captioned")
+    assert load_captions(folder, shots=2) == ["a red square", "a blue disc"]
+    lines = (folder / CAPTIONS_FILE).read_text().splitlines()
+    (folder / CAPTIONS_FILE).write_text(lines[0] + "\n")
+    with pytest.raises(ImageFolderError, match="2 images of .* have no caption"):
+        load_captions(folder)
 
 
 def test_lognormal_training_sigmas_are_refused_outside_the_edm_range(sd_source):

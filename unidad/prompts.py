@@ -25,29 +25,20 @@ def drop_tokens(prompts: Sequence[str] | None, token: str) -> list[str] | None:
     return None if prompts is None else [drop_token(p, token) for p in prompts]
 
 
-CAPTIONS_FILE = "captions.json"
-
-
 def load_captions(folder, shots: int | None = None) -> list[str] | None:
-    """The captions of a training-image folder, aligned with `load_image_folder(folder, shots)`: a
-    `captions.json` object {file name: caption} beside the images. None when the folder has no
-    captions file (unconditional data)."""
-    import json
+    """The captions of a training-image folder, aligned with `load_image_folder(folder, shots)`: the
+    folder's captions file (unidad.data.captioned, one caption per image). None when the folder has
+    no captions file (unconditional data)."""
     from pathlib import Path
 
+    from unidad.data.captioned import CAPTIONS_FILE, read_captions
     from unidad.data.folders import list_image_files
 
-    path = Path(folder) / CAPTIONS_FILE
-    if not path.is_file():
+    if not (Path(folder) / CAPTIONS_FILE).is_file():
         return None
-    captions = json.loads(path.read_text())
+    captions = {file.name: text for file, text in read_captions(folder)}
     files = list_image_files(folder)
-    files = files if shots is None else files[:shots]
-    missing = [f.name for f in files if not isinstance(captions.get(f.name), str)]
-    if missing:
-        raise ValueError(f"{path} has no caption for {missing[:3]}{' ...' if len(missing) > 3 else ''}; "
-                         "give every image of the folder a caption string")
-    return [captions[f.name] for f in files]
+    return [captions[f.name] for f in (files if shots is None else files[:shots])]
 
 
 # -- the workflow's side: captions of a subject's images and the evaluation prompts ----------------

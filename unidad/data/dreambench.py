@@ -90,13 +90,6 @@ def fill_template(template: str, token: str, class_noun: str) -> str:
     return template.format(token, class_noun)
 
 
-def strip_token(prompt: str, token: str = DEFAULT_TOKEN) -> str:
-    """The prompt without the unique token as a word ("a prt dog in the snow" -> "a dog in the snow"):
-    the source teacher's prompt and CLIP-T's text."""
-    words = prompt.split()
-    return " ".join(word for word in words if word != token)
-
-
 # ----------------------------------------------------------------------------------- prompts file
 def read_prompt_table(path: str | os.PathLike | None = None) -> PromptTable:
     """Parse a prompts_and_classes.txt in the upstream format (None: the packaged DreamBench copy).
@@ -259,7 +252,6 @@ __all__ = [
     "format_prompt_table",
     "load_subject_images",
     "read_prompt_table",
-    "strip_token",
     "subject_files",
     "subject_prompts",
 ]

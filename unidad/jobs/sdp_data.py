@@ -48,7 +48,8 @@ def write_subject_prompts(dataset_dir: str | Path, subject: str, token: str, out
     """One subject's prompt record (JSON) from a DreamBench-layout folder (real or demo): class noun,
     live/object, the unique token, the instance and class prompts, and the evaluation prompts with
     and without the token (the source teacher's and CLIP-T's text)."""
-    from unidad.data.dreambench import dataset_prompt_table, strip_token, subject_prompts
+    from unidad.data.dreambench import dataset_prompt_table, subject_prompts
+    from unidad.prompts import drop_token
 
     info = subject_prompts(subject, token=token, table=dataset_prompt_table(dataset_dir), protocol=protocol)
     record = {
@@ -60,7 +61,7 @@ def write_subject_prompts(dataset_dir: str | Path, subject: str, token: str, out
         "instance_prompt": info.instance_prompt,
         "class_prompt": info.class_prompt,
         "prompts": list(info.prompts),
-        "prompts_without_token": [strip_token(p, info.token) for p in info.prompts],
+        "prompts_without_token": [drop_token(p, info.token) for p in info.prompts],
     }
     write_json_atomic(out, record)
     return record
