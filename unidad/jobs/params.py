@@ -33,9 +33,10 @@ def tracking_settings(plan: Plan) -> dict[str, Any]:
 
 
 def reference_splits(plan: Plan, dataset: str) -> list[str]:
-    """The reference statistics a metric job reads: the test reference, and the validation split where
-    the dataset has one (best-val checkpoint selection)."""
-    return [s for s in ("full", "val") if plan.has_split(dataset, s)]
+    """The reference statistics a metric job reads: the test reference, and the validation split only
+    where a selection needs it (best_val in evaluation.selections) and the dataset has one."""
+    wants_val = "best_val" in plan.config["evaluation"]["selections"]
+    return [s for s in ("full", "val") if s == "full" or (wants_val and plan.has_split(dataset, s))]
 
 
 def demo_extractor_file(plan: Plan) -> Path | None:
@@ -54,6 +55,7 @@ def metric_inputs(plan: Plan, slug: str, step: int) -> dict[str, Any]:
         "references": {s: str(plan.reference_file(dataset, s)) for s in reference_splits(plan, dataset)},
         "extractor": ev["extractor"], "extractor_file": None if extractor_file is None else str(extractor_file),
         "lpips": ev["lpips"], "intra_lpips_variant": ev["intra_lpips_variant"],
+        "evaluation_protocol": ev["protocol"],
         "shots_dir": str(plan.dataset_dir(dataset, "shots", run.shots or max(plan.config["shots"]))),
         "shots": run.shots, "domain": plan.demo_domain(dataset), "image_size": plan.image_size,
     }

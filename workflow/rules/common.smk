@@ -248,6 +248,7 @@ def tidy_params():
     return {
         "benchmark": config["benchmark"], "units": [P.eval_unit_record(PLAN, u) for u in PLAN.eval_units],
         "references": references, "runs": {slug: run.to_dict() for slug, run in PLAN.runs.items()},
+        "selections": EV["selections"],
     }
 
 
