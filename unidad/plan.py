@@ -52,6 +52,7 @@ PATHS = {
     "tidy_parquet": "tables/results_tidy.parquet",
     "runs_table": "tables/runs.csv",
     "mlflow_import": "tables/mlflow_import.json",
+    "pruned_snapshots": "tables/pruned_snapshots.json",
     "tables": "tables/compiled",
     "figures": "figures/paper",
     "domains_figure": "figures/domains.png",
@@ -377,7 +378,6 @@ class Plan:
         from unidad.edm import nfe_of
 
         return nfe_of(s["sampler"], int(s["steps"]))
-
 
     def checkpoint_nfes(self, slug: str, step: int) -> list[int]:
         """NFEs sampled at one checkpoint: the method's own, plus the sweep at the last checkpoint."""

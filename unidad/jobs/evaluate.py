@@ -135,6 +135,22 @@ def tidy_results(benchmark: str, units: Sequence[Mapping[str, Any]], references:
     return len(tidy)
 
 
+def prune_snapshots(tidy_parquet: str | Path, run_dirs: Mapping[str, str], final_steps: Mapping[str, int],
+                    evaluated: Mapping[str, Sequence[int]], out: str | Path) -> dict[str, Any]:
+    """Deletes the evaluated snapshots that are neither final nor chosen by a selection (unidad.snapshots)
+    and writes what went."""
+    import pandas as pd
+
+    from unidad.snapshots import prune_snapshots as prune, snapshots_to_keep
+
+    keep = snapshots_to_keep(pd.read_parquet(tidy_parquet, columns=["slug", "step", "selection"]), final_steps)
+    report = prune(run_dirs, evaluated, keep)
+    write_json_atomic(out, report)
+    log(f"[prune] {report['removed']} snapshots removed ({report['bytes_removed'] / 1e9:.2f} GB), "
+        f"{len(report['kept_files'])} evaluated ones kept (final or selected)")
+    return report
+
+
 def mlflow_import(benchmark: str, run_dirs: Mapping[str, str], tracking: Mapping[str, Any], tidy_parquet: str | Path,
                   out: str | Path) -> dict[str, Any]:
     """Every training run folder (run.yaml, stats.jsonl) and every evaluation number of the tidy table

@@ -23,6 +23,7 @@ def stage_job(plan: Plan, slug: str) -> dict[str, Any]:
         "tracking": tracking_settings(plan),
         "on_wrong_size": config["datasets"][dataset].get("on_wrong_size", "resize"),
         "device": config.get("device", "auto"), "plugins": list(config.get("plugins", [])),
+        "checkpoints": {k: config["checkpoints"][k] for k in ("keep_full", "snapshot_dtype")},
     }
 
 
@@ -59,6 +60,14 @@ def metric_inputs(plan: Plan, slug: str, step: int) -> dict[str, Any]:
         "shots_dir": str(plan.dataset_dir(dataset, "shots", run.shots or max(plan.config["shots"]))),
         "shots": run.shots, "domain": plan.demo_domain(dataset), "image_size": plan.image_size,
     }
+
+
+def prune_params(plan: Plan) -> dict[str, Any]:
+    """What the prune_snapshots job needs: every run's folder, final step and snapshot steps (every run
+    writes one per checkpoint step, evaluated or not)."""
+    return {"run_dirs": {slug: str(plan.run_dir(slug)) for slug in plan.runs},
+            "final_steps": {slug: run.checkpoint_steps[-1] for slug, run in plan.runs.items()},
+            "evaluated": {slug: list(run.checkpoint_steps) for slug, run in plan.runs.items()}}
 
 
 def sampling_job(plan: Plan, slug: str, step: int) -> dict[str, Any]:

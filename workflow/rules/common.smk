@@ -288,4 +288,6 @@ def all_outputs():
     if config["tracking"]["kind"] != "none":
         outs.append(str(PLAN.path("mlflow_import")))
     outs += [str(PLAN.path("qualitative", dataset=t)) for t in config["targets"]]
+    if config["checkpoints"]["prune_evaluated"]:
+        outs.append(str(PLAN.path("pruned_snapshots")))
     return outs
