@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from unidad.checkpoint import list_checkpoints
+from unidad.checkpoint import SNAPSHOTS_DIR, list_checkpoints
 from unidad.train.deadline import DEFAULT_MARGIN_S, Deadline, job_deadline, slurm_job_end_time, stop_margin
 from unidad.train.loop import PREEMPTED_EXIT_CODE, PREEMPTED_MARKER
 from unidad.weights_file import read_weights
@@ -184,7 +184,10 @@ def test_job_end_time_checkpoints_exits_for_requeue_and_resumes(straight, tmp_pa
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == PREEMPTED_EXIT_CODE, out
     assert "end time from squeue" in out and "job end time near" in out, out
-    assert [s for s, _ in list_checkpoints(run_dir)] == [5, 10, 11]
+    # the full resume state of the newest checkpoint only; the evaluated steps keep their snapshots
+    assert [s for s, _ in list_checkpoints(run_dir)] == [11]
+    assert sorted(p.name for p in (run_dir / SNAPSHOTS_DIR).iterdir()) == [
+        f"step{s:08d}.safetensors" for s in (5, 10)]
     marker = json.loads((run_dir / PREEMPTED_MARKER).read_text())
     assert marker["step"] == 11 and marker["signal"] is None and "job end time near" in marker["reason"]
     assert not (run_dir / "summary.json").exists()

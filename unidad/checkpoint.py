@@ -5,6 +5,12 @@ Layout inside a run folder::
     checkpoints/step00001000/weights.safetensors   exported modules, keys "{module}.{param}"
                              state.pt              the training loop's state dict (optimisers, RNG, ...)
                              meta.json             step, stage, module names, sha256 of the weights
+    snapshots/step00001000.safetensors             the product module only (what sampling and later
+                                                   stages read, by key prefix), fp32 or bf16
+
+Retention: the full resume state (every module + optimisers) is kept for the newest N checkpoints
+only (`keep_last`); every checkpoint step keeps its product snapshot (about 1/10 of a Uni-DAD
+checkpoint at ADM-256 scale), so evaluation never needs the full folders.
 
 A checkpoint is built in a temporary folder next to its final place, every file is fsynced, and the
 folder is renamed into place in one step. A crash at any point therefore leaves either the complete
@@ -45,6 +51,8 @@ from unidad.weights_file import (
 )
 
 CHECKPOINTS_DIR = "checkpoints"
+SNAPSHOTS_DIR = "snapshots"
+SNAPSHOT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"
 FORMAT_VERSION = 1
@@ -131,8 +139,36 @@ def step_dir_name(step: int) -> str:
 
 
 def checkpoint_weights_file(run_dir: str | os.PathLike, step: int) -> Path:
-    """The exported weights of checkpoint `step` of a run (what evaluation and later stages read)."""
-    return _checkpoints_root(run_dir) / step_dir_name(step) / WEIGHTS_FILE
+    """The product snapshot of checkpoint `step` of a run (what evaluation and later stages read)."""
+    return Path(run_dir) / SNAPSHOTS_DIR / f"{step_dir_name(step)}.safetensors"
+
+
+def save_snapshot(run_dir: str | os.PathLike, step: int, modules: Mapping[str, nn.Module],
+                  dtype: str = "fp32") -> Path:
+    """The product module(s) of checkpoint `step`, keys "{module}.{param}" as in a full checkpoint,
+    floating tensors cast to `dtype` (fp32 | bf16; a bf16 snapshot is loaded back into fp32 modules);
+    written atomically."""
+    from unidad.atomic import atomic_path
+    from unidad.weights_file import export_weights
+
+    if dtype not in SNAPSHOT_DTYPES:
+        raise ValueError(f"snapshot dtype must be one of {sorted(SNAPSHOT_DTYPES)}, got {dtype!r}")
+    path = checkpoint_weights_file(run_dir, step)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if dtype == "fp32":
+        return export_weights(path, modules, {"step": str(step), "snapshot_dtype": dtype})
+    check_module_names(modules)
+    import safetensors.torch
+
+    flat = {f"{m}.{k}": (t.detach().to("cpu", SNAPSHOT_DTYPES[dtype]) if t.is_floating_point()
+                         else t.detach().to("cpu")).contiguous().clone()
+            for m, module in modules.items() for k, t in module.state_dict().items()}
+    header = {"format": "pt", "modules": json.dumps(list(modules)), "step": str(step), "snapshot_dtype": dtype}
+    with atomic_path(path) as tmp:
+        safetensors.torch.save_file(flat, str(tmp), metadata=header)
+        fsync_path(tmp)
+    fsync_path(path.parent)
+    return path
 
 
 def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:

@@ -2,7 +2,7 @@
 
   unidad weights list|verify|fetch|path [NAME]    staged model/metric weights (checksummed manifest)
   unidad weights verify --config CONFIG            pre-flight: exit 1 unless every file CONFIG needs is in place
-  unidad plan [CONFIG]                             what a config will run: jobs, runs, compute estimate
+  unidad plan [CONFIG] [--checkpoint-every N]      what a config will run: jobs, runs, GPU-hours, peak/final disk
   unidad stages [-v] [--config CONFIG]             registered stages (with a config's plugins) and their options
   unidad methods [CONFIG]                          method ids and their stage lists
   unidad timing [CONFIG]                           the DAG's jobs per rule (seconds, peak memory), its wall time
@@ -63,6 +63,11 @@ def _cmd_plan(args) -> int:
     config = _load_config(args)
     if config is None:
         return 2
+    if args.checkpoint_every is not None:  # e.g. the official code's cadence (500) on any config
+        from unidad.stages import stage_registry
+
+        for stage in stage_registry(config["plugins"]).names():
+            config["stage_params"].setdefault(stage, {})["checkpoint_every"] = args.checkpoint_every
     print_plan(config, step_seconds=args.step_seconds)
     return 0
 
@@ -111,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", default="config/config.yaml")
     p.add_argument("--step-seconds", type=float, default=None,
                    help="seconds per training iteration to assume (default: measured from finished runs, else the backbone's class)")
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help="plan with this checkpoint cadence for every stage (e.g. 500, the official code's)")
     p.set_defaults(func=_cmd_plan)
     return parser
 

@@ -134,7 +134,37 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     if errors:
         raise ConfigError(_describe(errors[0]))
     _check_references(config)
+    _check_protocol(config["evaluation"])
     return config
+
+
+# What each evaluation protocol label promises: config key -> (required value, or values refused).
+PROTOCOLS = {
+    "corrected": {"intra_lpips_variant": ("cdc",), "selections_refused": ("best_test",),
+                  "extractor_refused": ("inception_pytorch_fid",)},
+    "official_code": {"intra_lpips_variant": ("unidad_compat",), "selections_required": ("best_test",),
+                      "extractor": ("inception_pytorch_fid",)},
+}
+
+
+def _check_protocol(ev: dict[str, Any]) -> None:
+    """The protocol label is what every number is reported under, so the settings must be that protocol's."""
+    name, rules = ev["protocol"], PROTOCOLS[ev["protocol"]]
+    for key in ("intra_lpips_variant", "extractor"):
+        if key in rules and ev[key] not in rules[key]:
+            raise ConfigError(f"config key evaluation.{key} is {ev[key]!r}, but evaluation.protocol {name} "
+                              f"measures with {rules[key][0]!r}; set it, or change the protocol")
+        if ev[key] in rules.get(f"{key}_refused", ()):
+            raise ConfigError(f"config key evaluation.{key} {ev[key]!r} belongs to another protocol than "
+                              f"evaluation.protocol {name}; set evaluation.protocol: official_code or change it")
+    for sel in rules.get("selections_refused", ()):
+        if sel in ev["selections"]:
+            raise ConfigError(f"config key evaluation.selections has {sel}, which evaluation.protocol {name} "
+                              "does not use (selection on the test set is optimistic); remove it")
+    for sel in rules.get("selections_required", ()):
+        if sel not in ev["selections"]:
+            raise ConfigError(f"config key evaluation.selections lacks {sel}, the selection of evaluation.protocol "
+                              f"{name}; add it")
 
 
 def _check_references(config: dict[str, Any]) -> None:

@@ -56,6 +56,7 @@ PATHS = {
     "controls": "tables/controls.csv",
     "controls_md": "tables/controls.md",
     "mlflow_import": "tables/mlflow_import.json",
+    "pruned_snapshots": "tables/pruned_snapshots.json",
     "tables": "tables/compiled",
     "figures": "figures/paper",
     "domains_figure": "figures/domains.png",
@@ -306,6 +307,8 @@ class Plan:
                 raise ConfigError(f"{where}data must be 'source' or 'target', got {data!r}")
             dataset = self.config["source"]["dataset"] if data == "source" else target
             params = st.pop("params", {}) or {}
+            if not isinstance(st.pop("why", ""), str):  # documentation of the weights' origins only
+                raise ConfigError(f"{where}'why' must be text (where each weight comes from and why)")
             cls, cfg = self.stage_config(stage_id, params, where, dataset)
             roles: dict[str, str] = {}
             for role in cls.roles:
@@ -323,7 +326,7 @@ class Plan:
                     )
             if st:
                 raise ConfigError(
-                    f"{where}unknown key(s) {sorted(st)}; a stage takes stage, name, data, params and its roles "
+                    f"{where}unknown key(s) {sorted(st)}; a stage takes stage, name, data, params, why and its roles "
                     f"({', '.join(cls.roles) or 'none'})"
                 )
             depends_on_target = data == "target" or any(

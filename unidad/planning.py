@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from unidad.backbones import backbone_kind
-from unidad.job_requests import benchmark_dir, measured_step_seconds, read_benchmarks
+from unidad.job_requests import JobRequests, benchmark_dir, measured_step_seconds, read_benchmarks
+from unidad.jobs.params import reference_splits
 from unidad.plan import Plan
 
 MEMORY_CLASS = {"none": "CPU only", "small": "< 16 GB", "medium": "16-40 GB", "large": "> 40 GB"}
@@ -40,7 +41,11 @@ def estimate(config: dict[str, Any], step_seconds: float | None = None) -> dict[
                     "checkpoint_metrics": len(plan.eval_checkpoints)})
     jobs["demo_split"] = sum(1 for d in config["datasets"].values() if d["kind"] == "demo") and (
         len({r.data["dataset"] + str(r.data.get("shots")) for r in plan.runs.values()}) + 2 * len(config["targets"]))
-    jobs["reference_statistics"] = 2 * len(config["targets"])
+    jobs["reference_statistics"] = sum(len(reference_splits(plan, t)) for t in config["targets"])
+    requests = JobRequests(plan)  # the sampling and metrics jobs' own estimates (what they ask SLURM for)
+    eval_gpus = int(config.get("resources", {}).get("sample", {}).get("gpus", 0 if backbone.cpu_only else 1))
+    eval_seconds = {"sample_checkpoint": sum(requests.sample(s, k).seconds for s, k in plan.eval_checkpoints),
+                    "checkpoint_metrics": sum(requests.checkpoint_metrics(s, k).seconds for s, k in plan.eval_checkpoints)}
     jobs["tables+figures+report"] = 3 + len(config["targets"])
     return {
         "benchmark": config["benchmark"], "backbone": kind, "gpus_per_training_job": gpus,
@@ -49,11 +54,12 @@ def estimate(config: dict[str, Any], step_seconds: float | None = None) -> dict[
         "hours_per_method_run": {m: per_method[m] / 3600 / max(1, sum(1 for r in plan.method_runs if r.label == m))
                                  for m in per_method},
         "device_hours_total": unique_seconds / 3600 * max(1, gpus),
+        "evaluation_hours": {rule: secs / 3600 * max(1, eval_gpus) for rule, secs in eval_seconds.items()},
         "estimate_sources": dict(source_of),
     }
 
 
-def print_plan(config: dict[str, Any], step_seconds: float | None = None) -> None:
+def print_plan(config: dict[str, Any], step_seconds: float | None = None) -> dict[str, Any]:
     e = estimate(config, step_seconds)
     unit = "GPU" if e["gpus_per_training_job"] else "CPU"
     print(f"benchmark {e['benchmark']}: backbone {e['backbone']}, {e['training_runs']} training runs "
@@ -67,6 +73,12 @@ def print_plan(config: dict[str, Any], step_seconds: float | None = None) -> Non
         print(f"  {method:14s} {hours:8.3f}")
     print(f"{unit}-hours for the whole DAG's training (shared stages once): {e['device_hours_total']:.3f}")
     print(f"step times: {', '.join(f'{k}: {v}' for k, v in e['estimate_sources'].items())}")
+    for rule, hours in e["evaluation_hours"].items():
+        print(f"{unit}-hours of {rule} jobs (their requests' estimates, unidad.job_requests): {hours:.1f}")
+    from unidad.disk import print_disk
+
+    e["disk"] = print_disk(Plan(config))
+    return e
 
 
 def summarise_benchmarks(root: Path) -> int:

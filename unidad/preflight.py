@@ -12,7 +12,7 @@ from unidad.weights import MissingWeightsError, WeightsError, get_entry, is_path
 
 # Manifest entries behind the config's choices (registry names -> what they load at run time).
 BACKBONE_WEIGHTS = {"sd15": ("sd15",)}  # backbone.kind (sd15 loads its diffusers folder at build time)
-EXTRACTOR_WEIGHTS = {"inception": ("inception_v3_tf",)}  # evaluation.extractor, for metrics needing "reference"
+EXTRACTOR_WEIGHTS = {"inception": ("inception_v3_tf",), "inception_pytorch_fid": ("inception_v3_tf",)}  # evaluation.extractor, for metrics needing "reference"
 DISTANCE_WEIGHTS = {"vgg": ("lpips_vgg16", "lpips_vgg_lin_v01")}  # evaluation.lpips, for metrics needing "distance"
 
 

@@ -205,11 +205,13 @@ class VPEpsAdapter(Denoiser):
 
 def linear_beta_alphas_cumprod(steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
     """guided-diffusion's 'linear' schedule (float64 product, as upstream)."""
-    betas = torch.linspace(beta_start, beta_end, steps, dtype=torch.float64)
+    # on the CPU whatever the default device: a model built on the meta device (sizing it) keeps a
+    # real schedule, whose sigma range is read as numbers
+    betas = torch.linspace(beta_start, beta_end, steps, dtype=torch.float64, device="cpu")
     return torch.cumprod(1 - betas, 0)
 
 
 def scaled_linear_alphas_cumprod(steps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> torch.Tensor:
     """Stable Diffusion's 'scaled_linear' schedule."""
-    betas = torch.linspace(beta_start**0.5, beta_end**0.5, steps, dtype=torch.float64) ** 2
+    betas = torch.linspace(beta_start**0.5, beta_end**0.5, steps, dtype=torch.float64, device="cpu") ** 2
     return torch.cumprod(1 - betas, 0)

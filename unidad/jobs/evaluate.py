@@ -98,13 +98,15 @@ def compute_metrics(inputs, outputs: Mapping[str, str | Path], slug: str, step: 
             rec = json.loads(cached.read_text())
             if rec.get("samples_sha256") == samples_hash and rec.get("protocol") == protocol:
                 rec.setdefault("environment", None)  # computed before records carried one
+                rec["evaluation_protocol"] = inputs.evaluation_protocol  # the label follows the settings
                 write_json_atomic(out, rec)
                 log(f"[metrics] {name}: up to date for these samples (cache)")
                 continue
         # the environment is recorded, never compared: a cache hit keeps the record of the job that
         # computed the number
         rec = {"metric": name, "slug": slug, "step": step, "checkpoint": inputs.checkpoint,
-               "samples_sha256": samples_hash, "protocol": protocol, "environment": environment_record(),
+               "samples_sha256": samples_hash, "protocol": protocol,
+               "evaluation_protocol": inputs.evaluation_protocol, "environment": environment_record(),
                "per_nfe": {}}
         for nfe, images in inputs.images.items():
             record = {"n_generated": int(len(images)), "variant": "", "extractor": "", "extractor_sha256": "",
@@ -118,14 +120,14 @@ def compute_metrics(inputs, outputs: Mapping[str, str | Path], slug: str, step: 
 
 def tidy_results(benchmark: str, units: Sequence[Mapping[str, Any]], references: Mapping[str, Any] | None,
                  runs: Mapping[str, Mapping[str, Any]], out_csv: str | Path, out_parquet: str | Path,
-                 out_runs: str | Path) -> int:
+                 out_runs: str | Path, selections: Sequence[str] = ("final", "best_val")) -> int:
     """The tidy table (CSV and Parquet) with one row per number and its checkpoint-selection rows, and
     the run table (every training run's resolved options, keyed by slug). Returns the tidy table's row
     count. (The numbers reach MLflow through the mlflow_import job.)"""
     from unidad.results.collect import collect_tidy, run_table
     from unidad.results.select import with_selection
 
-    tidy = with_selection(collect_tidy(benchmark, units, references))
+    tidy = with_selection(collect_tidy(benchmark, units, references), selections)
     with atomic_path(out_csv) as tmp:
         tidy.to_csv(tmp, index=False)
     with atomic_path(out_parquet) as tmp:
@@ -134,6 +136,22 @@ def tidy_results(benchmark: str, units: Sequence[Mapping[str, Any]], references:
         run_table(runs).to_csv(tmp, index=False)
     log(f"{len(tidy)} rows")
     return len(tidy)
+
+
+def prune_snapshots(tidy_parquet: str | Path, run_dirs: Mapping[str, str], final_steps: Mapping[str, int],
+                    evaluated: Mapping[str, Sequence[int]], out: str | Path) -> dict[str, Any]:
+    """Deletes the evaluated snapshots that are neither final nor chosen by a selection (unidad.snapshots)
+    and writes what went."""
+    import pandas as pd
+
+    from unidad.snapshots import prune_snapshots as prune, snapshots_to_keep
+
+    keep = snapshots_to_keep(pd.read_parquet(tidy_parquet, columns=["slug", "step", "selection"]), final_steps)
+    report = prune(run_dirs, evaluated, keep)
+    write_json_atomic(out, report)
+    log(f"[prune] {report['removed']} snapshots removed ({report['bytes_removed'] / 1e9:.2f} GB), "
+        f"{len(report['kept_files'])} evaluated ones kept (final or selected)")
+    return report
 
 
 def mlflow_import(benchmark: str, run_dirs: Mapping[str, str], tracking: Mapping[str, Any], tidy_parquet: str | Path,

@@ -31,6 +31,7 @@ def stage_job(plan: Plan, slug: str) -> dict[str, Any]:
         "tracking": tracking_settings(plan),
         "on_wrong_size": config["datasets"][dataset].get("on_wrong_size", "resize"),
         "device": config.get("device", "auto"), "plugins": list(config.get("plugins", [])),
+        "checkpoints": {k: config["checkpoints"][k] for k in ("keep_full", "snapshot_dtype")},
     }
 
 
@@ -41,9 +42,10 @@ def tracking_settings(plan: Plan) -> dict[str, Any]:
 
 
 def reference_splits(plan: Plan, dataset: str) -> list[str]:
-    """The reference statistics a metric job reads: the test reference, and the validation split where
-    the dataset has one (best-val checkpoint selection)."""
-    return [s for s in ("full", "val") if plan.has_split(dataset, s)]
+    """The reference statistics a metric job reads: the test reference, and the validation split only
+    where a selection needs it (best_val in evaluation.selections) and the dataset has one."""
+    wants_val = "best_val" in plan.config["evaluation"]["selections"]
+    return [s for s in ("full", "val") if s == "full" or (wants_val and plan.has_split(dataset, s))]
 
 
 def demo_extractor_file(plan: Plan) -> Path | None:
@@ -62,9 +64,18 @@ def metric_inputs(plan: Plan, slug: str, step: int) -> dict[str, Any]:
         "references": {s: str(plan.reference_file(dataset, s)) for s in reference_splits(plan, dataset)},
         "extractor": ev["extractor"], "extractor_file": None if extractor_file is None else str(extractor_file),
         "lpips": ev["lpips"], "intra_lpips_variant": ev["intra_lpips_variant"],
+        "evaluation_protocol": ev["protocol"],
         "shots_dir": str(plan.dataset_dir(dataset, "shots", run.shots or max(plan.config["shots"]))),
         "shots": run.shots, "domain": plan.demo_domain(dataset), "image_size": plan.image_size,
     }
+
+
+def prune_params(plan: Plan) -> dict[str, Any]:
+    """What the prune_snapshots job needs: every run's folder, final step and snapshot steps (every run
+    writes one per checkpoint step, evaluated or not)."""
+    return {"run_dirs": {slug: str(plan.run_dir(slug)) for slug in plan.runs},
+            "final_steps": {slug: run.checkpoint_steps[-1] for slug, run in plan.runs.items()},
+            "evaluated": {slug: list(run.checkpoint_steps) for slug, run in plan.runs.items()}}
 
 
 def sampling_job(plan: Plan, slug: str, step: int) -> dict[str, Any]:

@@ -31,6 +31,7 @@ class StageJob:
     device: str = "auto"
     plugins: list[str] = field(default_factory=list)
     caption: str | None = None  # a subject's images: the caption of every one ("a prt dog")
+    checkpoints: dict[str, Any] = field(default_factory=dict)  # retention: keep_full, snapshot_dtype
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StageJob":
@@ -38,6 +39,11 @@ class StageJob:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def retention(job: StageJob) -> dict[str, Any]:
+    """The training loop's checkpoint retention arguments from the config's `checkpoints` keys."""
+    return {k: job.checkpoints[k] for k in ("keep_full", "snapshot_dtype") if k in job.checkpoints}
 
 
 def load_stage_images(job: StageJob) -> torch.Tensor:
@@ -105,7 +111,8 @@ def run_stage(job: StageJob, threads: int | None = None, stop_at: int | None = N
     stage = cls(cfg, ctx)
     if not world.is_main:  # rank 0 writes the run record, the tracker entry, stats and checkpoints
         try:
-            return train(stage, run_dir, tracker=None, stop_at=stop_at, log=lambda msg: None, world=world)
+            return train(stage, run_dir, tracker=None, stop_at=stop_at, log=lambda msg: None, world=world,
+                             **retention(job))
         finally:
             shutdown_world()
     environment = environment_record(device)
@@ -119,7 +126,7 @@ def run_stage(job: StageJob, threads: int | None = None, stop_at: int | None = N
     try:
         log(f"[stage] {slug}: {run['stage']} on {run['data']}, roles {run['roles']}, device {device}, "
             f"{world.size} process(es)")
-        summary = train(stage, run_dir, tracker=tracker, stop_at=stop_at, log=log, world=world)
+        summary = train(stage, run_dir, tracker=tracker, stop_at=stop_at, log=log, world=world, **retention(job))
         status = "FINISHED"
     finally:
         tracker.end_run(status=status)

@@ -167,13 +167,16 @@ class InceptionV3Extractor:
         return np.concatenate(outputs, axis=0)
 
 
-def _inception(extractor_file: Path | None = None) -> InceptionV3Extractor:
+def _inception(extractor_file: Path | None = None, protocol: str = "torch-fidelity") -> InceptionV3Extractor:
     from unidad.weights import resolve
 
-    return InceptionV3Extractor(resolve("inception_v3_tf"))
+    return InceptionV3Extractor(resolve("inception_v3_tf"), protocol=protocol)
 
 
 EXTRACTORS.add("inception", _inception)
+# The official Uni-DAD code's FID (pytorch-fid's resize): its own name, so that its reference statistics
+# are files of their own and never mix with torch-fidelity's.
+EXTRACTORS.add("inception_pytorch_fid", functools.partial(_inception, protocol="pytorch-fid"))
 
 
 def load_extractor(name: str, extractor_file: str | Path | None = None) -> FeatureExtractor:

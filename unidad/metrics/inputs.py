@@ -22,6 +22,7 @@ class MetricInputs:
     extractor_file: Path | None = None  # the demo extractor's weights, when the extractor or distance is "demo"
     lpips: str = ""  # evaluation.lpips (distance registry name)
     intra_lpips_variant: str = "cdc"
+    evaluation_protocol: str = ""  # evaluation.protocol: the label every number of this job carries
     shots_dir: Path | None = None  # the k training images of the run's target
     shots: int | None = None
     domain: str | None = None  # the target's demo domain (None for a real dataset: no oracle)

@@ -51,7 +51,8 @@ def unit_rows(benchmark: str, unit: Mapping[str, Any]) -> list[dict[str, Any]]:
             for name, value in values.items():
                 rows.append(tidy_row(
                     benchmark, **fields, split=split, metric=name, variant=rec["variant"], extractor=rec["extractor"],
-                    extractor_sha256=rec["extractor_sha256"], value=float(value), n_generated=rec["n_generated"],
+                    extractor_sha256=rec["extractor_sha256"], protocol=top.get("evaluation_protocol", ""),
+                    value=float(value), n_generated=rec["n_generated"],
                     n_reference=rec.get("n_reference_val" if split == "val" else "n_reference", rec["n_reference"]),
                     checkpoint=top["checkpoint"], **compute,
                 ))

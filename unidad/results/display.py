@@ -73,6 +73,23 @@ def seed_note(counts: Iterable[int]) -> str:
     return note + "."
 
 
+PROTOCOL_TEXT = {
+    "corrected": "corrected (torch-fidelity resize, CDC Intra-LPIPS, final / best-val checkpoints)",
+    "official_code": "official_code (the official Uni-DAD code's: pytorch-fid resize, unidad_compat "
+                     "Intra-LPIPS, best-test checkpoint)",
+}
+
+
+def evaluation_protocol_note(rows: pd.DataFrame) -> str:
+    """Which evaluation protocol the table's numbers were measured under (evaluation.protocol)."""
+    if "protocol" not in rows:
+        return ""
+    found = [p for p in dict.fromkeys(rows["protocol"]) if p]
+    if not found:
+        return ""
+    return "Evaluation protocol: " + "; ".join(PROTOCOL_TEXT.get(p, p) for p in found) + "."
+
+
 def nfe_text(values: Iterable[float]) -> str:
     found = sorted({int(v) for v in values if not pd.isna(v)})
     return ", ".join(str(v) for v in found) if found else MISSING

@@ -48,6 +48,7 @@ ROW_SCHEMA: tuple[Column, ...] = (
     Column("variant", TEXT, "", ""),
     Column("extractor", TEXT, "", ""),
     Column("extractor_sha256", TEXT, "", ""),
+    Column("protocol", TEXT, "", ""),  # evaluation.protocol the number was measured under ("" = none: oracle)
     Column("value", NUMBER, float("nan"), _NAN, required=True),
     Column("n_generated", NUMBER, 0, _NAN),
     Column("n_reference", NUMBER, 0, _NAN),

@@ -19,17 +19,21 @@ DEFAULT_NFE = 3  # the paper's FSIG few-step setting; a method measured at one N
 
 
 # ------------------------------------------------------------------------------ checkpoint selection
-def with_selection(tidy):
+def with_selection(tidy, selections=SELECTIONS):
     """Adds rows per checkpoint-selection rule. 'all' = every checkpoint; final = last; best_val =
     lowest FID on the validation split; best_test = lowest FID on the test reference (the official
     code's optimistic choice, flagged in every table that uses it). The checkpoint is chosen at the
     method's own NFE; a selection keeps every NFE evaluated at that checkpoint (the NFE sweep runs at
-    the final one), so figures over NFE use the same selection as the tables."""
+    the final one), so figures over NFE use the same selection as the tables. `selections`: the rules
+    the config's protocol uses (evaluation.selections)."""
+    unknown = [s for s in selections if s not in SELECTIONS]
+    if unknown:
+        raise ValueError(f"unknown checkpoint selection {unknown[0]!r}; use one of {SELECTIONS}")
     test = tidy[tidy["split"] == "test"].copy()
     test["selection"] = "all"
     out = [test]
     keys = ["benchmark", "dataset", "shots", "method", "ablation", "seed"]
-    for sel in SELECTIONS:
+    for sel in selections:
         picks = []
         for _, group in test.groupby(keys, sort=False):  # config order, which the tables keep
             g = group[group["nfe"] == group["method_nfe"]]

@@ -24,6 +24,7 @@ from unidad.results.display import (
     best_rows,
     cell_text,
     decimals,
+    evaluation_protocol_note,
     metric_columns,
     metric_direction,
     nfe_text,
@@ -90,7 +91,7 @@ def _stat_table(rows: pd.DataFrame, row_keys: list[str], row_order: list, *, met
             cells.insert(position, ("", name), [values.get(r, MISSING) for r in cells.index])
     cells.attrs = {
         "caption": caption,
-        "notes": [n for n in [seed_note(stats["count"])] + protocol_notes + notes if n],
+        "notes": [n for n in [seed_note(stats["count"])] + [evaluation_protocol_note(rows)] + protocol_notes + notes if n],
         "best_cells": best_cells,
         "stats": records,
     }

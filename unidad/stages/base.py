@@ -54,7 +54,7 @@ class TrainConfig(OptionGroup):
     precision: str = "fp32"  # fp32 | bf16 (autocast)
     grad_accum: int = 1
     checkpoint_every: int = 500
-    keep_checkpoints: int = 0  # 0 = keep all (evaluation reads every checkpoint)
+    keep_checkpoints: int = 0  # full resume states kept; 0 = the config's checkpoints.keep_full (snapshots stay)
     log_every: int = 25
     flip_augment: bool = True
 

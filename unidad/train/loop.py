@@ -26,6 +26,7 @@ from unidad.atomic import write_text_atomic
 from unidad.checkpoint import (
     capture_rng_state,
     latest_checkpoint,
+    save_snapshot,
     load_state,
     restore_rng_state,
     save_checkpoint,
@@ -263,13 +264,19 @@ def train(
     stop_at: int | None = None,
     log=print,
     world: World | None = None,
+    keep_full: int = 1,
+    snapshot_dtype: str = "fp32",
 ) -> dict[str, Any]:
     """Train `stage` to `config.iterations` (or to `stop_at`, for segmented runs), resuming from the
     newest checkpoint in run_dir. Returns the run summary (also written to run_dir/summary.json when
     the stage is complete).
 
     With a multi-process `world`, every rank runs this with its own slice of each batch
-    (batch_size per rank) and noise; weights start and stay identical on all ranks."""
+    (batch_size per rank) and noise; weights start and stay identical on all ranks.
+
+    Retention (config `checkpoints`): the full resume state for the newest `keep_full` checkpoints (a
+    stage's own keep_checkpoints, when set, wins); every checkpoint step also writes the product
+    snapshot in `snapshot_dtype`, which evaluation and later stages read."""
     cfg, ctx = stage.config, stage.ctx
     world = world or World()
     run_dir = Path(run_dir)
@@ -328,8 +335,10 @@ def train(
                 "sampling": stage.sampling()}
         if world.enabled:
             state["rng_per_rank"] = rngs
-        save_checkpoint(run_dir, step, stage.exported_modules(), state, meta=meta,
-                        keep_last=cfg.keep_checkpoints or None)
+        exported = stage.exported_modules()
+        if step in checkpoint_steps:  # before the full checkpoint: resume never skips a snapshot
+            save_snapshot(run_dir, step, {meta["primary"]: exported[meta["primary"]]}, snapshot_dtype)
+        save_checkpoint(run_dir, step, exported, state, meta=meta, keep_last=cfg.keep_checkpoints or keep_full)
         world.barrier()
 
     for m in stage.trainable_modules().values():

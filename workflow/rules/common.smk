@@ -248,6 +248,7 @@ def tidy_params():
     return {
         "benchmark": config["benchmark"], "units": [P.eval_unit_record(PLAN, u) for u in PLAN.eval_units],
         "references": references, "runs": {slug: run.to_dict() for slug, run in PLAN.runs.items()},
+        "selections": EV["selections"],
     }
 
 
@@ -287,4 +288,6 @@ def all_outputs():
     if config["tracking"]["kind"] != "none":
         outs.append(str(PLAN.path("mlflow_import")))
     outs += [str(PLAN.path("qualitative", dataset=t)) for t in config["targets"]]
+    if config["checkpoints"]["prune_evaluated"]:
+        outs.append(str(PLAN.path("pruned_snapshots")))
     return outs

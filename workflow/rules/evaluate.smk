@@ -48,7 +48,9 @@ rule sample_checkpoint:
     input:
         trained=lambda w: str(PLAN.trained_until(w.slug, int(w.step))),
     output:
-        samples=out("samples"),
+        # consumed by the metrics job (and the final checkpoint's by the qualitative grid); 5000 images
+        # are about 1 GB, thousands of sample sets at paper scale
+        samples=temp(out("samples")),
         grid=out("samples_grid"),
     params:
         **job_params(sampling=sample_params),
@@ -113,6 +115,27 @@ rule tidy_results:
         "../envs/unidad.yaml"
     script:
         "../scripts/tidy_results.py"
+
+
+rule prune_snapshots:
+    """Deletes the product snapshots of evaluated checkpoints that no selection chose, once the tidy
+    table holds their numbers (config checkpoints.prune_evaluated); final and selected ones stay."""
+    input:
+        tidy=out("tidy_parquet"),
+        summaries=[str(PLAN.summary(slug)) for slug in PLAN.runs],
+    output:
+        out("pruned_snapshots"),
+    params:
+        **job_params(**P.prune_params(PLAN)),
+    log:
+        f"{R}/logs/tables/prune_snapshots.log",
+    localrule: True
+    resources:
+        **resources_for("small"),
+    conda:
+        "../envs/unidad.yaml"
+    script:
+        "../scripts/prune_snapshots.py"
 
 
 rule mlflow_import:

@@ -4,4 +4,4 @@ from unidad.runtime import job_log
 with job_log(snakemake):
     p = snakemake.params
     tidy_results(p.benchmark, p.units, p.references, p.runs, snakemake.output.csv,
-                 snakemake.output.parquet, snakemake.output.runs)
+                 snakemake.output.parquet, snakemake.output.runs, p.selections)
