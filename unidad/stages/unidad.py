@@ -57,7 +57,7 @@ class UniDADStage(Stage):
     @classmethod
     def sampling_of(cls, config):
         return {"kind": "few_step", "steps": config.gen_steps, "sigma_start": config.sigma_start,
-                "sigma_end": config.sigma_end, "noise_correction": config.noise_correction}
+                "sigma_end": config.sigma_end, "noise_correction": False}
 
     def uses_target_teacher(self) -> str:
         """none | online | frozen (a stage without TargetTeacherOptions overrides this)."""
@@ -114,12 +114,26 @@ class UniDADStage(Stage):
             terms["dmd"] = terms["dmd_source"]
         return terms
 
+    def _generator_output(self) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """The student's samples for its update, with the terms (and their weighted sum) of any loss on
+        the unroll itself; the DMD and GAN terms on the samples are added by `generator_loss`."""
+        x = self._student_samples(self.config.batch_size)
+        return x, {}, x.new_zeros(())
+
+    def fake_score_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The fake score's denoising loss on detached student samples x."""
+        fake = self.modules["fake"]
+        sigma = sample_grid_sigmas(x.shape[0], 0, GRID_SIZE - 1, device=x.device)
+        x_t = x + sigma.view(-1, 1, 1, 1) * torch.randn_like(x)
+        return {"fake_denoise": denoising_loss(fake.denoise(x_t, sigma), x, sigma, sigma_data=fake.sigma_data)}
+
     # -- losses ----------------------------------------------------------------------------------
     def generator_loss(self, batch) -> dict[str, torch.Tensor]:
         cfg = self.config
-        x = self._student_samples(cfg.batch_size)
-        terms = self._dmd_terms(x) if cfg.dmd_weight > 0 else {}
-        loss = cfg.dmd_weight * terms["dmd"] if cfg.dmd_weight > 0 else x.new_zeros(())
+        x, terms, loss = self._generator_output()
+        if cfg.dmd_weight > 0:
+            terms.update(self._dmd_terms(x))
+            loss = loss + cfg.dmd_weight * terms["dmd"]
         if cfg.gan_weight_g > 0:
             logits = self._logits(*self._critic_inputs(x))
             terms["gan_g"] = multihead_generator_loss(cfg.gan_loss, logits, cfg.head_reduce)
@@ -131,13 +145,10 @@ class UniDADStage(Stage):
         cfg = self.config
         with torch.no_grad():
             x = self._student_samples(cfg.batch_size)
-        fake = self.modules["fake"]
-        sigma = sample_grid_sigmas(x.shape[0], 0, GRID_SIZE - 1, device=x.device)
-        x_t = x + sigma.view(-1, 1, 1, 1) * torch.randn_like(x)
-        terms = {"fake_denoise": denoising_loss(fake.denoise(x_t, sigma), x, sigma, sigma_data=fake.sigma_data)}
+        terms = self.fake_score_terms(x)
         loss = terms["fake_denoise"]
         if cfg.gan_weight_d > 0:
-            real = fake.encode(batch["real"])
+            real = self.modules["fake"].encode(batch["real"])
             real_noisy, sigma_r = self._critic_inputs(real)
             if cfg.r1_gamma > 0:
                 real_noisy = real_noisy.detach().requires_grad_(True)
