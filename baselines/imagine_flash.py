@@ -7,8 +7,8 @@ distilled by
 * the shifted reconstruction loss: the student's x0 is re-noised to gamma(sigma_j) = recon_shift *
   sigma_j (unidad.losses.anchor.shifted_sigma), the teacher denoises it in `teacher_steps` steps, and
   the student's x0 regresses onto that;
-* optionally the project's discriminator heads on a fake-score copy of the teacher (the paper's
-  "w/o discriminator" ablation is gan_weight_g = gan_weight_d = 0).
+* optionally the project's discriminator heads on a fake-score copy of the teacher, trained as Uni-DAD's
+  critic is (the paper's "w/o discriminator" ablation is gan_weight_g = 0).
 
 `distill_input: forward` trains on the stage's images noised to sigma_j instead (forward
 distillation: the comparison the paper's backward distillation is claimed to beat). Noise correction
@@ -54,7 +54,8 @@ class ImagineFlashStage(UniDADStage):
         return "none"
 
     def uses_gan(self) -> bool:
-        return self.config.gan_weight_g > 0 or self.config.gan_weight_d > 0
+        """gan_weight_g = 0 is the paper's "w/o discriminator": no critic is built or trained."""
+        return self.config.gan_weight_g > 0
 
     def build(self) -> None:
         cfg = self.config

@@ -183,7 +183,7 @@ def test_shifted_reconstruction_time_map_is_monotone_and_configurable(tiny_facto
 
 
 def test_imagine_flash_discriminator_is_optional(tiny_factory, source_file):
-    off = make_stage("imagine_flash", tiny_factory, source_file, gan_weight_g=0.0, gan_weight_d=0.0)
+    off = make_stage("imagine_flash", tiny_factory, source_file, gan_weight_g=0.0, gan_weight_d=0.1)
     on = make_stage("imagine_flash", tiny_factory, source_file, gan_weight_g=0.1, gan_weight_d=0.1)
     assert "heads" not in off.modules and [u.name for u in off.updates()] == ["generator"]
     assert "heads" in on.modules and [u.name for u in on.updates()] == ["generator", "critic"]
@@ -215,3 +215,108 @@ def test_noise_correction_equals_its_formula_and_is_void_at_one_step(tiny_factor
     plain3, _ = generate(model, {**few, "steps": 3}, seeds)
     corrected3, _ = generate(model, {**few, "steps": 3, "noise_correction": True}, seeds)
     assert (plain3 != corrected3).any()
+
+
+# ------------------------------------------------------------------- noise correction as an eval axis
+def _plan(**evaluation):
+    from pathlib import Path
+
+    import yaml
+
+    from unidad.config import validate_config
+    from unidad.plan import Plan
+
+    root = Path(__file__).resolve().parent.parent
+    cfg = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    cfg.update(methods=["ft", "unidad", "ft_dpdmd"], targets=["near"], seeds=[0],
+               ablations=[{"method": "unidad", "param": "dual_weight", "values": [0.25]}])
+    cfg["evaluation"].update(evaluation)
+    return Plan(validate_config(cfg))
+
+
+def test_noise_correction_axis_samples_every_few_step_student_with_and_without():
+    from unidad.jobs.params import eval_unit_record, sampling_job
+
+    default, both = _plan(), _plan(noise_correction=[False, True])
+    assert not any(u.noise_correction for u in default.eval_units)
+    assert all("corrected_nfes" not in sampling_job(default, s, k) for s, k in default.eval_checkpoints)
+    corrected = [u for u in both.eval_units if u.noise_correction]
+    by_method = {(u.method_run.label, u.nfe) for u in corrected}
+    # few-step students of the main grid at every NFE above 1; not the 25-step teacher, not ablation variants
+    assert by_method == {(m, k) for m in ("unidad", "ft_dpdmd") for k in (2, 3, 4)}
+    assert all(u.final for u in corrected)
+    unit = next(u for u in corrected if u.method_run.method == "unidad" and u.nfe == 3)
+    assert sampling_job(both, unit.slug, unit.step)["corrected_nfes"] == [2, 3, 4]
+    rec = eval_unit_record(both, unit)
+    assert rec["sample_key"] == "3_nc" and rec["ablation"] == "noise_correction=on"
+    assert rec["ablation_param"] == "noise_correction" and rec["ablation_value"] == "on"
+    # the uncorrected units and their sampling jobs are the same as without the axis
+    plain = [(u.slug, u.step, u.nfe) for u in both.eval_units if not u.noise_correction]
+    assert plain == [(u.slug, u.step, u.nfe) for u in default.eval_units]
+    for slug, step in default.eval_checkpoints:
+        job = sampling_job(both, slug, step)
+        job.pop("corrected_nfes", None)
+        assert job == sampling_job(default, slug, step)
+
+
+def test_sample_checkpoint_stores_the_corrected_sets_apart(tmp_path, tiny_factory):
+    import numpy as np
+
+    from unidad.jobs.evaluate import sample_checkpoint
+    from unidad.metrics.inputs import MetricInputs
+
+    weights = tmp_path / "w.safetensors"
+    export_weights(weights, {"generator": tiny_factory()})
+    backbone = {"kind": "tiny", "params": {"image_size": 8, "channels": [8, 16], "emb_dim": 16}}
+    sampling = {"kind": "few_step", "steps": 3, "sigma_start": 80.0, "sigma_end": 0.5, "noise_correction": False}
+    out = tmp_path / "samples.npz"
+    sample_checkpoint(backbone, weights, "generator", sampling, [1, 3], 3, [5, 6, 7], 8, 10, out,
+                      tmp_path / "grid.png", device="cpu", corrected_nfes=[3])
+    images = MetricInputs(samples=out).images
+    assert set(images) == {1, 3, "3_nc"}
+    assert not np.array_equal(images[3], images["3_nc"])
+    timing = MetricInputs(samples=out).timing
+    assert set(timing) == {"1", "3", "3_nc"} and timing["3_nc"]["nfe"] == 3
+
+
+# ------------------------------------------------------------------------------------------ claims 5-7
+def _claim_frame(with_new_methods=True):
+    import pandas as pd
+
+    rows = []
+
+    def add(method, nfe, metric, value, seed, ablation=""):
+        param, _, val = ablation.partition("=")
+        rows.append({"benchmark": "demo", "dataset": "near", "shots": 10, "method": method, "seed": seed,
+                     "slug": f"{method}{ablation}{seed}", "step": 400, "nfe": nfe, "method_nfe": 3, "final": True,
+                     "selection": "final", "metric": metric, "value": value, "extractor": "oracle:near",
+                     "variant": "rule-based", "ablation": ablation, "ablation_param": param, "ablation_value": val})
+
+    for seed, noise in ((0, -0.01), (1, 0.01)):
+        for method, cov in (("ft_dmd2", 0.5), ("unidad", 0.6), ("dmd2_ft", 0.4)) + (
+                (("ft_dpdmd", 0.8), ("ft_iflash", 0.7)) if with_new_methods else ()):
+            for nfe in (1, 2, 3, 4):
+                add(method, nfe, "oracle_mode_coverage", cov + noise, seed)
+                add(method, nfe, "intra_lpips", cov / 2 + noise, seed)
+                add(method, nfe, "oracle_in_domain", cov + noise, seed)
+        if with_new_methods:
+            for nfe in (1, 2, 3, 4):  # forward-noised: worse except at 2 NFE
+                add("ft_iflash", nfe, "oracle_in_domain", (0.9 if nfe == 2 else 0.3) + noise, seed,
+                    "distill_input=forward")
+            for nfe in (2, 3, 4):
+                add("ft_iflash", nfe, "oracle_in_domain", 0.75 + noise, seed, "noise_correction=on")
+    return pd.DataFrame(rows)
+
+
+def test_claims_of_dp_dmd_and_imagine_flash():
+    from unidad.results.claims import evaluate_claims
+
+    claims = evaluate_claims(_claim_frame())
+    five = claims[claims["claim_id"] == 5]
+    assert list(five["held"]) == ["held"] and "ft_dpdmd 0.800" in five["evidence"].iloc[0]
+    six = claims[claims["claim_id"] == 6].set_index("dataset")["held"]
+    assert six.to_dict() == {"near @ 1 NFE": "held", "near @ 2 NFE": "not held", "near @ 3 NFE": "held"}
+    seven = claims[claims["claim_id"] == 7]
+    assert list(seven["dataset"]) == ["near (ft_iflash)"] and list(seven["held"]) == ["held"]
+    # where the methods did not run, the claims table has no rows for them (the default demo's is unchanged)
+    assert not evaluate_claims(_claim_frame(False))["claim_id"].isin([5, 6, 7]).any()

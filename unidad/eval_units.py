@@ -8,12 +8,9 @@ every NFE above 1.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from unidad.ablations import Ablation
-
-if TYPE_CHECKING:
-    from unidad.plan import MethodRun, StageRun
 
 # Noise correction is an evaluation axis, not a training option: its sample sets are tabled as this
 # ablation of the method (value "on"; the main grid is the sampler without it).
@@ -24,7 +21,7 @@ NOISE_CORRECTION = "noise_correction"
 class EvalUnit:
     """One sample set: a checkpoint of a method's final stage sampled at one NFE."""
 
-    method_run: "MethodRun"
+    method_run: Any  # unidad.plan.MethodRun (the plan imports this module)
     slug: str
     step: int
     nfe: int
@@ -47,9 +44,10 @@ def sample_key(nfe: int, noise_correction: bool = False) -> str:
     return f"{nfe}_nc" if noise_correction else str(nfe)
 
 
-def expand_eval_units(method_runs: Sequence["MethodRun"], runs: Mapping[str, "StageRun"], evaluation: Mapping[str, Any],
+def expand_eval_units(method_runs: Sequence[Any], runs: Mapping[str, Any], evaluation: Mapping[str, Any],
                method_nfe: Callable[[str], int]) -> list[EvalUnit]:
-    """Every (method run, checkpoint, NFE, noise correction) the tables report; several may share one
+    """Every (method run, checkpoint, NFE, noise correction) the tables report (method_runs: the plan's
+    MethodRuns, runs: its StageRuns by slug); several may share one
     sample set. Noise-corrected units exist for the main grid's runs (not for ablation variants, whose
     ablation columns are taken)."""
     ev = evaluation
