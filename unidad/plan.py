@@ -21,7 +21,7 @@ import yaml
 from unidad.ablations import Ablation, expand_ablations
 from unidad.checkpoint import checkpoint_weights_file
 from unidad.config import PROJECT_ROOT, ConfigError
-from unidad.eval_units import EvalUnit, expand_eval_units, sample_key  # noqa: F401  (EvalUnit, sample_key: part of the plan's API)
+from unidad.eval_units import EvalUnit, expand_eval_units
 from unidad.registry import UnknownNameError
 
 SOURCE = "source"
@@ -343,7 +343,7 @@ class Plan:
     # -- evaluation units ---------------------------------------------------------------------------
     @cached_property
     def eval_units(self) -> list[EvalUnit]:
-        """Every (method run, checkpoint, NFE) the tables report; several may share one sample set."""
+        """Every (method run, checkpoint, NFE, noise correction) the tables report (unidad.eval_units)."""
         return expand_eval_units(self.method_runs, self.runs, self.config["evaluation"], self.method_nfe)
 
     def method_nfe(self, slug: str) -> int:

@@ -53,7 +53,7 @@ def sample_checkpoint(backbone: Mapping[str, Any], weights: str | Path, module: 
     `corrected_nfes`: NFEs also sampled with noise correction, stored as `images_nfe<K>_nc`."""
     from unidad.imageio import save_grid
     from unidad.jobs.teachers import sample_product
-    from unidad.plan import sample_key
+    from unidad.eval_units import sample_key
 
     arrays: dict[str, Any] = {}
     timings, samplings = {}, {}
@@ -63,7 +63,7 @@ def sample_checkpoint(backbone: Mapping[str, Any], weights: str | Path, module: 
             s["steps"] = nfe
         if corrected:
             s["noise_correction"] = True
-        key = sample_key(nfe, corrected) if corrected else nfe
+        key = sample_key(nfe, corrected)
         images, timing = sample_product(backbone, weights, module, s, seeds, batch_size, device, threads)
         arrays[f"images_nfe{key}"] = images
         timings[key], samplings[key] = timing, s
