@@ -34,6 +34,24 @@ COMPOSITIONS = {
         ("unidad", "unidad", "target", {"init": "distill", "source": "source", "target_teacher": "adapt"},
          {"target_teacher": "frozen"}),
     ],
+    "ft_dpdmd": [
+        ("adapt", "ft", "target", {"init": "source"}, {}),
+        ("distill", "dpdmd", "target", {"init": "adapt", "teacher": "adapt"}, {}),
+    ],
+    "dpdmd_ft": [
+        ("distill", "dpdmd", "source", {"init": "source", "teacher": "source"}, {}),
+        ("adapt", "student_ft", "target", {"init": "distill"}, {}),
+    ],
+    "ft_iflash": [
+        ("adapt", "ft", "target", {"init": "source"}, {}),
+        ("distill", "imagine_flash", "target", {"init": "adapt", "teacher": "adapt"}, {}),
+    ],
+    "iflash_ft": [
+        ("distill", "imagine_flash", "source", {"init": "source", "teacher": "source"}, {}),
+        ("adapt", "student_ft", "target", {"init": "distill"}, {}),
+    ],
+    "unidad_dp": [("unidad", "unidad_dp", "target", {"init": "source", "source": "source"},
+                   {"target_teacher": "online"})],
 }
 ROLE_KEYS = ("init", "teacher", "source", "target_teacher")
 

@@ -239,3 +239,24 @@ def unroll_generator(
             direction = z if (noise_correction and k == 0) else noise.randn_like(x0)
             x = base + sig[k + 1] * direction
     return (x0, states) if return_states else x0
+
+
+@torch.no_grad()
+def rollout_state(
+    generator: Denoise,
+    z: torch.Tensor,
+    sigmas: torch.Tensor,
+    step: int,
+    cond: Conditioning | None = None,
+    noise: NoiseSource | None = None,
+) -> torch.Tensor:
+    """The input x_step of step `step` of the K-step unroll from unit noise z, without grad: the state
+    `unroll_generator` feeds the generator at sigmas[step] (the same draws from `noise`, in order).
+    Imagine Flash's backward distillation trains on these states instead of forward-noised data."""
+    if not 0 <= step < len(sigmas):
+        raise ValueError(f"rollout_state: step {step} is outside the {len(sigmas)}-step unroll")
+    if step == 0:
+        return z * float(sigmas[0])
+    noise = noise or GlobalNoise()
+    x0 = unroll_generator(generator, z, sigmas[:step], cond, noise=noise)
+    return x0 + float(sigmas[step]) * noise.randn_like(x0)

@@ -21,6 +21,7 @@ import yaml
 from unidad.ablations import Ablation, expand_ablations
 from unidad.checkpoint import checkpoint_weights_file
 from unidad.config import PROJECT_ROOT, ConfigError
+from unidad.eval_units import EvalUnit, expand_eval_units
 from unidad.registry import UnknownNameError
 
 SOURCE = "source"
@@ -108,17 +109,6 @@ class MethodRun:
         if self.ablation is None:
             return {"ablation": "", "ablation_param": "", "ablation_value": "", "ablation_option": ""}
         return self.ablation.fields()
-
-
-@dataclass
-class EvalUnit:
-    """One sample set: a checkpoint of a method's final stage sampled at one NFE."""
-
-    method_run: MethodRun
-    slug: str
-    step: int
-    nfe: int
-    final: bool
 
 
 def methods_path(config: dict[str, Any]) -> Path:
@@ -359,20 +349,8 @@ class Plan:
     # -- evaluation units ---------------------------------------------------------------------------
     @cached_property
     def eval_units(self) -> list[EvalUnit]:
-        """Every (method run, checkpoint, NFE) the tables report; several may share one sample set."""
-        ev = self.config["evaluation"]
-        units = []
-        for mr in self.method_runs:
-            run = self.runs[mr.final]
-            nfe = self.method_nfe(mr.final)
-            last = run.checkpoint_steps[-1]
-            for step in run.checkpoint_steps:
-                units.append(EvalUnit(mr, mr.final, step, nfe, step == last))
-            if run.sampling["kind"] == "few_step":
-                for k in ev["nfe_sweep"]:
-                    if k != nfe:
-                        units.append(EvalUnit(mr, mr.final, last, k, True))
-        return units
+        """Every (method run, checkpoint, NFE, noise correction) the tables report (unidad.eval_units)."""
+        return expand_eval_units(self.method_runs, self.runs, self.config["evaluation"], self.method_nfe)
 
     def method_nfe(self, slug: str) -> int:
         from unidad.sampling import sampling_nfe  # x2 for a many-step sampler with CFG (DreamBooth: 2x50)
@@ -381,7 +359,11 @@ class Plan:
 
     def checkpoint_nfes(self, slug: str, step: int) -> list[int]:
         """NFEs sampled at one checkpoint: the method's own, plus the sweep at the last checkpoint."""
-        return sorted({u.nfe for u in self.eval_units if u.slug == slug and u.step == step})
+        return sorted({u.nfe for u in self.eval_units if u.slug == slug and u.step == step and not u.noise_correction})
+
+    def corrected_nfes(self, slug: str, step: int) -> list[int]:
+        """NFEs sampled with noise correction at one checkpoint (config evaluation.noise_correction)."""
+        return sorted({u.nfe for u in self.eval_units if u.slug == slug and u.step == step and u.noise_correction})
 
     @cached_property
     def eval_checkpoints(self) -> list[tuple[str, int]]:

@@ -47,23 +47,29 @@ def reference_statistics(folder: str | Path, split: str, image_size: int, extrac
 def sample_checkpoint(backbone: Mapping[str, Any], weights: str | Path, module: str, sampling: Mapping[str, Any],
                       nfes: Sequence[int], grid_nfe: int, seeds: Sequence[int], batch_size: int, step: int,
                       out_npz: str | Path, out_grid: str | Path, device: str = "auto",
-                      threads: int | None = None, prompts: Sequence[str] | None = None) -> None:
+                      threads: int | None = None, prompts: Sequence[str] | None = None,
+                      corrected_nfes: Sequence[int] = ()) -> None:
     """Samples one checkpoint at every NFE it is evaluated at into one file (uint8 images per NFE, the
     same per-image seeds for every NFE and every method); the grid shows the method's own NFE.
-    prompts (text-conditioned backbones): one per seed, stored beside the images."""
+    prompts (text-conditioned backbones): one per seed, stored beside the images.
+    `corrected_nfes`: NFEs also sampled with noise correction, stored as `images_nfe<K>_nc`."""
     from unidad.imageio import save_grid
     from unidad.jobs.teachers import sample_product
+    from unidad.eval_units import sample_key
 
     arrays: dict[str, Any] = {}
     timings, samplings = {}, {}
-    for nfe in nfes:
+    for nfe, corrected in [(n, False) for n in nfes] + [(n, True) for n in corrected_nfes]:
         s = dict(sampling)
         if s["kind"] == "few_step":
             s["steps"] = nfe
+        if corrected:
+            s["noise_correction"] = True
+        key = sample_key(nfe, corrected)
         images, timing = sample_product(backbone, weights, module, s, seeds, batch_size, device, threads, prompts)
-        arrays[f"images_nfe{nfe}"] = images
-        timings[nfe], samplings[nfe] = timing, s
-        if nfe == grid_nfe:
+        arrays[f"images_nfe{key}"] = images
+        timings[key], samplings[key] = timing, s
+        if nfe == grid_nfe and not corrected:
             save_grid(images[:64], out_grid, nrow=8)
     if prompts is not None:
         arrays["prompts"] = np.asarray(list(prompts), dtype=str)
@@ -115,7 +121,7 @@ def compute_metrics(inputs, outputs: Mapping[str, str | Path], slug: str, step: 
             rec["per_nfe"][str(nfe)] = record
         write_json_atomic(cached, rec)
         write_json_atomic(out, rec)
-        log(f"[metrics] {name}: computed for NFE {sorted(inputs.images)}")
+        log(f"[metrics] {name}: computed for NFE {sorted(inputs.images, key=str)}")
 
 
 def tidy_results(benchmark: str, units: Sequence[Mapping[str, Any]], references: Mapping[str, Any] | None,

@@ -82,12 +82,16 @@ def sampling_job(plan: Plan, slug: str, step: int) -> dict[str, Any]:
     """The arguments of unidad.jobs.evaluate.sample_checkpoint for one checkpoint (outputs aside)."""
     config, run = plan.config, plan.runs[slug]
     prompted = evaluation_prompts(config, plan.run_dataset(slug))
-    return ({"prompts": prompted[0]} if prompted else {}) | {
+    job = ({"prompts": prompted[0]} if prompted else {}) | {
         "backbone": config["backbone"], "weights": str(plan.checkpoint_weights(slug, step)),
         "module": run.product_module, "sampling": run.sampling, "nfes": plan.checkpoint_nfes(slug, step),
         "grid_nfe": plan.method_nfe(slug), "seeds": prompted[1] if prompted else plan.sample_seeds(),
         "batch_size": config["evaluation"]["batch_size"], "step": step, "device": config.get("device", "auto"),
     }
+    corrected = plan.corrected_nfes(slug, step)
+    if corrected:  # only then: the params of every other sampling job (Snakemake's rerun trigger) stay as they were
+        job["corrected_nfes"] = corrected
+    return job
 
 
 def eval_unit_record(plan: Plan, unit: EvalUnit) -> dict[str, Any]:
@@ -96,7 +100,7 @@ def eval_unit_record(plan: Plan, unit: EvalUnit) -> dict[str, Any]:
     return {
         "dataset": mr.target, "shots": mr.shots, "method": mr.method, "stage": run.stage, "seed": mr.seed,
         "slug": unit.slug, "step": unit.step, "nfe": unit.nfe, "method_nfe": plan.method_nfe(unit.slug),
-        "final": unit.final, **mr.ablation_fields(),
+        "final": unit.final, "sample_key": unit.sample_key, **unit.ablation_fields(),
         "metrics": {m: str(plan.metric_file(unit.slug, unit.step, m)) for m in plan.config["evaluation"]["metrics"]},
         "summaries": [str(plan.summary(s)) for s in dict.fromkeys(mr.stages)],
     }
@@ -108,7 +112,7 @@ def qualitative_units(plan: Plan, dataset: str) -> dict[str, tuple[Path, int]]:
     chosen: dict[str, tuple[Path, int]] = {}
     for unit in plan.eval_units:
         mr = unit.method_run
-        if mr.target != dataset or not unit.final or unit.nfe != plan.method_nfe(unit.slug):
+        if mr.target != dataset or not unit.final or unit.nfe != plan.method_nfe(unit.slug) or unit.noise_correction:
             continue
         if mr.seed != plan.config["seeds"][0] or mr.shots != max(plan.config["shots"]):
             continue

@@ -48,9 +48,10 @@ class MetricInputs:
         return str(self._samples["checkpoint"])
 
     @property
-    def images(self) -> dict[int, np.ndarray]:
-        """NFE -> uint8 NHWC images."""
-        return {int(k[len("images_nfe"):]): v for k, v in self._samples.items() if k.startswith("images_nfe")}
+    def images(self) -> dict[int | str, np.ndarray]:
+        """NFE -> uint8 NHWC images; a noise-corrected set is keyed by its sample key ("3_nc")."""
+        keys = {k: k[len("images_nfe"):] for k in self._samples if k.startswith("images_nfe")}
+        return {int(key) if key.isdigit() else key: self._samples[k] for k, key in keys.items()}
 
     @cached_property
     def timing(self) -> dict[str, Any]:

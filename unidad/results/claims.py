@@ -33,7 +33,15 @@ CLAIMS = {
     2: "The target teacher helps most on the far domain (FID gain of unidad over unidad_src)",
     3: "A multi-head discriminator beats a single-head one (FID)",
     4: "The GAN alone overfits (dmd_weight=0: lower Intra-LPIPS / mode coverage than the full method)",
+    5: "DP-DMD keeps more modes than DMD2 at the same NFE ({nfe}) without a discriminator (mode coverage, Intra-LPIPS)",
+    6: "Imagine Flash: backward distillation beats forward-noised distillation at 1-3 NFE (FID, in-domain rate)",
+    7: "Imagine Flash: noise correction at the first re-noise improves the few-step samples (FID, in-domain rate)",
 }
+# Claims 5-7 are checked where their methods ran (config/seed_methods.yaml): (DP-DMD, DMD2) pairs of the
+# same pipeline; the Imagine Flash student whose `distill_input: forward` ablation is the comparison.
+DP_DMD_PAIRS = (("ft_dpdmd", "ft_dmd2"), ("dpdmd_ft", "dmd2_ft"))
+BACKWARD_METHOD, BACKWARD_NFES = "ft_iflash", (1, 2, 3)
+QUALITY = ("fid", "oracle_in_domain")
 COLUMNS = ("claim_id", "claim", "dataset", "held", "evidence", "seeds", "margin_se")
 _KEY = ["method", "dataset", "ablation_param", "ablation_value", "metric", "extractor", "variant"]
 
@@ -308,8 +316,12 @@ def evaluate_claims(tidy: pd.DataFrame, far_datasets: Sequence[str] = (), *, sel
                                   is_reference=lambda v: not _is_single_head(v))
     out += _ablation_vs_reference(stats, 4, "dmd_weight", _is_zero, ["intra_lpips", "oracle_mode_coverage"],
                                   methods, min_se)
+    out += _claim_dp_dmd_modes(stats, datasets, nfe, min_se)
+    out += _claim_backward_distillation(frame, selection, methods, min_se)
+    out += _claim_noise_correction(stats, methods, min_se)
     claims = pd.DataFrame(out, columns=list(COLUMNS))
-    claims.attrs = {"notes": [f"Checkpoint: {selection}; few-step methods at NFE {nfe}."], "min_se": min_se}
+    claims.attrs = {"notes": [f"Checkpoint: {selection}; few-step methods at NFE {nfe} (claim 6: at each NFE it names)."],
+                    "min_se": min_se}
     return claims
 
 
@@ -346,3 +358,71 @@ def claims_as_table(claims: pd.DataFrame, failed_controls: Sequence[str] | None 
                             + "): nothing shows that this harness can tell a working method from a broken one.")
     table.attrs = {"caption": caption, "notes": notes, "best_cells": [], "stats": []}
     return table
+
+
+def _compare(stats: _Stats, dataset: str, metrics: Sequence[str], better: tuple[str, tuple[str, str], str],
+             worse: tuple[str, tuple[str, str], str]) -> tuple[list[Comparison], list[str]]:
+    """`better` beats `worse` on every protocol of `metrics`; each side is (method, ablation, label)."""
+    comparisons, missing = [], []
+    for metric in metrics:
+        for protocol in stats.protocols(metric):
+            a = stats.group(better[0], dataset, metric, protocol, better[1], better[2])
+            b = stats.group(worse[0], dataset, metric, protocol, worse[1], worse[2])
+            if a is None or b is None:
+                missing.append(f"{metric} of {better[2] if a is None else worse[2]}")
+            else:
+                comparisons.append(Comparison(metric, protocol_text(*protocol), a, b))
+    if not comparisons and not missing:
+        missing.append(f"{' / '.join(metrics)} not measured")
+    return comparisons, missing
+
+
+def _claim_dp_dmd_modes(stats: _Stats, datasets: list[str], nfe: int, min_se: float) -> list[dict]:
+    text, present, out = CLAIMS[5].format(nfe=nfe), set(stats.table["method"]), []
+    for ours, theirs in DP_DMD_PAIRS:
+        if ours not in present:
+            continue
+        for dataset in datasets:
+            comparisons, missing = _compare(stats, dataset, ("oracle_mode_coverage", "intra_lpips"),
+                                            (ours, ("", ""), ours), (theirs, ("", ""), theirs))
+            out.append(_row(5, text, dataset, comparisons, missing, min_se))
+    return out
+
+
+def _claim_backward_distillation(frame: pd.DataFrame, selection: str, methods: MethodCatalogue,
+                                 min_se: float) -> list[dict]:
+    """The Imagine Flash student (backward) against its distill_input=forward ablation, at each NFE."""
+    text = CLAIMS[6]
+    mine = frame[(frame["method"] == BACKWARD_METHOD) & frame["ablation_param"].isin(["", "distill_input"])]
+    if mine.empty:
+        return []
+    forward = ("distill_input", "forward")
+    if not (mine["ablation_value"] == forward[1]).any():
+        return [_not_tested(6, text, f"no {BACKWARD_METHOD} rows with distill_input=forward (add that ablation, "
+                                     "as config/seed_methods.yaml does)")]
+    out = []
+    for k in BACKWARD_NFES:
+        at_k = mine[mine["nfe"] == k]
+        stats = _Stats(select_rows(at_k, selection, nfe=k, ablation=None, methods=methods)) if len(at_k) else None
+        for dataset in ordered_datasets(mine):
+            if stats is None:
+                out.append(_not_tested(6, text, f"no results at {k} NFE", f"{dataset} @ {k} NFE"))
+                continue
+            comparisons, missing = _compare(stats, dataset, QUALITY,
+                                            (BACKWARD_METHOD, ("", ""), f"{BACKWARD_METHOD} (backward)"),
+                                            (BACKWARD_METHOD, forward, f"{BACKWARD_METHOD}[distill_input=forward]"))
+            out.append(_row(6, text, f"{dataset} @ {k} NFE", comparisons, missing, min_se))
+    return out
+
+
+def _claim_noise_correction(stats: _Stats, methods: MethodCatalogue, min_se: float) -> list[dict]:
+    """Each few-step method sampled with noise correction (evaluation.noise_correction) against without."""
+    t, text, on = stats.table, CLAIMS[7], ("noise_correction", "on")
+    corrected = t[(t["ablation_param"] == on[0]) & (t["ablation_value"] == on[1])]
+    out = []
+    for method in methods.ordered(corrected["method"]):
+        for dataset in ordered_datasets(corrected[corrected["method"] == method]):
+            comparisons, missing = _compare(stats, dataset, QUALITY, (method, on, f"{method}[noise_correction]"),
+                                            (method, ("", ""), method))
+            out.append(_row(7, text, f"{dataset} ({method})", comparisons, missing, min_se))
+    return out

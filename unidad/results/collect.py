@@ -46,7 +46,7 @@ def unit_rows(benchmark: str, unit: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for path in unit["metrics"].values():
         top = json.loads(Path(path).read_text())
-        rec = top["per_nfe"][str(unit["nfe"])]
+        rec = top["per_nfe"][unit.get("sample_key", str(unit["nfe"]))]
         for split, values in (("test", rec["values"]), ("val", rec.get("values_val", {}))):
             for name, value in values.items():
                 rows.append(tidy_row(

@@ -1,4 +1,4 @@
-"""Training stages. Importing this package registers the core stages (pretrain, unidad); the other
+"""Training stages. Importing this package registers the core stages (pretrain, unidad, unidad_dp); the other
 stages come from plugins (the `baselines` package and the config key `plugins`): look stages up
 through `stage_registry` or `get_stage`, which load the plugins first."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Iterable
 from unidad.plugins import load_plugins
 from unidad.registry import Registry
 from unidad.stages.base import STAGES, Stage, StageContext, TrainConfig, Update, register_stage  # noqa: F401
-from unidad.stages import denoise, unidad  # noqa: F401  (registers "pretrain", "unidad")
+from unidad.stages import anchored, denoise, unidad  # noqa: F401  (registers "pretrain", "unidad", "unidad_dp")
 
 
 def stage_registry(plugins: Iterable[str] = ()) -> Registry[type[Stage]]:

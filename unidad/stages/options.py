@@ -8,6 +8,9 @@ stage accepts exactly the options it reads and each default is written once:
     dreambooth          DenoiseOptions, DreamBoothOptions
     dmd2                FewStepOptions, DMDOptions, GANOptions, SpeedOptions, TextOptions  (unidad.stages.unidad.DistillConfig)
     unidad              the same and TargetTeacherOptions
+    dpdmd               FewStepOptions, DMDOptions, AnchorOptions, SpeedOptions, TextOptions
+    unidad_dp           unidad's and AnchorOptions
+    imagine_flash       FewStepOptions, CriticScheduleOptions, GANOptions, BackwardDistillOptions, SpeedOptions
 
 Text options only act on a text-conditioned backbone (SD1.5); an unconditional one (tiny, ADM) has no
 prompts, so they leave its runs unchanged.
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 
 from unidad.discriminator import DISCRIMINATOR_KINDS, HEAD_TYPES
 from unidad.edm import GRID_SIZE
+from unidad.losses.anchor import ANCHOR_FORMS
 from unidad.losses.gan import GAN_LOSSES, HEAD_REDUCTIONS
 from unidad.stages.base import OptionGroup, StageConfigError
 
@@ -27,6 +31,7 @@ TARGET_TEACHER_MODES = ("none", "online", "frozen")
 TEACHER_PROMPTS = ("without_token", "same")
 SIGMA_SAMPLINGS = ("lognormal", "grid")
 MANY_STEP_SAMPLERS = ("euler", "heun", "ddim")
+DISTILL_INPUTS = ("backward", "forward")
 
 
 def check_choice(where: str, key: str, value, allowed) -> None:
@@ -73,24 +78,73 @@ class FewStepOptions(OptionGroup):
 
 
 @dataclass(kw_only=True)
-class DMDOptions(OptionGroup):
-    """Distribution matching distillation: the generator/fake-score schedule and the DMD loss."""
+class CriticScheduleOptions(OptionGroup):
+    """How often the generator is updated against a trained critic network (fake score, heads)."""
 
     ratio: int = 5  # generator (and online target teacher) update every `ratio` iterations
     fake_lr: float = 0.0  # fake score + heads learning rate; 0 = lr (official: one lr; TTUR via ratio)
     dmd_weight: float = 1.0  # 0 = the "GAN only" ablation
     dmd_index_lo: int = 20  # DMD noise index ~ U{lo..hi} on the 1000-point Karras grid
     dmd_index_hi: int = 980
-    noise_correction: bool = False  # sampler switch (Imagine Flash): reuse the initial noise at the first re-noise
-    # recompute each generator step of the unroll in the backward: less memory for larger batches
-    checkpoint_unroll: bool = False
 
     def validate(self, where: str = "") -> None:
         super().validate(where)
         if self.ratio < 1 or self.fake_lr < 0:
             raise StageConfigError(f"{where}options 'ratio' (>= 1) and 'fake_lr' (>= 0) are out of range")
+
+
+@dataclass(kw_only=True)
+class DMDOptions(CriticScheduleOptions):
+    """Distribution matching distillation: the generator/fake-score schedule and the DMD loss."""
+
+    dmd_weight: float = 1.0  # 0 = the "GAN only" ablation
+    dmd_index_lo: int = 20  # DMD noise index ~ U{lo..hi} on the 1000-point Karras grid
+    dmd_index_hi: int = 980
+
+    def validate(self, where: str = "") -> None:
+        super().validate(where)
         if not 0 <= self.dmd_index_lo <= self.dmd_index_hi < GRID_SIZE:
             raise StageConfigError(f"{where}options dmd_index_lo/hi must satisfy 0 <= lo <= hi < {GRID_SIZE}")
+
+
+@dataclass(kw_only=True)
+class AnchorOptions(OptionGroup):
+    """DP-DMD's first-step anchor: the student's first step regresses onto the x0 that makes its first
+    transition land on the teacher's state after `anchor_step` of `anchor_teacher_steps` Euler steps
+    from the same noise (baselines.md); the later steps get only the DMD loss."""
+
+    anchor_weight: float = 0.1  # lambda, in x0 units (official 0.05 in velocity units); 0 = plain DMD, detached
+    anchor_teacher_steps: int = 30  # the teacher's Euler grid from the student's sigma_start (official 30)
+    anchor_step: int = 0  # k; 0 = the grid point closest to the student's second sigma (official 10 of 30 for 4 steps)
+    anchor_form: str = "ddim"  # ddim (fresh re-noise, the sampler's default) | initial_noise | denoised (anchor_x0)
+
+    def validate(self, where: str = "") -> None:
+        super().validate(where)
+        check_choice(where, "anchor_form", self.anchor_form, ANCHOR_FORMS)
+        if self.anchor_weight < 0 or self.anchor_teacher_steps < 2:
+            raise StageConfigError(f"{where}options 'anchor_weight' (>= 0) and 'anchor_teacher_steps' (>= 2) are out of range")
+        if not 0 <= self.anchor_step < self.anchor_teacher_steps:
+            raise StageConfigError(f"{where}option 'anchor_step' (k) must be in 0..{self.anchor_teacher_steps - 1} "
+                                   "(0 = the step closest to the student's second sigma)")
+
+
+@dataclass(kw_only=True)
+class BackwardDistillOptions(OptionGroup):
+    """Imagine Flash's losses: backward distillation from the student's own rollout and the shifted
+    reconstruction loss, each against the teacher's x0 after `teacher_steps` Euler steps."""
+
+    distill_input: str = "backward"  # backward (student's own rollout) | forward (the stage's images, noised)
+    teacher_steps: int = 4  # k: the teacher's solver steps from the student's state down to sigma = 0
+    backward_weight: float = 1.0
+    recon_weight: float = 1.0  # shifted reconstruction loss; 0 disables it
+    recon_shift: float = 1.0  # gamma(sigma) = recon_shift * sigma (1 = gamma(t) = t, the default the paper leaves open)
+
+    def validate(self, where: str = "") -> None:
+        super().validate(where)
+        check_choice(where, "distill_input", self.distill_input, DISTILL_INPUTS)
+        if self.teacher_steps < 1 or self.recon_shift <= 0 or min(self.backward_weight, self.recon_weight) < 0:
+            raise StageConfigError(f"{where}options teacher_steps (>= 1), recon_shift (> 0), backward_weight and "
+                                   "recon_weight (>= 0) are out of range")
 
 
 @dataclass(kw_only=True)
@@ -123,6 +177,8 @@ class SpeedOptions(OptionGroup):
     tf32: bool = False  # TF32 matmuls and convolutions (Ampere and later)
     channels_last: bool = False  # NHWC weights, so convolutions run on tensor cores without transposes
     compile: bool = False  # torch.compile every backbone's network; pays only over a long run
+    # recompute each generator step of the unroll in the backward: less memory for larger batches
+    checkpoint_unroll: bool = False
 
 
 @dataclass(kw_only=True)

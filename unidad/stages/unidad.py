@@ -67,7 +67,7 @@ class UniDADStage(Stage):
     @classmethod
     def sampling_of(cls, config):
         return {"kind": "few_step", "steps": config.gen_steps, "sigma_start": config.sigma_start,
-                "sigma_end": config.sigma_end, "noise_correction": config.noise_correction}
+                "sigma_end": config.sigma_end, "noise_correction": False}
 
     def uses_target_teacher(self) -> str:
         """none | online | frozen (a stage without TargetTeacherOptions overrides this)."""
@@ -91,6 +91,12 @@ class UniDADStage(Stage):
             self.add("target_teacher", self.new_backbone("target_teacher"), frozen=True)
         if self.ctx.real_images is None and (cfg.gan_weight_g > 0 or cfg.gan_weight_d > 0 or mode == "online"):
             raise ValueError(f"stage {self.stage_id} needs real images for the GAN / online target teacher")
+        self._setup_schedule()
+
+    def _setup_schedule(self) -> None:
+        """The student's sigmas and the training grid, from the generator's sigma range, and the store of
+        samples the critic update reads; every distillation stage's build ends with it."""
+        cfg = self.config
         generator = self.modules["generator"]
         self._sigmas = denoiser_student_sigmas(generator, cfg.gen_steps, cfg.sigma_start, cfg.sigma_end)
         self._grid = denoiser_grid(generator)
@@ -150,14 +156,36 @@ class UniDADStage(Stage):
             terms["dmd"] = terms["dmd_source"]
         return terms
 
+    def _generator_output(self, batch, cond: Conditioning | None):
+        """The student's samples for its update, with the terms (and their weighted sum) of any loss on
+        the unroll itself; the DMD and GAN terms on the samples are added by `generator_loss`."""
+        x = self._student_samples(self.config.batch_size, cond)
+        return x, {}, x.new_zeros(())
+
+    def _critic_samples(self, cond: Conditioning | None) -> torch.Tensor:
+        """The critic update's student samples: the generator update's of this iteration where there was
+        one, else a fresh no-grad unroll."""
+        if self._shared_samples:
+            return self._shared_samples.pop(0)
+        with torch.no_grad():
+            return self._student_samples(self.config.batch_size, cond)
+
+    def fake_score_terms(self, x: torch.Tensor, cond: Conditioning | None = None) -> dict[str, torch.Tensor]:
+        """The fake score's denoising loss on detached student samples x."""
+        fake = self.modules["fake"]
+        sigma = self._grid_sigmas(x.shape[0], x.device)
+        x_t = x + sigma.view(-1, 1, 1, 1) * torch.randn_like(x)
+        return {"fake_denoise": denoising_loss(fake.denoise(x_t, sigma, cond), x, sigma, sigma_data=fake.sigma_data)}
+
     # -- losses ----------------------------------------------------------------------------------
     def generator_loss(self, batch) -> dict[str, torch.Tensor]:
         cfg = self.config
         cond = self._cond(batch)
-        x = self._student_samples(cfg.batch_size, cond)
+        x, terms, loss = self._generator_output(batch, cond)
         self._shared_samples.append(x.detach())
-        terms = self._dmd_terms(x, batch, cond) if cfg.dmd_weight > 0 else {}
-        loss = cfg.dmd_weight * terms["dmd"] if cfg.dmd_weight > 0 else x.new_zeros(())
+        if cfg.dmd_weight > 0:
+            terms.update(self._dmd_terms(x, batch, cond))
+            loss = loss + cfg.dmd_weight * terms["dmd"]
         if cfg.gan_weight_g > 0:
             logits = self._logits(*self._critic_inputs(x), cond)
             terms["gan_g"] = multihead_generator_loss(cfg.gan_loss, logits, cfg.head_reduce)
@@ -168,18 +196,12 @@ class UniDADStage(Stage):
     def critic_loss(self, batch) -> dict[str, torch.Tensor]:
         cfg = self.config
         cond = self._cond(batch)
-        if self._shared_samples:
-            x = self._shared_samples.pop(0)
-        else:
-            with torch.no_grad():
-                x = self._student_samples(cfg.batch_size, cond)
+        x = self._critic_samples(cond)
+        terms = self.fake_score_terms(x, cond)
         fake = self.modules["fake"]
-        sigma = self._grid_sigmas(x.shape[0], x.device)
-        x_t = x + sigma.view(-1, 1, 1, 1) * torch.randn_like(x)
-        terms = {"fake_denoise": denoising_loss(fake.denoise(x_t, sigma, cond), x, sigma, sigma_data=fake.sigma_data)}
         loss = terms["fake_denoise"]
         if cfg.gan_weight_d > 0:
-            real = fake.encode(batch["real"])
+            real = self.modules["fake"].encode(batch["real"])
             real_noisy, sigma_r = self._critic_inputs(real)
             if cfg.r1_gamma > 0:
                 real_noisy = real_noisy.detach().requires_grad_(True)
