@@ -22,6 +22,7 @@ def stage_job(plan: Plan, slug: str) -> dict[str, Any]:
         "image_size": plan.image_size, "backbone": config["backbone"], "benchmark": config["benchmark"],
         "tracking": tracking_settings(plan),
         "on_wrong_size": config["datasets"][dataset].get("on_wrong_size", "resize"),
+        "data_workers": int(config.get("data_workers", 0)),
         "device": config.get("device", "auto"), "plugins": list(config.get("plugins", [])),
     }
 

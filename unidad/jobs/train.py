@@ -28,6 +28,7 @@ class StageJob:
     benchmark: str
     tracking: dict[str, Any]  # kind, uri, experiment, results_dir (see training_tracker)
     on_wrong_size: str = "resize"
+    data_workers: int = 0  # processes decoding the training images (config `data_workers`)
     device: str = "auto"
     plugins: list[str] = field(default_factory=list)
 
@@ -39,13 +40,12 @@ class StageJob:
         return dataclasses.asdict(self)
 
 
-def load_stage_images(job: StageJob) -> torch.Tensor:
-    from unidad.data.folders import load_image_folder
-    from unidad.imageio import to_float_nchw
+def stage_images(job: StageJob):
+    """The stage's training images as file paths, decoded batch by batch while it trains."""
+    from unidad.data.stream import TrainingImages
 
-    images = load_image_folder(job.data_dir, shots=job.run["data"].get("shots"), image_size=job.image_size,
-                               on_wrong_size=job.on_wrong_size)
-    return torch.from_numpy(to_float_nchw(images))
+    return TrainingImages.from_folder(job.data_dir, shots=job.run["data"].get("shots"), image_size=job.image_size,
+                                      on_wrong_size=job.on_wrong_size)
 
 
 def run_stage(job: StageJob, threads: int | None = None, stop_at: int | None = None, procs: int = 1) -> dict | None:
@@ -88,11 +88,12 @@ def run_stage(job: StageJob, threads: int | None = None, stop_at: int | None = N
         if not f.exists():
             raise FileNotFoundError(f"stage {slug} needs weights for role '{role}': {f} does not exist")
     ctx = StageContext(backbone_factory=lambda: build_backbone(job.backbone), weights=weights,
-                       real_images=load_stage_images(job), device=device, seed=run["seed"])
+                       real_images=stage_images(job), device=device, seed=run["seed"])
     stage = cls(cfg, ctx)
     if not world.is_main:  # rank 0 writes the run record, the tracker entry, stats and checkpoints
         try:
-            return train(stage, run_dir, tracker=None, stop_at=stop_at, log=lambda msg: None, world=world)
+            return train(stage, run_dir, tracker=None, stop_at=stop_at, log=lambda msg: None, world=world,
+                         data_workers=job.data_workers)
         finally:
             shutdown_world()
     environment = environment_record(device)
@@ -106,7 +107,8 @@ def run_stage(job: StageJob, threads: int | None = None, stop_at: int | None = N
     try:
         log(f"[stage] {slug}: {run['stage']} on {run['data']}, roles {run['roles']}, device {device}, "
             f"{world.size} process(es)")
-        summary = train(stage, run_dir, tracker=tracker, stop_at=stop_at, log=log, world=world)
+        summary = train(stage, run_dir, tracker=tracker, stop_at=stop_at, log=log, world=world,
+                        data_workers=job.data_workers)
         status = "FINISHED"
     finally:
         tracker.end_run(status=status)

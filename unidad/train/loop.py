@@ -66,15 +66,22 @@ def batch_indices(seed: int, iteration: int, micro: int, n_items: int, batch: in
     return idx, flip
 
 
-def make_batch(stage: Stage, iteration: int, micro: int) -> dict[str, torch.Tensor]:
+def batch_stream(stage: Stage, start: int, world: World, workers: int = 0):
+    """The stage's training images from iteration `start` on, each micro-batch of this rank decoded when
+    the loop asks for it (unidad.data.stream); None for a stage without images."""
+    from unidad.data.stream import BatchStream
+
     cfg, ctx = stage.config, stage.ctx
     if ctx.real_images is None:
-        return {}
-    idx, flip = batch_indices(ctx.seed, iteration, micro, ctx.real_images.shape[0], cfg.batch_size)
-    real = ctx.real_images[idx]
-    if cfg.flip_augment:
-        real = torch.where(flip[:, None, None, None], real.flip(-1), real)
-    return {"real": real.to(ctx.device)}
+        return None
+    n = len(ctx.real_images)
+    micros = [micro + world.rank * cfg.grad_accum for micro in range(cfg.grad_accum)]
+    return BatchStream(ctx.real_images, lambda it, micro: batch_indices(ctx.seed, it, micro, n, cfg.batch_size),
+                       start=start, micros=micros, flip=cfg.flip_augment, device=ctx.device, workers=workers)
+
+
+def make_batch(stream, iteration: int, micro: int) -> dict[str, torch.Tensor]:
+    return {} if stream is None else {"real": stream.batch(iteration, micro)}
 
 
 @dataclass
@@ -207,13 +214,15 @@ def train(
     stop_at: int | None = None,
     log=print,
     world: World | None = None,
+    data_workers: int = 0,
 ) -> dict[str, Any]:
     """Train `stage` to `config.iterations` (or to `stop_at`, for segmented runs), resuming from the
     newest checkpoint in run_dir. Returns the run summary (also written to run_dir/summary.json when
     the stage is complete).
 
     With a multi-process `world`, every rank runs this with its own slice of each batch
-    (batch_size per rank) and noise; weights start and stay identical on all ranks."""
+    (batch_size per rank) and noise; weights start and stay identical on all ranks. `data_workers`
+    processes decode the training images (0: this process); the weights do not depend on it."""
     cfg, ctx = stage.config, stage.ctx
     world = world or World()
     run_dir = Path(run_dir)
@@ -279,7 +288,9 @@ def train(
         m.train()
     stats_cm = open(stats_path, "a") if world.is_main else contextlib.nullcontext()
     window = _LogWindow()
-    with _SignalFlag() as flag, stats_cm as stats_file:
+    # the workers start inside the signal handler's scope and ignore the scheduler's signals themselves
+    with _SignalFlag() as flag, stats_cm as stats_file, \
+            (batch_stream(stage, start, world, data_workers) or contextlib.nullcontext()) as stream:
         for it in range(start, target):
             record: dict[str, float] = {}
             for o in optims:
@@ -291,7 +302,7 @@ def train(
                 _set_trainable(stage, set(o.update.modules))
                 o.optimizer.zero_grad(set_to_none=True)
                 for micro in range(cfg.grad_accum):
-                    batch = make_batch(stage, it, micro + world.rank * cfg.grad_accum)
+                    batch = make_batch(stream, it, micro + world.rank * cfg.grad_accum)
                     with _autocast(ctx.device, cfg.precision):
                         terms = o.update.loss(batch)
                     if micro == 0 and world.is_main and first_in_window:
