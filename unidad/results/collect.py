@@ -53,7 +53,7 @@ def unit_rows(benchmark: str, unit: Mapping[str, Any]) -> list[dict[str, Any]]:
                     benchmark, **fields, split=split, metric=name, variant=rec["variant"], extractor=rec["extractor"],
                     extractor_sha256=rec["extractor_sha256"], value=float(value), n_generated=rec["n_generated"],
                     n_reference=rec.get("n_reference_val" if split == "val" else "n_reference", rec["n_reference"]),
-                    checkpoint=top["checkpoint"], **compute,
+                    checkpoint=top["checkpoint"], standin=bool(top.get("standin", False)), **compute,
                 ))
     return rows
 
