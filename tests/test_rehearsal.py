@@ -9,6 +9,7 @@ import torch
 
 from unidad import standins
 from unidad.config import load_config_file
+from unidad.preflight import refuse_in_config
 
 ROOT = Path(__file__).resolve().parent.parent
 REHEARSAL = ROOT / "config" / "paper_fsig_rehearsal.yaml"
@@ -77,8 +78,8 @@ def test_only_the_rehearsal_config_accepts_standins(weights_dir):
     _standin(weights_dir, "ffhq.pt", "adm_ffhq256")
     paper, rehearsal = load_config_file(PAPER), load_config_file(REHEARSAL)
     with pytest.raises(standins.StandinError, match="adm_ffhq256"):
-        standins.refuse_in_config(paper)
-    standins.refuse_in_config(rehearsal)
+        refuse_in_config(paper)
+    refuse_in_config(rehearsal)
     status = {s.required.name: s for s in check_required(paper)}["adm_ffhq256"]
     assert not status.ok and "stand-in" in status.message
     status = {s.required.name: s for s in check_required(rehearsal)}["adm_ffhq256"]

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from unidad.standins import StandinError, stamp_of
 from unidad.weights import (MissingWeightsError, WeightsError, get_entry, is_path_ref, manifest, resolve, searched_text,
                              verify)
 
@@ -75,6 +76,30 @@ def required_weights(config: dict) -> list[RequiredWeights]:
                 if ref.startswith("file:"):
                     need(f"method {mr.method} stage {run.stage_name} role {role}", path=ref[len("file:"):])
     return [RequiredWeights(name, path, tuple(why)) for (name, path), why in found.items()]
+
+
+def standins_in_config(config: dict, weights_dir: str | os.PathLike | None = None) -> list[str]:
+    """The weights files a config's jobs would load that are stamped stand-ins (cheap: no hashing)."""
+    found = []
+    for req in required_weights(config):
+        try:
+            path = Path(req.path) if req.name is None else resolve(req.name, weights_dir)
+        except WeightsError:
+            continue  # missing files are the pre-flight check's business
+        if stamp_of(path) is not None:
+            found.append(f"{req.label} ({path})")
+    return found
+
+
+def refuse_in_config(config: dict, weights_dir: str | os.PathLike | None = None) -> None:
+    """Raise StandinError when a config that is not a rehearsal would load a stand-in."""
+    if config.get("rehearsal"):
+        return
+    found = standins_in_config(config, weights_dir)
+    if found:
+        raise StandinError(
+            f"stand-in weights found for a config that is not a rehearsal: {', '.join(found)}; stage the real "
+            f"files (unidad weights fetch NAME) or point UNIDAD_WEIGHTS_DIR elsewhere")
 
 
 @dataclass(frozen=True)

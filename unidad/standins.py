@@ -104,30 +104,3 @@ def record(folder: str | os.PathLike, files: dict[str, dict[str, Any]], note: st
     write_json_atomic(reg, {"standin": True, "note": "sha256 of every stand-in weights file written on this "
                                                      "machine (unidad rehearsal prepare)", "sha256": hashes})
     return out
-
-
-def standins_in_config(config: dict, weights_dir: str | os.PathLike | None = None) -> list[str]:
-    """The weights files a config's jobs would load that are stamped stand-ins (cheap: no hashing)."""
-    from unidad.preflight import required_weights
-    from unidad.weights import WeightsError, resolve
-
-    found = []
-    for req in required_weights(config):
-        try:
-            path = Path(req.path) if req.name is None else resolve(req.name, weights_dir)
-        except WeightsError:
-            continue  # missing files are the pre-flight check's business
-        if stamp_of(path) is not None:
-            found.append(f"{req.label} ({path})")
-    return found
-
-
-def refuse_in_config(config: dict, weights_dir: str | os.PathLike | None = None) -> None:
-    """Raise StandinError when a config that is not a rehearsal would load a stand-in."""
-    if config.get("rehearsal"):
-        return
-    found = standins_in_config(config, weights_dir)
-    if found:
-        raise StandinError(
-            f"stand-in weights found for a config that is not a rehearsal: {', '.join(found)}; stage the real "
-            f"files (unidad weights fetch NAME) or point UNIDAD_WEIGHTS_DIR elsewhere")

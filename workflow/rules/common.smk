@@ -28,7 +28,8 @@ from unidad.job_requests import (
 )
 from unidad.metrics.registry import check_metric_names, metrics_needing
 from unidad.plan import PATHS, Plan
-from unidad.standins import StandinError, refuse_in_config
+from unidad.preflight import refuse_in_config
+from unidad.standins import StandinError
 
 try:
     validate_config(config)
