@@ -199,7 +199,7 @@ def teacher_report_params():
     return {
         "backbone": config["backbone"],
         "sampling": {"kind": "many_step", "sampler": "euler", "steps": config["source"]["sample_steps"]},
-        "seeds": PLAN.sample_seeds(1000), "batch_size": EV["batch_size"],
+        "seeds": PLAN.sample_seeds(min(1000, EV["n_samples"])),  # at most the evaluation's count "batch_size": EV["batch_size"],
         "source_domain": PLAN.demo_domain(source) if source in config["datasets"] else None,
         "target_domains": {t: PLAN.demo_domain(t) for t in config["targets"] if PLAN.demo_domain(t)},
         "device": config.get("device", "auto"),
