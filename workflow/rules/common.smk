@@ -199,7 +199,8 @@ def teacher_report_params():
     return {
         "backbone": config["backbone"],
         "sampling": {"kind": "many_step", "sampler": "euler", "steps": config["source"]["sample_steps"]},
-        "seeds": PLAN.sample_seeds(min(1000, EV["n_samples"])),  # at most the evaluation's count "batch_size": EV["batch_size"],
+        # 1000 samples, or the evaluation's count when smaller (a rehearsal's few)
+        "seeds": PLAN.sample_seeds(min(1000, EV["n_samples"])), "batch_size": EV["batch_size"],
         "source_domain": PLAN.demo_domain(source) if source in config["datasets"] else None,
         "target_domains": {t: PLAN.demo_domain(t) for t in config["targets"] if PLAN.demo_domain(t)},
         "device": config.get("device", "auto"),
