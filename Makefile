@@ -2,7 +2,9 @@
 #   make install        Python venv in .venv with the project and its dev tools (versions of requirements.lock)
 #   make lock           regenerate requirements.lock from a clean install
 #   make demo           the embedded demo, end to end, on this machine
-#   make test           unit tests, workflow lint, dry runs, SLURM smoke run and preemption check (what CI runs)
+#   make test           unit tests, workflow lint, dry runs, SLURM smoke run and preemption check, and the
+#                       rehearsal of the paper DAG on stand-in weights (what CI runs)
+#   make rehearsal      the paper DAG on stand-in weights (config/paper_fsig_rehearsal.yaml), SLURM when root
 # `make help` lists every target.
 
 SHELL := /bin/bash
@@ -32,6 +34,14 @@ SMOKE_CONFIG ?= config/smoke.yaml
 SMOKE_DIR ?= $(CURDIR)/.slurm-ci/smoke
 # The preemption check after it (ci/slurm/check_preemption.py) works in its own directory.
 PREEMPT_DIR ?= $(CURDIR)/.slurm-ci/preempt
+# The rehearsal of the paper DAG: stand-in weights and staged folders under REHEARSAL_STAGE (the config's
+# dataset paths point there), results, SLURM logs and Snakemake log in REHEARSAL_DIR.
+REHEARSAL_CONFIG ?= config/paper_fsig_rehearsal.yaml
+REHEARSAL_STAGE := .rehearsal
+REHEARSAL_DIR ?= $(CURDIR)/.slurm-ci/rehearsal
+# Images of the source (FFHQ) folder and of each target's full set the preparation writes.
+REHEARSAL_FFHQ ?= 1000
+REHEARSAL_FULL ?= 100
 
 # Checks a test step skipped on this machine (pytest's skips, e.g. the LaTeX compile check without
 # pdflatex; the SLURM smoke run when not root): one file per step, one line per check and why.
@@ -41,7 +51,7 @@ SKIPS_DIR := .make-test-skips
 export HF_HUB_OFFLINE := 1
 
 .PHONY: help install lock demo report test test-unit test-lint test-dry-run test-slurm \
-        slurm-start slurm-stop clean-results
+        rehearsal rehearsal-prepare test-rehearsal slurm-start slurm-stop clean-results
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
@@ -83,7 +93,7 @@ demo: install ## run the embedded demo (config/config.yaml) on this machine, its
 	$(SNAKEMAKE) --report $(DEMO_REPORT)
 	.venv/bin/unidad timing config/config.yaml
 
-test: install test-unit test-lint test-dry-run test-slurm ## everything CI checks, in order
+test: install test-unit test-lint test-dry-run test-slurm ## everything CI checks, in order (the rehearsal: make test-rehearsal)
 	@if [ -z "$$(cat $(SKIPS_DIR)/* 2>/dev/null)" ]; then echo "make test: all steps passed"; exit 0; fi; \
 	echo "###################################################################"; \
 	echo "### make test: all steps passed, but these checks were SKIPPED:"; \
@@ -136,6 +146,44 @@ test-slurm: install ## real run of config/smoke.yaml through SLURM (profiles/slu
 	$(PYTHON) ci/slurm/check_preemption.py --snakemake $(SNAKEMAKE) --workdir $(PREEMPT_DIR)
 	@echo "SLURM is still running; stop it with: make slurm-stop"
 
+rehearsal-prepare: install ## stand-in weights and staged folders for the rehearsal (unidad.rehearsal), in .rehearsal/
+	rm -rf $(REHEARSAL_STAGE)
+	$(PYTHON) ci/rehearsal/make_standins.py --config $(REHEARSAL_CONFIG) --weights-dir $(REHEARSAL_STAGE)/weights \
+	    --ffhq $(REHEARSAL_FFHQ) --full $(REHEARSAL_FULL)
+
+# The stand-ins are found through UNIDAD_WEIGHTS_DIR, exported to this recipe only (SLURM jobs inherit
+# it): any other config run with that folder refuses them.
+rehearsal: rehearsal-prepare ## the paper DAG end to end on stand-in weights: through SLURM when root, else locally; each job's peak memory
+	rm -rf $(REHEARSAL_DIR) && mkdir -p $(REHEARSAL_DIR)
+	@start=$$(date +%s); export UNIDAD_WEIGHTS_DIR=$(CURDIR)/$(REHEARSAL_STAGE)/weights; \
+	if [ "$$(id -u)" -eq 0 ]; then \
+	    echo "== rehearsal through SLURM: $(REHEARSAL_CONFIG) with profiles/slurm-ci in $(REHEARSAL_DIR)"; \
+	    bash ci/slurm/start_slurm.sh; \
+	    $(SNAKEMAKE) all --profile profiles/slurm-ci --slurm-logdir $(REHEARSAL_DIR)/logs/slurm \
+	        --configfile $(REHEARSAL_CONFIG) --config results_dir=$(REHEARSAL_DIR)/results \
+	        </dev/null 2>&1 | tee $(REHEARSAL_DIR)/snakemake.log; \
+	    python3 ci/slurm/check_jobs_went_through_slurm.py $(REHEARSAL_DIR)/snakemake.log $(REHEARSAL_DIR)/logs/slurm; \
+	else \
+	    echo "== rehearsal on this machine (not root: no SLURM): $(REHEARSAL_CONFIG) in $(REHEARSAL_DIR)"; \
+	    $(SNAKEMAKE) all --profile profiles/local --configfile $(REHEARSAL_CONFIG) \
+	        --config results_dir=$(REHEARSAL_DIR)/results </dev/null 2>&1 | tee $(REHEARSAL_DIR)/snakemake.log; \
+	fi; \
+	echo "== rehearsal: every job's peak memory (Snakemake benchmark files)"; \
+	python3 ci/rehearsal/peak_memory.py $(REHEARSAL_DIR)/results; \
+	grep -q "STAND-IN" $(REHEARSAL_DIR)/results/*/tables/compiled/paper_comparison.md \
+	    || { echo "rehearsal: the paper comparison is not stamped STAND-IN" >&2; exit 1; }; \
+	echo "rehearsal: done in $$(( $$(date +%s) - start )) s"
+
+test-rehearsal: install ## `make rehearsal` through SLURM (root only, as test-slurm)
+	@mkdir -p $(SKIPS_DIR) && rm -f $(SKIPS_DIR)/rehearsal
+	@if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "### SKIPPED: the rehearsal through SLURM needs root ('make rehearsal' runs it locally)."; \
+	    echo "make test-rehearsal: the SLURM rehearsal needs root (run 'make rehearsal' locally, or let CI run it)" \
+	        > $(SKIPS_DIR)/rehearsal; \
+	    exit 0; \
+	fi
+	$(MAKE) rehearsal
+
 slurm-start: ## start the single-node CI SLURM on this machine (root)
 	bash ci/slurm/start_slurm.sh
 
@@ -145,6 +193,6 @@ slurm-stop: ## stop it again
 report: install ## the demo's Snakemake report again ($(DEMO_REPORT)): every table and figure with captions
 	$(SNAKEMAKE) --report $(DEMO_REPORT)
 
-clean-results: ## delete workflow outputs: results/ (keeps its README.md), logs/, the SLURM smoke and preemption runs
+clean-results: ## delete workflow outputs: results/ (keeps its README.md), logs/, the SLURM smoke, preemption and rehearsal runs
 	if [ -d results ]; then find results -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +; fi
-	rm -rf logs $(SMOKE_DIR) $(PREEMPT_DIR)
+	rm -rf logs $(SMOKE_DIR) $(PREEMPT_DIR) $(REHEARSAL_DIR) $(REHEARSAL_STAGE)

@@ -27,7 +27,7 @@ def _child(kind: str, steps: int, device: str, threads: int) -> dict:
 
     from unidad.weights_file import export_weights
     from unidad.data.domains import get_domain
-    from unidad.imageio import to_float_nchw
+    from unidad.data.stream import TrainingImages
     from unidad.stages import StageContext, get_stage
     from unidad.train.loop import train
 
@@ -51,7 +51,7 @@ def _child(kind: str, steps: int, device: str, threads: int) -> dict:
     cls = get_stage(stage_id)
     ctx = StageContext(backbone_factory=factory,
                        weights={r: (tmp / "source.safetensors", "model") for r in cls.roles},
-                       real_images=torch.from_numpy(to_float_nchw(images)), device=dev, seed=0)
+                       real_images=TrainingImages.from_pixels(images), device=dev, seed=0)
     stage = cls(cls.config_cls.from_dict(params), ctx)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()

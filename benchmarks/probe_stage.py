@@ -44,7 +44,8 @@ def main() -> None:
     from unidad.config import load_config_file
     from unidad.data.datasets import make_fewshot
     from unidad.data.domains import oracle_report
-    from unidad.imageio import save_grid, to_float_nchw
+    from unidad.data.stream import TrainingImages
+    from unidad.imageio import save_grid
     from unidad.plan import Plan
     from unidad.sampling import generate
     from unidad.stages import StageContext
@@ -61,9 +62,8 @@ def main() -> None:
     weights = {role: (source, "model") for role in cls.roles}
     weights.update({role: (Path(path), "model") for role, path in json.loads(args.weights).items()})
     shots = make_fewshot(dataset["domain"], args.shots, seed=dataset.get("seed", 0), image_size=plan.image_size)
-    shots = torch.from_numpy(to_float_nchw(shots))
     ctx = StageContext(backbone_factory=lambda: build_backbone(config["backbone"]), weights=weights,
-                       real_images=shots, device=torch.device("cpu"), seed=args.seed)
+                       real_images=TrainingImages.from_pixels(shots), device=torch.device("cpu"), seed=args.seed)
     stage = cls(cfg, ctx)
     with tempfile.TemporaryDirectory() as run_dir:
         started = time.perf_counter()

@@ -79,7 +79,8 @@ def test_no_results_module_is_long():
 # ------------------------------------------------------------------------------ the tidy schema
 def test_tidy_row_has_every_row_column_and_refuses_unknown_fields():
     row = tidy_row("demo", dataset="near", method="ft", metric="fid", value=1.5)
-    assert tuple(row) == ROW_COLUMNS and len(ROW_COLUMNS) == 29 and ROW_COLUMNS[-1] == "ablation_option"
+    assert tuple(row) == ROW_COLUMNS and len(ROW_COLUMNS) == 30 and ROW_COLUMNS[-1] == "standin"
+    assert row["standin"] is False  # only a rehearsal stamps its numbers
     assert row["benchmark"] == "demo" and row["split"] == "test" and row["final"] is True
     assert row["shots"] == 0 and row["method_nfe"] == 0 and row["checkpoint"] == ""
     with pytest.raises(KeyError, match="selection"):

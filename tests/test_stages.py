@@ -4,6 +4,7 @@ import dataclasses
 import pytest
 import torch
 
+from unidad.data.stream import TrainingImages
 from unidad.stages import StageContext, get_stage
 from unidad.train.loop import train
 from unidad.weights_file import export_weights, read_weights
@@ -32,7 +33,7 @@ def make_stage(stage_id, tiny_factory, source_file, **params):
     base.update(params)
     cfg = cls.config_cls.from_dict(base)
     torch.manual_seed(0)
-    real = torch.rand(5, 3, 8, 8) * 2 - 1
+    real = TrainingImages.from_pixels(torch.randint(0, 256, (5, 8, 8, 3), dtype=torch.uint8).numpy())
     weights = {role: (source_file, "model") for role in cls.roles}
     ctx = StageContext(backbone_factory=tiny_factory, weights=weights, real_images=real,
                        device=torch.device("cpu"), seed=3)

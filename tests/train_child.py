@@ -18,6 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from unidad.backbones.tiny import TinyUNet  # noqa: E402
+from unidad.data.stream import TrainingImages  # noqa: E402
 from unidad.distributed import init_world, shutdown_world  # noqa: E402
 from unidad.stages import StageContext, get_stage  # noqa: E402
 from unidad.train.loop import train  # noqa: E402
@@ -57,7 +58,7 @@ def main(argv):
                                         gen_steps=2, precision="fp32", checkpoint_every=checkpoint_every,
                                         log_every=log_every, target_teacher="online"))
     torch.manual_seed(0)
-    real = torch.rand(6, 3, 8, 8) * 2 - 1
+    real = TrainingImages.from_pixels(torch.randint(0, 256, (6, 8, 8, 3), dtype=torch.uint8).numpy())
     ctx = StageContext(backbone_factory=factory, weights={r: (src, "model") for r in cls.roles}, real_images=real,
                        device=torch.device("cpu"), seed=3)
     try:

@@ -8,7 +8,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from unidad.weights import MissingWeightsError, WeightsError, get_entry, is_path_ref, manifest, searched_text, verify
+from unidad.standins import StandinError, stamp_of
+from unidad.weights import (MissingWeightsError, WeightsError, get_entry, is_path_ref, manifest, resolve, searched_text,
+                             verify)
 
 # Manifest entries behind the config's choices (registry names -> what they load at run time).
 BACKBONE_WEIGHTS = {"sd15": ("sd15",)}  # backbone.kind (sd15 loads its diffusers folder at build time)
@@ -76,6 +78,30 @@ def required_weights(config: dict) -> list[RequiredWeights]:
     return [RequiredWeights(name, path, tuple(why)) for (name, path), why in found.items()]
 
 
+def standins_in_config(config: dict, weights_dir: str | os.PathLike | None = None) -> list[str]:
+    """The weights files a config's jobs would load that are stamped stand-ins (cheap: no hashing)."""
+    found = []
+    for req in required_weights(config):
+        try:
+            path = Path(req.path) if req.name is None else resolve(req.name, weights_dir)
+        except WeightsError:
+            continue  # missing files are the pre-flight check's business
+        if stamp_of(path) is not None:
+            found.append(f"{req.label} ({path})")
+    return found
+
+
+def refuse_in_config(config: dict, weights_dir: str | os.PathLike | None = None) -> None:
+    """Raise StandinError when a config that is not a rehearsal would load a stand-in."""
+    if config.get("rehearsal"):
+        return
+    found = standins_in_config(config, weights_dir)
+    if found:
+        raise StandinError(
+            f"stand-in weights found for a config that is not a rehearsal: {', '.join(found)}; stage the real "
+            f"files (unidad weights fetch NAME) or point UNIDAD_WEIGHTS_DIR elsewhere")
+
+
 @dataclass(frozen=True)
 class RequiredStatus:
     """Whether one required file is usable: ok, or the problem and the command that fixes it."""
@@ -108,10 +134,31 @@ def check_required(config: dict, weights_dir: str | os.PathLike | None = None) -
                         f"{entry.filename} in $UNIDAD_WEIGHTS_DIR")
             out.append(RequiredStatus(req, False, "missing: not found in " + searched_text(entry, weights_dir), fix))
         except WeightsError as err:  # a wrong hash, or a name the manifest does not know
+            standin = _standin_status(config, req, resolve(req.name, weights_dir), None) if err_is_hash(err) else None
+            if standin is not None:  # a stand-in cannot match a published hash: say what it is instead
+                out.append(standin)
+                continue
             known = req.name in manifest()
             fix = (f"delete it and run: unidad weights fetch {req.name}" if known
                    else "name a manifest entry (unidad weights list) or a path")
             out.append(RequiredStatus(req, False, str(err), fix))
         else:
-            out.append(RequiredStatus(req, True, f"{report.message} ({report.path})"))
+            out.append(_standin_status(config, req, report.path, report.sha256)
+                       or RequiredStatus(req, True, f"{report.message} ({report.path})"))
     return out
+
+
+def err_is_hash(err: WeightsError) -> bool:
+    return "sha256" in str(err)
+
+
+def _standin_status(config: dict, req: RequiredWeights, path: Path, sha256: str | None) -> RequiredStatus | None:
+    """A stand-in (unidad.standins) is refused outside a rehearsal config, and named as one inside it."""
+    from unidad.standins import is_standin
+
+    if not is_standin(path, sha256):
+        return None
+    if config.get("rehearsal"):
+        return RequiredStatus(req, True, f"STAND-IN (rehearsal config: allowed, every number stamped) ({path})")
+    return RequiredStatus(req, False, f"refused: {path} is a rehearsal stand-in (random weights)",
+                          f"unidad weights fetch {req.name} (the real file), or run the rehearsal config")

@@ -50,19 +50,8 @@ def _read_rgb(file: Path) -> Image.Image:
         raise ImageFolderError(f"cannot read image {file}: {reason}; replace or remove the file") from None
 
 
-def load_image_folder(
-    path: str | os.PathLike,
-    shots: int | None = None,
-    image_size: int = 16,
-    on_wrong_size: str = "resize",
-) -> np.ndarray:
-    """Load the images of a folder as uint8 [N, image_size, image_size, 3] in sorted file order.
-
-    shots: keep only the first `shots` files (sorted by name); None keeps all.
-    on_wrong_size: "resize" (PIL bilinear to image_size x image_size, aspect not kept, the same
-    resize the metrics use for reference sets) or "error".
-    Grayscale and palette images become RGB; transparency is composited on white.
-    """
+def check_folder_options(image_size: Any, shots: Any = None, on_wrong_size: str = "resize") -> int:
+    """Validate the options of a folder read; returns image_size as an int."""
     if on_wrong_size not in WRONG_SIZE_POLICIES:
         raise ImageFolderError(
             f"{WRONG_SIZE_KEY} is '{on_wrong_size}'; use one of: {', '.join(WRONG_SIZE_POLICIES)}"
@@ -71,7 +60,11 @@ def load_image_folder(
         raise ImageFolderError(f"image_size must be a positive integer, got {image_size!r}")
     if shots is not None and (isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots < 1):
         raise ImageFolderError(f"shots must be a positive integer or None, got {shots!r}")
+    return int(image_size)
 
+
+def folder_files(path: str | os.PathLike, shots: int | None = None) -> list[Path]:
+    """The files a folder read uses: the first `shots` image files in sorted order (all for None)."""
     files = list_image_files(path)
     if not files:
         raise ImageFolderError(
@@ -84,20 +77,58 @@ def load_image_folder(
                 f"add images or lower the number of shots"
             )
         files = files[:shots]
+    return files
 
-    size = int(image_size)
+
+def read_image(file: str | os.PathLike, image_size: int, on_wrong_size: str = "resize") -> np.ndarray:
+    """One image file as uint8 [image_size, image_size, 3], resized or rejected per `on_wrong_size`."""
+    img = _read_rgb(Path(file))
+    if img.size != (image_size, image_size):
+        if on_wrong_size == "error":
+            raise ImageFolderError(
+                f"{file} is {img.size[0]}x{img.size[1]} but {image_size}x{image_size} is expected; "
+                f"resize the images or set {WRONG_SIZE_KEY}: resize"
+            )
+        img = img.resize((image_size, image_size), Image.BILINEAR)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def load_image_folder(
+    path: str | os.PathLike,
+    shots: int | None = None,
+    image_size: int = 16,
+    on_wrong_size: str = "resize",
+) -> np.ndarray:
+    """Load the images of a folder as uint8 [N, image_size, image_size, 3] in sorted file order.
+
+    For sets that fit in memory (few-shot sets, reference sets); training data is streamed instead
+    (unidad.data.stream), and a staged folder is checked file by file (verify_image_folder).
+    shots: keep only the first `shots` files (sorted by name); None keeps all.
+    on_wrong_size: "resize" (PIL bilinear to image_size x image_size, aspect not kept, the same
+    resize the metrics use for reference sets) or "error".
+    Grayscale and palette images become RGB; transparency is composited on white.
+    """
+    size = check_folder_options(image_size, shots, on_wrong_size)
+    files = folder_files(path, shots)
     out = np.empty((len(files), size, size, 3), dtype=np.uint8)
     for i, file in enumerate(files):
-        img = _read_rgb(file)
-        if img.size != (size, size):
-            if on_wrong_size == "error":
-                raise ImageFolderError(
-                    f"{file} is {img.size[0]}x{img.size[1]} but {size}x{size} is expected; "
-                    f"resize the images or set {WRONG_SIZE_KEY}: resize"
-                )
-            img = img.resize((size, size), Image.BILINEAR)
-        out[i] = np.asarray(img, dtype=np.uint8)
+        out[i] = read_image(file, size, on_wrong_size)
     return out
+
+
+def verify_image_folder(
+    path: str | os.PathLike,
+    shots: int | None = None,
+    image_size: int = 16,
+    on_wrong_size: str = "resize",
+) -> int:
+    """Read every image a folder read would use, one at a time, keeping none (memory does not grow
+    with the folder); returns how many there are. Raises ImageFolderError like load_image_folder."""
+    size = check_folder_options(image_size, shots, on_wrong_size)
+    files = folder_files(path, shots)
+    for file in files:
+        read_image(file, size, on_wrong_size)
+    return len(files)
 
 
 def write_image_folder(images: Any, out_dir: str | os.PathLike) -> Path:

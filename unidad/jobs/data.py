@@ -34,11 +34,12 @@ def write_demo_split(dataset: Mapping[str, Any], split: str, image_size: int, ou
 
 def verify_staged_folder(folder: str | Path, shots: int | None, image_size: int, on_wrong_size: str,
                          out: str | Path) -> None:
-    """Loads a staged dataset split once with the validating loader; writes a marker with its size."""
-    from unidad.data.folders import load_image_folder
+    """Reads every file of a staged dataset split with the validating reader, one at a time (the folder
+    is never held in memory); writes a marker with its size."""
+    from unidad.data.folders import verify_image_folder
 
-    images = load_image_folder(folder, shots=shots, image_size=image_size, on_wrong_size=on_wrong_size)
-    write_json_atomic(out, {"folder": str(folder), "shots": shots, "n_images": len(images)})
+    n_images = verify_image_folder(folder, shots=shots, image_size=image_size, on_wrong_size=on_wrong_size)
+    write_json_atomic(out, {"folder": str(folder), "shots": shots, "n_images": n_images})
 
 
 def domain_figure(demo_datasets: Mapping[str, Mapping[str, Any]], targets: Sequence[str], image_size: int,

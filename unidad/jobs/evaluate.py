@@ -86,7 +86,9 @@ def compute_metrics(inputs, outputs: Mapping[str, str | Path], slug: str, step: 
     `inputs` is a MetricInputs (unidad.metrics.inputs). A metric already computed for these exact
     samples and protocol is restored from a cache next to the samples instead of recomputed, so adding
     a metric to the config computes only that metric. Each record carries the environment it was
-    computed in (unidad.runtime.environment_record), which is not part of the cache key."""
+    computed in (unidad.runtime.environment_record), which is not part of the cache key, and
+    `standin` (computed in a rehearsal, from stand-in weights: never a real result)."""
+    from unidad import standins
     from unidad.metrics.registry import get_metric
     from unidad.weights_file import sha256_file
 
@@ -105,6 +107,7 @@ def compute_metrics(inputs, outputs: Mapping[str, str | Path], slug: str, step: 
             if rec.get("samples_sha256") == samples_hash and rec.get("protocol") == protocol:
                 rec.setdefault("environment", None)  # computed before records carried one
                 rec["evaluation_protocol"] = inputs.evaluation_protocol  # the label follows the settings
+                rec["standin"] = bool(rec.get("standin")) or standins.active()
                 write_json_atomic(out, rec)
                 log(f"[metrics] {name}: up to date for these samples (cache)")
                 continue
@@ -119,6 +122,8 @@ def compute_metrics(inputs, outputs: Mapping[str, str | Path], slug: str, step: 
                       "n_reference": 0, "values": {}, "values_val": {}, "params": {}}
             record.update(metric.compute(inputs, nfe, images))
             rec["per_nfe"][str(nfe)] = record
+        # a rehearsal's number derives from stand-in weights (its source model at least): stamped
+        rec["standin"] = standins.active()
         write_json_atomic(cached, rec)
         write_json_atomic(out, rec)
         log(f"[metrics] {name}: computed for NFE {sorted(inputs.images, key=str)}")

@@ -30,6 +30,7 @@ def stage_job(plan: Plan, slug: str) -> dict[str, Any]:
         "image_size": plan.image_size, "backbone": config["backbone"], "benchmark": config["benchmark"],
         "tracking": tracking_settings(plan),
         "on_wrong_size": config["datasets"][dataset].get("on_wrong_size", "resize"),
+        "data_workers": int(config.get("data_workers", 0)),
         "device": config.get("device", "auto"), "plugins": list(config.get("plugins", [])),
         "checkpoints": {k: config["checkpoints"][k] for k in ("keep_full", "snapshot_dtype")},
     }
@@ -121,8 +122,9 @@ def qualitative_units(plan: Plan, dataset: str) -> dict[str, tuple[Path, int]]:
 
 
 def report_seeds(plan: Plan) -> list[int]:
-    """The per-image seeds of the source teacher's and the source students' reports."""
-    return plan.sample_seeds(REPORT_IMAGES)
+    """The per-image seeds of the source teacher's and the source students' reports: 1000, or the
+    evaluation's sample count when smaller (a smoke run's or a rehearsal's few)."""
+    return plan.sample_seeds(min(REPORT_IMAGES, plan.config["evaluation"]["n_samples"]))
 
 
 def source_students(plan: Plan) -> list[str]:

@@ -14,8 +14,9 @@ def export_source_teacher(backbone: Mapping[str, Any], out: str | Path, *, train
     """The source teacher as one weights file with module 'model', whichever way it was obtained:
     `trained` (a pretraining run's final weights, module `module`) or `staged` (real weights on disk: a
     path, or a manifest name resolved in the local weights folders)."""
+    from unidad import standins
     from unidad.backbones import build_backbone, load_source_weights
-    from unidad.weights import is_path_ref, resolve
+    from unidad.weights import file_sha256, is_path_ref, resolve
     from unidad.weights_file import export_weights, read_weights
 
     if (trained is None) == (staged is None):
@@ -25,6 +26,7 @@ def export_source_teacher(backbone: Mapping[str, Any], out: str | Path, *, train
         model.load_state_dict(read_weights(trained)[module], strict=True)
     else:
         path = Path(staged) if is_path_ref(str(staged)) else resolve(str(staged))
+        standins.check(path, file_sha256(path), f"source model {staged}")
         model = load_source_weights(dict(backbone), path)
     export_weights(out, {"model": model})
 

@@ -28,6 +28,7 @@ class StageJob:
     benchmark: str
     tracking: dict[str, Any]  # kind, uri, experiment, results_dir (see training_tracker)
     on_wrong_size: str = "resize"
+    data_workers: int = 0  # processes decoding the training images (config `data_workers`)
     device: str = "auto"
     plugins: list[str] = field(default_factory=list)
     caption: str | None = None  # a subject's images: the caption of every one ("a prt dog")
@@ -46,13 +47,12 @@ def retention(job: StageJob) -> dict[str, Any]:
     return {k: job.checkpoints[k] for k in ("keep_full", "snapshot_dtype") if k in job.checkpoints}
 
 
-def load_stage_images(job: StageJob) -> torch.Tensor:
-    from unidad.data.folders import load_image_folder
-    from unidad.imageio import to_float_nchw
+def stage_images(job: StageJob):
+    """The stage's training images as file paths, decoded batch by batch while it trains."""
+    from unidad.data.stream import TrainingImages
 
-    images = load_image_folder(job.data_dir, shots=job.run["data"].get("shots"), image_size=job.image_size,
-                               on_wrong_size=job.on_wrong_size)
-    return torch.from_numpy(to_float_nchw(images))
+    return TrainingImages.from_folder(job.data_dir, shots=job.run["data"].get("shots"), image_size=job.image_size,
+                                      on_wrong_size=job.on_wrong_size)
 
 
 def stage_prompts(job: StageJob, n_images: int) -> list[str] | None:
@@ -105,14 +105,14 @@ def run_stage(job: StageJob, threads: int | None = None, stop_at: int | None = N
     for role, (f, _) in weights.items():
         if not f.exists():
             raise FileNotFoundError(f"stage {slug} needs weights for role '{role}': {f} does not exist")
-    images = load_stage_images(job)
+    images = stage_images(job)
     ctx = StageContext(backbone_factory=lambda: build_backbone(job.backbone), weights=weights,
                        real_images=images, device=device, seed=run["seed"], prompts=stage_prompts(job, len(images)))
     stage = cls(cfg, ctx)
     if not world.is_main:  # rank 0 writes the run record, the tracker entry, stats and checkpoints
         try:
             return train(stage, run_dir, tracker=None, stop_at=stop_at, log=lambda msg: None, world=world,
-                             **retention(job))
+                         data_workers=job.data_workers, **retention(job))
         finally:
             shutdown_world()
     environment = environment_record(device)
@@ -126,7 +126,8 @@ def run_stage(job: StageJob, threads: int | None = None, stop_at: int | None = N
     try:
         log(f"[stage] {slug}: {run['stage']} on {run['data']}, roles {run['roles']}, device {device}, "
             f"{world.size} process(es)")
-        summary = train(stage, run_dir, tracker=tracker, stop_at=stop_at, log=log, world=world, **retention(job))
+        summary = train(stage, run_dir, tracker=tracker, stop_at=stop_at, log=log, world=world,
+                        data_workers=job.data_workers, **retention(job))
         status = "FINISHED"
     finally:
         tracker.end_run(status=status)

@@ -129,6 +129,7 @@ class InceptionV3Extractor:
             raise FileNotFoundError(f"Inception weights not found at {weights_path}; see: unidad weights path inception_v3_tf")
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
+        from unidad import standins
         from unidad.weights import file_sha256
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -141,6 +142,7 @@ class InceptionV3Extractor:
         self.resize_protocol = protocol
         self.id = f"inception_v3_tf/pool3/{protocol}"
         self.weights_sha256 = file_sha256(weights_path)
+        self.standin = standins.check(weights_path, self.weights_sha256, "inception_v3_tf")
         self.dim = 2048
 
     def _pool3_pytorch_fid(self, x_uint8: torch.Tensor) -> torch.Tensor:

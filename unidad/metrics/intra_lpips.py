@@ -240,14 +240,16 @@ def build_lpips_vgg(vgg_weights_path: str | Path | None = None, weights_dir: str
 
     import lpips
 
-    from unidad import weights
+    from unidad import standins, weights
 
     vgg_path = Path(vgg_weights_path) if vgg_weights_path is not None else weights.resolve(_VGG_WEIGHTS, weights_dir)
     if not vgg_path.is_file():
         raise weights.WeightsError(f"LPIPS VGG16 trunk not found at {vgg_path}; pass an existing file or None "
                                    "to use the staged one (unidad weights path lpips_vgg16)")
     vgg_sha256 = weights.file_sha256(vgg_path)
-    weights.check_local_file(weights.get_entry(_VGG_WEIGHTS), vgg_path, vgg_sha256)  # prefix + first-verification record
+    standin = standins.check(vgg_path, vgg_sha256, _VGG_WEIGHTS)
+    if not standin:  # a stand-in (rehearsal) cannot match the published prefix
+        weights.check_local_file(weights.get_entry(_VGG_WEIGHTS), vgg_path, vgg_sha256)  # prefix + first-verification record
     lin_report = weights.verify(_LIN_WEIGHTS)
     with warnings.catch_warnings():  # torchvision's deprecation notice for the random-trunk constructor
         warnings.simplefilter("ignore", UserWarning)
@@ -272,6 +274,7 @@ def build_lpips_vgg(vgg_weights_path: str | Path | None = None, weights_dir: str
         "id": LPIPS_VGG_ID,
         "vgg_weights_sha256": vgg_sha256,
         "lin_weights_sha256": lin_report.sha256,
+        **({"standin": True} if standin else {}),
     }
     return model, provenance
 

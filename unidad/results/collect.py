@@ -54,7 +54,7 @@ def unit_rows(benchmark: str, unit: Mapping[str, Any]) -> list[dict[str, Any]]:
                     extractor_sha256=rec["extractor_sha256"], protocol=top.get("evaluation_protocol", ""),
                     value=float(value), n_generated=rec["n_generated"],
                     n_reference=rec.get("n_reference_val" if split == "val" else "n_reference", rec["n_reference"]),
-                    checkpoint=top["checkpoint"], **compute,
+                    checkpoint=top["checkpoint"], standin=bool(top.get("standin", False)), **compute,
                 ))
     return rows
 

@@ -26,6 +26,19 @@ from unidad.results.tables import ablation_params, ablation_table, compute_table
 
 log = logging.getLogger(__name__)
 
+STANDIN_CAPTION = "STAND-IN weights (rehearsal): these numbers test the pipeline and mean nothing. "
+STANDIN_NOTE = ("STAND-IN: computed from stand-in weights written by `unidad rehearsal prepare` (random values in "
+                "the real architectures), never a result.")
+
+
+def stamp_standin(df: pd.DataFrame) -> pd.DataFrame:
+    """Mark a table computed from stand-in weights in its caption, its notes and its CSV."""
+    if not df.attrs.get("standin"):
+        df.attrs["standin"] = True
+        df.attrs["caption"] = STANDIN_CAPTION + str(df.attrs.get("caption", ""))
+        df.attrs["notes"] = [*df.attrs.get("notes", []), STANDIN_NOTE]
+    return df
+
 
 # ------------------------------------------------------------------------------ writers
 def _flat(column) -> str:
@@ -183,13 +196,14 @@ def to_csv(df: pd.DataFrame, path: str | Path) -> Path:
     statistics, else the displayed table with flattened column names."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    standin = {"standin": True} if df.attrs.get("standin") else {}
     if df.attrs.get("stats"):
-        pd.DataFrame(df.attrs["stats"]).to_csv(path, index=False)
+        pd.DataFrame(df.attrs["stats"]).assign(**standin).to_csv(path, index=False)
     else:
         flat = df.copy()
         flat.attrs = {}
         flat.columns = [_flat(c) for c in flat.columns]
-        flat.to_csv(path, index=flat.index.name is not None or isinstance(flat.index, pd.MultiIndex))
+        flat.assign(**standin).to_csv(path, index=flat.index.name is not None or isinstance(flat.index, pd.MultiIndex))
     return path
 
 
@@ -261,12 +275,16 @@ def write_all_tables(tidy: pd.DataFrame, out_dir: str | Path, *, methods: Method
                                                               methods=methods, min_se=claims_min_se),
                                               failed, unmeasured))
 
+    standin = bool(frame["standin"].any())
     paths: list[Path] = []
     combined = []
     for name, table in tables:
+        if standin:
+            stamp_standin(table)
         paths += _write_table(table, out_dir, name)
         combined.append(f"## {name}\n\n" + to_markdown(table))
     index = out_dir / "all_tables.md"
+    title = "# Results tables" + (" (STAND-IN weights: a rehearsal, not results)" if standin else "")
     top = "\n".join(banner) + "\n\n" if banner else ""
-    index.write_text("# Results tables\n\n" + top + "\n".join(combined), encoding="utf-8")
+    index.write_text(title + "\n\n" + top + "\n".join(combined), encoding="utf-8")
     return paths + [index]

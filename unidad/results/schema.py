@@ -61,6 +61,7 @@ ROW_SCHEMA: tuple[Column, ...] = (
     Column("ablation_param", TEXT, "", ""),
     Column("ablation_value", TEXT, "", ""),
     Column("ablation_option", TEXT, "", ""),  # the stage option an ablation changes (or "shots")
+    Column("standin", BOOL, False, False),  # computed from stand-in weights (a rehearsal): not a result
 )
 # Added to the evaluated rows by with_selection; a table without it holds final checkpoints.
 SELECTION_COLUMN = Column("selection", TEXT, "final", "final")

@@ -168,7 +168,8 @@ class StageContext:
     backbone_factory: Callable[[], nn.Module]
     # role -> path of a safetensors file with that role's weights (source teacher, prev stage ...)
     weights: dict[str, tuple[Path, str]]  # role -> (file, module name inside the file)
-    real_images: torch.Tensor | None  # float NCHW in [-1, 1] (pixel space), the stage's data
+    # the stage's data (unidad.data.stream.TrainingImages): the loop streams batches of float NCHW in [-1, 1]
+    real_images: Any | None
     device: torch.device
     seed: int
     # one caption per real image (text-conditioned backbones); batches carry them as batch["prompts"]

@@ -67,16 +67,35 @@ def batch_indices(seed: int, iteration: int, micro: int, n_items: int, batch: in
     return idx, flip
 
 
-def make_batch(stage: Stage, iteration: int, micro: int) -> dict[str, Any]:
-    """{"real": images} and, when the stage's images have captions, {"prompts": their captions}."""
+def batch_stream(stage: Stage, start: int, world: World, workers: int = 0):
+    """The stage's training images from iteration `start` on, each micro-batch of this rank decoded when
+    the loop asks for it (unidad.data.stream); None for a stage without images."""
+    from unidad.data.stream import BatchStream
+
+    cfg, ctx = stage.config, stage.ctx
+    if ctx.real_images is None:
+        return None
+    n = len(ctx.real_images)
+    micros = [micro + world.rank * cfg.grad_accum for micro in range(cfg.grad_accum)]
+    return BatchStream(ctx.real_images, lambda it, micro: batch_indices(ctx.seed, it, micro, n, cfg.batch_size),
+                       start=start, micros=micros, flip=cfg.flip_augment, device=ctx.device, workers=workers)
+
+
+def make_batch(stage: Stage, iteration: int, micro: int, stream=None) -> dict[str, Any]:
+    """One micro-batch: {"real": images} and, when the stage's images have captions, {"prompts": their
+    captions}; {} for a stage without images. The training loop passes its `stream` (batch_stream);
+    without one (tests, benchmarks) the images are decoded here, the same pixels either way."""
+    from unidad.data.stream import decode_batch
+
     cfg, ctx = stage.config, stage.ctx
     if ctx.real_images is None:
         return {}
-    idx, flip = batch_indices(ctx.seed, iteration, micro, ctx.real_images.shape[0], cfg.batch_size)
-    real = ctx.real_images[idx]
-    if cfg.flip_augment:
-        real = torch.where(flip[:, None, None, None], real.flip(-1), real)
-    batch: dict[str, Any] = {"real": real.to(ctx.device)}
+    idx, flip = batch_indices(ctx.seed, iteration, micro, len(ctx.real_images), cfg.batch_size)
+    if stream is not None:
+        real = stream.batch(iteration, micro)
+    else:
+        real = decode_batch(ctx.real_images, idx, flip & cfg.flip_augment).to(ctx.device)
+    batch: dict[str, Any] = {"real": real}
     if ctx.prompts is not None:
         batch["prompts"] = [ctx.prompts[i] for i in idx.tolist()]
     return batch
@@ -226,7 +245,8 @@ def per_term_grad_norms(terms: dict[str, torch.Tensor], params: list[torch.nn.Pa
     return out
 
 
-def run_update(stage: Stage, o: _Optim, it: int, world: World | None = None, grad_norms: bool = False) -> dict[str, float]:
+def run_update(stage: Stage, o: _Optim, it: int, world: World | None = None, grad_norms: bool = False,
+               stream=None) -> dict[str, float]:
     """One step of `o`'s update at iteration `it`: every micro-batch's loss and backward, gradient
     averaging and clipping, the optimiser and scheduler steps. Returns the update's record (its terms,
     gradient norm, learning rate; the per-term gradient norms too with `grad_norms`).
@@ -238,7 +258,7 @@ def run_update(stage: Stage, o: _Optim, it: int, world: World | None = None, gra
     _set_trainable(stage, set(o.update.modules))
     o.optimizer.zero_grad(set_to_none=True)
     for micro in range(cfg.grad_accum):
-        batch = make_batch(stage, it, micro + world.rank * cfg.grad_accum)
+        batch = make_batch(stage, it, micro + world.rank * cfg.grad_accum, stream)
         with _autocast(ctx.device, cfg.precision):
             terms = o.update.loss(batch)
         if micro == 0 and world.is_main and grad_norms:
@@ -266,13 +286,15 @@ def train(
     world: World | None = None,
     keep_full: int = 1,
     snapshot_dtype: str = "fp32",
+    data_workers: int = 0,
 ) -> dict[str, Any]:
     """Train `stage` to `config.iterations` (or to `stop_at`, for segmented runs), resuming from the
     newest checkpoint in run_dir. Returns the run summary (also written to run_dir/summary.json when
     the stage is complete).
 
     With a multi-process `world`, every rank runs this with its own slice of each batch
-    (batch_size per rank) and noise; weights start and stay identical on all ranks.
+    (batch_size per rank) and noise; weights start and stay identical on all ranks. `data_workers`
+    processes decode the training images (0: this process); the weights do not depend on it.
 
     Retention (config `checkpoints`): the full resume state for the newest `keep_full` checkpoints (a
     stage's own keep_checkpoints, when set, wins); every checkpoint step also writes the product
@@ -345,14 +367,17 @@ def train(
         m.train()
     stats_cm = open(stats_path, "a") if world.is_main else contextlib.nullcontext()
     window = _LogWindow()
-    with _SignalFlag() as flag, stats_cm as stats_file:
+    # the workers start inside the signal handler's scope and ignore the scheduler's signals themselves
+    with _SignalFlag() as flag, stats_cm as stats_file, \
+            (batch_stream(stage, start, world, data_workers) or contextlib.nullcontext()) as stream:
         for it in range(start, target):
             record: dict[str, float] = {}
             for o in optims:
                 if it % o.update.every == 0:
                     # per-term gradient norms once per update and log line, at its first step in the window
                     # (an update that runs every `ratio` iterations may never run on a log step itself)
-                    record.update(run_update(stage, o, it, world, grad_norms=not window.has(o.update.name)))
+                    record.update(run_update(stage, o, it, world, grad_norms=not window.has(o.update.name),
+                                             stream=stream))
             _set_trainable(stage, set())
             images_seen += cfg.batch_size * cfg.grad_accum * world.size
             step = it + 1

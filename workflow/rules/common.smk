@@ -28,12 +28,15 @@ from unidad.job_requests import (
 )
 from unidad.metrics.registry import check_metric_names, metrics_needing
 from unidad.plan import PATHS, Plan
+from unidad.preflight import refuse_in_config
+from unidad.standins import StandinError
 
 try:
     validate_config(config)
     PLAN = Plan(config)
     check_metric_names(config["evaluation"]["metrics"])
-except (ConfigError, ValueError) as err:
+    refuse_in_config(config)  # stand-in weights only in a rehearsal config
+except (ConfigError, ValueError, StandinError) as err:
     raise WorkflowError(f"invalid config: {err}") from None
 
 R = str(PLAN.root)
@@ -124,8 +127,10 @@ def training_threads(wildcards):
 
 def job_params(**params):
     """A rule's params: its job's arguments, plus the config's plugin modules, which every job imports
-    first (they register stages, metrics, extractors)."""
-    return {"plugins": list(config.get("plugins", [])), **params}
+    first (they register stages, metrics, extractors), and in a rehearsal config `standins` (the job may
+    load stand-in weights, and stamps what it computes; unidad.standins)."""
+    rehearsal = {"standins": True} if config.get("rehearsal") else {}
+    return {"plugins": list(config.get("plugins", [])), **rehearsal, **params}
 
 
 # ----------------------------------------------------------------------------------------------- data
