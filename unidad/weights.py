@@ -62,6 +62,7 @@ class WeightsEntry:
     package: str | None = None
     package_path: str | None = None
     revision_note: str | None = None  # why hf_revision is not a commit yet, and how to pin it
+    export: str | None = None  # "sd15_unet": the workflow makes weights/<name>.safetensors from it
 
     @property
     def revision_pinned(self) -> bool:
@@ -121,6 +122,7 @@ def _entry_from_json(raw: dict) -> WeightsEntry:
         package=raw.get("package"),
         package_path=raw.get("package_path"),
         revision_note=raw.get("revision_note"),
+        export=raw.get("export"),
     )
 
 

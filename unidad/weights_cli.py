@@ -100,18 +100,9 @@ def _cmd_path(args) -> int:
 def _cmd_export_sd15_unet(args) -> int:
     """A unidad weights file (module 'model') of SD1.5 with another UNet's weights: what a method's
     role reads, e.g. `init: weights/dmd2_sd15_1step.safetensors` in config/methods_sdp.yaml."""
-    from unidad.backbones.sd15 import load_sd15, replace_unet
-    from unidad.weights import is_path_ref
-    from unidad.weights_file import export_weights
+    from unidad.jobs.teachers import export_sd15_unet
 
-    model_dir = Path(args.model_dir) if args.model_dir else resolve("sd15", args.weights_dir)
-    unet = Path(args.unet) if is_path_ref(args.unet) or Path(args.unet).is_file() else resolve(args.unet, args.weights_dir)
-    try:
-        model = replace_unet(load_sd15(model_dir), unet)
-    except (ValueError, FileNotFoundError) as err:
-        raise WeightsError(str(err)) from None
-    export_weights(args.out, {"model": model}, metadata={"unet": str(unet), "model_dir": str(model_dir)})
-    print(f"{args.out}: SD1.5 ({model_dir}) with the UNet of {unet}")
+    export_sd15_unet(args.unet, args.out, args.model_dir, args.weights_dir)
     return 0
 
 

@@ -67,3 +67,28 @@ def teacher_report(backbone: Mapping[str, Any], weights: str | Path, sampling: M
     save_grid(images[:64], out_grid, nrow=8)
     write_json_atomic(out_json, report)
     return report
+
+
+def sd15_unets() -> list[str]:
+    """Manifest entries the workflow turns into `weights/<name>.safetensors` (export: sd15_unet)."""
+    from unidad.weights import manifest
+
+    return sorted(name for name, entry in manifest().items() if entry.export == "sd15_unet")
+
+
+def export_sd15_unet(unet: str, out: str | Path, model_dir: str | Path | None = None,
+                     weights_dir: str | Path | None = None) -> None:
+    """SD1.5 (the staged `sd15`, or `model_dir`) with the UNet weights `unet` (a manifest name or a
+    path) as one unidad weights file (module 'model'): what a method's role reads."""
+    from unidad.backbones.sd15 import load_sd15, replace_unet
+    from unidad.weights import WeightsError, is_path_ref, resolve
+    from unidad.weights_file import export_weights
+
+    model_dir = Path(model_dir) if model_dir else resolve("sd15", weights_dir)
+    path = Path(unet) if is_path_ref(unet) or Path(unet).is_file() else resolve(unet, weights_dir)
+    try:
+        model = replace_unet(load_sd15(model_dir), path)
+    except (ValueError, FileNotFoundError) as err:
+        raise WeightsError(str(err)) from None
+    export_weights(out, {"model": model}, metadata={"unet": str(path), "model_dir": str(model_dir)})
+    log(f"{out}: SD1.5 ({model_dir}) with the UNet of {path}")

@@ -27,6 +27,7 @@ from unidad.job_requests import (
     request_minutes,
 )
 from unidad.metrics.registry import check_metric_names, metrics_needing
+from unidad.jobs.teachers import sd15_unets
 from unidad.plan import PATHS, Plan
 from unidad.preflight import refuse_in_config
 from unidad.standins import StandinError
@@ -41,6 +42,8 @@ except (ConfigError, ValueError, StandinError) as err:
 
 R = str(PLAN.root)
 EV = config["evaluation"]
+# manifest UNets the workflow turns into weights/<name>.safetensors (rule export_sd15_unet)
+SD15_UNETS = sd15_unets()
 METRICS = EV["metrics"]
 # The report groups everything under the benchmark, so reports of several configs read apart.
 REPORT_CATEGORY = f"Benchmark {config['benchmark']}"

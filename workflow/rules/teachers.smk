@@ -62,3 +62,23 @@ rule source_student_report:
         "../envs/unidad.yaml"
     script:
         "../scripts/student_report.py"
+
+
+rule export_sd15_unet:
+    """A staged SD1.5 UNet of the weights manifest (`export: sd15_unet`: the public one-step DMD2
+    student) as the unidad weights file a method's role reads (`init: weights/<name>.safetensors`,
+    config/methods_sdp.yaml). The job resolves the staged files, so a dry run needs none of them."""
+    output:
+        "weights/{unet}.safetensors",
+    wildcard_constraints:
+        unet="|".join(SD15_UNETS) or "no-exportable-unet",
+    log:
+        f"{R}/logs/weights/{{unet}}_export.log",
+    benchmark:
+        benchmark_file("export_sd15_unet", "{unet}")
+    resources:
+        **resources_for("small"),
+    conda:
+        "../envs/unidad.yaml"
+    script:
+        "../scripts/export_sd15_unet.py"
