@@ -148,7 +148,8 @@ def test_quoted_rows_come_from_the_methods_file():
 
 def test_the_projects_methods_file_lists_reference_and_quoted_rows():
     methods = MethodCatalogue.default()
-    assert methods.runnable == ("ft", "ft_dmd2", "dmd2_ft", "unidad_src", "unidad", "unidad_pre")
+    assert methods.runnable == ("ft", "ft_dmd2", "dmd2_ft", "unidad_src", "unidad", "unidad_pre",
+                                "ft_dpdmd", "dpdmd_ft", "ft_iflash", "iflash_ft", "unidad_dp")
     assert methods.references == ("training_shots", "source_teacher")
     assert set(methods.quoted) == {"ddpm_pa", "crdi", "turbo_pso"}
     assert methods.single_stage("ft") == "adaptation only" and methods.single_stage("source_teacher") is None

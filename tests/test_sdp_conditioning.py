@@ -17,6 +17,7 @@ from unidad.edm import denoiser_grid, denoiser_student_sigmas, karras_grid
 from unidad.prompts import drop_token
 from unidad.sampling import generate
 from unidad.stages import StageContext, get_stage
+from unidad.data.stream import TrainingImages
 from unidad.train.loop import make_batch, train
 from unidad.weights_file import export_weights
 
@@ -39,7 +40,8 @@ def make_stage(stage_id, source, prompts=(INSTANCE,) * 3, **params):
         base.update(ratio=1, gen_steps=1, precision="fp32")
     base.update(params)
     gen = torch.Generator().manual_seed(0)
-    real = torch.rand(len(prompts), 3, 64, 64, generator=gen) * 2 - 1
+    real = TrainingImages.from_pixels(
+        torch.randint(0, 256, (len(prompts), 64, 64, 3), generator=gen, dtype=torch.uint8).numpy())
     ctx = StageContext(backbone_factory=lambda: tiny_sd15(seed=0), weights={r: (source, "model") for r in cls.roles},
                        real_images=real, device=torch.device("cpu"), seed=3, prompts=list(prompts))
     stage = cls(cls.config_cls.from_dict(base), ctx)

@@ -1,7 +1,7 @@
 """The unidad stage does no duplicated work, and its speed switches keep its numbers."""
 import torch
 
-from unidad.train.loop import build_optimizers, run_update, train
+from unidad.train.loop import build_optimizers, make_batch, run_update, train
 from unidad.weights_file import read_weights
 
 from test_stages import make_stage, source_file  # noqa: F401  (the fixture, reused)
@@ -56,7 +56,7 @@ def test_checkpointed_unroll_gives_the_generator_the_same_gradient(tiny_factory,
         stage = make_stage("unidad", tiny_factory, source_file, checkpoint_unroll=checkpoint)
         stage.build()
         torch.manual_seed(5)
-        stage.generator_loss({"real": stage.ctx.real_images[:2]})["loss"].backward()
+        stage.generator_loss(make_batch(stage, 0, 0))["loss"].backward()
         grads.append([p.grad.clone() for p in stage.modules["generator"].parameters()])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
@@ -71,7 +71,7 @@ def test_channels_last_and_tf32_keep_the_losses_and_gradients(tiny_factory, sour
         stage.build()
         apply_speed_options(stage)
         torch.manual_seed(7)
-        terms = stage.critic_loss({"real": stage.ctx.real_images[:2]})
+        terms = stage.critic_loss(make_batch(stage, 0, 0))
         terms["loss"].backward()
         results.append((terms, [p.grad.clone() for p in stage.modules["fake"].parameters()]))
     (plain, g_plain), (fast, g_fast) = results
