@@ -280,10 +280,14 @@ def check(args, slurm, reference, job, job_log, run_dir, train_log, iterations, 
         problems.append(f"expected the training job to be submitted twice (a retry), got SLURM jobs {jobs}")
     elif resumed is None:
         problems.append(f"the retry (SLURM job {jobs[1]}) did not resume at step {step}:\n{tail(train_log)}")
-    elif step not in checkpoint_steps(run_dir):
-        problems.append(f"the checkpoint of step {step} is gone from {run_dir}")
+    elif checkpoint_steps(run_dir) != [iterations]:
+        # retention (checkpoints.keep_full: 1): the full state of the signal's step goes once a newer
+        # checkpoint exists; only the final step's stays
+        problems.append(f"expected the full state of the final step {iterations} only, found steps "
+                        f"{checkpoint_steps(run_dir)} in {run_dir / 'checkpoints'}")
     else:
-        log(f"3. Snakemake resubmitted it as SLURM job {jobs[1]}, which resumed at step {step} and finished")
+        log(f"3. Snakemake resubmitted it as SLURM job {jobs[1]}, which resumed at step {step} and finished "
+            f"(the full state is kept for the final step only)")
 
     # 4. the trainer read the job's end time (the stop before the time limit needs no signal)
     end = re.search(r"\[train\] job ends at (.+?), stopping for requeue from .+ \(end time from (\S+)\)", text)
