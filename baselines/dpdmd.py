@@ -36,7 +36,6 @@ class DPDMDStage(AnchoredFirstStep, UniDADStage):
         return "none"
 
     def build(self) -> None:
-        cfg = self.config
         teacher = self.add("teacher", self.new_backbone(self.teacher_role), frozen=True)
         self.add("generator", self.new_backbone("init"))
         fake = self.add("fake", copy.deepcopy(teacher))

@@ -6,7 +6,6 @@ import argparse
 import functools
 import os
 import sys
-from pathlib import Path
 from typing import Sequence
 
 from unidad.preflight import check_required

@@ -198,7 +198,6 @@ class UniDADStage(Stage):
         cond = self._cond(batch)
         x = self._critic_samples(cond)
         terms = self.fake_score_terms(x, cond)
-        fake = self.modules["fake"]
         loss = terms["fake_denoise"]
         if cfg.gan_weight_d > 0:
             real = self.modules["fake"].encode(batch["real"])
