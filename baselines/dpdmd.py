@@ -10,8 +10,6 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-import torch
-
 from unidad.stages.anchored import AnchoredFirstStep
 from unidad.stages.base import TrainConfig, Update, register_stage
 from unidad.stages.options import AnchorOptions, DMDOptions, FewStepOptions, SpeedOptions, TextOptions
@@ -44,22 +42,8 @@ class DPDMDStage(AnchoredFirstStep, UniDADStage):
         self._setup_schedule()
         self.check_anchor()
 
-    def generator_loss(self, batch) -> dict[str, torch.Tensor]:
-        cfg = self.config
-        cond = self._cond(batch)
-        x, terms, loss = self._generator_output(batch, cond)
-        self._shared_samples.append(x.detach())
-        if cfg.dmd_weight > 0:
-            terms.update(self._dmd_terms(x, batch, cond))
-            loss = loss + cfg.dmd_weight * terms["dmd"]
-        terms["loss"] = loss
-        return terms
-
-    def critic_loss(self, batch) -> dict[str, torch.Tensor]:
-        cond = self._cond(batch)
-        terms = self.fake_score_terms(self._critic_samples(cond), cond)
-        terms["loss"] = terms["fake_denoise"]
-        return terms
+    def gan_weights(self) -> tuple[float, float]:
+        return 0.0, 0.0  # no discriminator: Uni-DAD's losses reduce to DMD + the anchor and the fake score
 
     def updates(self) -> list[Update]:
         cfg = self.config

@@ -89,7 +89,7 @@ class UniDADStage(Stage):
             tgt.train()
         elif mode == "frozen":
             self.add("target_teacher", self.new_backbone("target_teacher"), frozen=True)
-        if self.ctx.real_images is None and (cfg.gan_weight_g > 0 or cfg.gan_weight_d > 0 or mode == "online"):
+        if self.ctx.real_images is None and (max(self.gan_weights()) > 0 or mode == "online"):
             raise ValueError(f"stage {self.stage_id} needs real images for the GAN / online target teacher")
         self._setup_schedule()
 
@@ -177,29 +177,35 @@ class UniDADStage(Stage):
         x_t = x + sigma.view(-1, 1, 1, 1) * torch.randn_like(x)
         return {"fake_denoise": denoising_loss(fake.denoise(x_t, sigma, cond), x, sigma, sigma_data=fake.sigma_data)}
 
+    def gan_weights(self) -> tuple[float, float]:
+        """(lambda_G, lambda_D) of the GAN terms; a stage without a discriminator (dpdmd) returns zeros."""
+        return self.config.gan_weight_g, self.config.gan_weight_d
+
     # -- losses ----------------------------------------------------------------------------------
     def generator_loss(self, batch) -> dict[str, torch.Tensor]:
         cfg = self.config
+        gan_weight_g, _ = self.gan_weights()
         cond = self._cond(batch)
         x, terms, loss = self._generator_output(batch, cond)
         self._shared_samples.append(x.detach())
         if cfg.dmd_weight > 0:
             terms.update(self._dmd_terms(x, batch, cond))
             loss = loss + cfg.dmd_weight * terms["dmd"]
-        if cfg.gan_weight_g > 0:
+        if gan_weight_g > 0:
             logits = self._logits(*self._critic_inputs(x), cond)
             terms["gan_g"] = multihead_generator_loss(cfg.gan_loss, logits, cfg.head_reduce)
-            loss = loss + cfg.gan_weight_g * terms["gan_g"]
+            loss = loss + gan_weight_g * terms["gan_g"]
         terms["loss"] = loss
         return terms
 
     def critic_loss(self, batch) -> dict[str, torch.Tensor]:
         cfg = self.config
+        _, gan_weight_d = self.gan_weights()
         cond = self._cond(batch)
         x = self._critic_samples(cond)
         terms = self.fake_score_terms(x, cond)
         loss = terms["fake_denoise"]
-        if cfg.gan_weight_d > 0:
+        if gan_weight_d > 0:
             real = self.modules["fake"].encode(batch["real"])
             real_noisy, sigma_r = self._critic_inputs(real)
             if cfg.r1_gamma > 0:
@@ -224,7 +230,7 @@ class UniDADStage(Stage):
             terms["gan_d"] = d
             terms["score_real"] = mean_head_logits(real_logits).mean().detach()
             terms["score_fake"] = mean_head_logits(fake_logits).mean().detach()
-            loss = loss + cfg.gan_weight_d * d
+            loss = loss + gan_weight_d * d
         terms["loss"] = loss
         return terms
 
