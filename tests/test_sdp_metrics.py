@@ -1,0 +1,166 @@
+"""The SDP metrics' plumbing with tiny random-weight networks built from config (no weights needed):
+image preparation, normalisation constants, the official aggregation order on hand-made embeddings
+with a known answer, the metric records through the registry; the weights cases skip when unstaged."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from unidad.metrics import dino as dino_metric
+from unidad.metrics import sdp_common as sdp
+from unidad.metrics.inputs import MetricInputs
+from unidad.metrics.registry import get_metric
+
+TINY_VIT = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+            "patch_size": 16, "image_size": 224}
+
+
+def tiny_vit():
+    from transformers import ViTConfig, ViTModel
+
+    torch.manual_seed(0)
+    return ViTModel(ViTConfig(**TINY_VIT, layer_norm_eps=1e-6), add_pooling_layer=False)
+
+
+def write_samples(path: Path, images: np.ndarray, prompts: list[str] | None) -> Path:
+    extra = {} if prompts is None else {"prompts": np.asarray(prompts, dtype=str)}
+    np.savez(path, images_nfe1=images, seeds=np.arange(len(images)), timing="{}", checkpoint="ck.safetensors",
+             **extra)
+    return path
+
+
+def write_shots(folder: Path, images: np.ndarray) -> Path:
+    from unidad.data.folders import write_image_folder
+
+    return write_image_folder(images, folder)
+
+
+# ------------------------------------------------------------------------------------- preparation
+def test_center_square_keeps_the_central_square_and_resizes_bicubic():
+    img = np.zeros((1, 4, 8, 3), np.uint8)
+    img[:, :, 2:6] = 200  # the central 4x4 square
+    out = sdp.center_square(img, size=4)
+    assert out.shape == (1, 4, 4, 3) and (out == 200).all()
+    assert sdp.center_square(np.full((2, 224, 224, 3), 7, np.uint8)).shape == (2, 224, 224, 3)
+    with pytest.raises(ValueError, match="uint8 NHWC"):
+        sdp.center_square(np.zeros((1, 3, 8, 8), np.float32))
+
+
+def test_normalisation_constants():
+    white = np.full((1, 2, 2, 3), 255, np.uint8)
+    x = sdp.normalise(white, sdp.IMAGENET_MEAN, sdp.IMAGENET_STD)
+    assert x.shape == (1, 3, 2, 2)
+    expected = (1 - torch.tensor([0.485, 0.456, 0.406])) / torch.tensor([0.229, 0.224, 0.225])
+    assert torch.allclose(x[0, :, 0, 0], expected)
+    x = sdp.normalise(np.zeros((1, 1, 1, 3), np.uint8), sdp.CLIP_MEAN, sdp.CLIP_STD)
+    assert torch.allclose(x.flatten(), -torch.tensor([0.48145466, 0.4578275, 0.40821073])
+                          / torch.tensor([0.26862954, 0.26130258, 0.27577711]))
+
+
+# ------------------------------------------------------------------------------------- aggregation
+def test_aggregation_is_per_prompt_then_mean_over_prompts():
+    # real: e1, e2; prompt A: one image along e1 (cosines 1, 0 -> 0.5); prompt B: three images along e2,
+    # -e1, -e1 (cosines (0, 1), (-1, 0), (-1, 0) -> -1/6). Subject: (0.5 - 1/6) / 2 = 1/6; the pooled
+    # mean over all 8 pairs would be 0 instead.
+    real = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    gen = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [-1.0, 0.0]], dtype=torch.float64)
+    groups = sdp.prompt_groups(["A", "B", "B", "B"], 4)
+    res = dino_metric.subject_similarity(real, gen, groups)
+    assert res["per_prompt"] == pytest.approx({"A": 0.5, "B": -1 / 6})
+    assert res["value"] == pytest.approx(1 / 6)
+    assert float((real @ gen.T).mean()) == pytest.approx(0.0)
+
+
+def test_prompt_groups_keep_first_appearance_order_and_check_counts():
+    groups = sdp.prompt_groups(["b", "a", "b"], 3)
+    assert list(groups) == ["b", "a"] and groups["b"].tolist() == [0, 2]
+    with pytest.raises(ValueError, match="2 prompts stored for 3 images"):
+        sdp.prompt_groups(["a", "b"], 3)
+
+
+# ------------------------------------------------------------------------------------- DINO
+def test_dino_embedding_is_the_cls_token_after_the_final_norm():
+    model = tiny_vit()
+    x = torch.randn(2, 3, 224, 224)
+    out = dino_metric.DinoEmbed(model, {})(x)
+    with torch.no_grad():
+        hidden = model.embeddings(x)
+        for layer in model.layers:
+            hidden = layer(hidden, None)
+        expected = model.layernorm(hidden)[:, 0]
+    assert out.shape == (2, 32) and torch.allclose(out, expected, atol=1e-5)
+
+
+def test_load_dino_reads_a_local_folder_and_refuses_another_architecture(tmp_path):
+    model = tiny_vit()
+    model.save_pretrained(tmp_path / "dino")
+    loaded = dino_metric.load_dino(tmp_path / "dino", expected=TINY_VIT)
+    x = torch.randn(1, 3, 224, 224)
+    assert torch.allclose(loaded(x), dino_metric.DinoEmbed(model, {})(x))
+    assert len(loaded.provenance["weights_sha256"]) == 64
+    with pytest.raises(ValueError, match="is not DINO ViT-S/16"):
+        dino_metric.load_dino(tmp_path / "dino")  # the real ViT-S/16 shape is expected by default
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(tmp_path / "dino" / "model.safetensors"))
+    save_file({k: v for k, v in state.items() if "layernorm.weight" != k}, str(tmp_path / "dino" / "model.safetensors"))
+    with pytest.raises(ValueError, match="does not fit DINO ViT-S/16"):
+        dino_metric.load_dino(tmp_path / "dino", expected=TINY_VIT)
+
+
+def _subject_case(tmp_path, prompts=("a prt cube in the snow",) * 2 + ("a red prt cube",) * 2):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (len(prompts), 32, 32, 3), dtype=np.uint8)
+    shots = rng.integers(0, 256, (3, 48, 40, 3), dtype=np.uint8)  # not square: centre-cropped
+    samples = write_samples(tmp_path / "samples.npz", images, list(prompts) if prompts else None)
+    shots_dir = write_shots(tmp_path / "shots", shots)
+    return MetricInputs(samples=samples, shots_dir=shots_dir, shots=3, unique_token="prt"), images, shots
+
+
+def test_dino_metric_record_through_the_registry(tmp_path, monkeypatch):
+    model = dino_metric.DinoEmbed(tiny_vit(), {"id": "tiny", "weights_sha256": "0" * 64})
+    monkeypatch.setattr(dino_metric, "staged_dino", lambda: model)
+    inputs, images, shots = _subject_case(tmp_path)
+    rec = get_metric("dino").compute(inputs, 1, inputs.images[1])
+    assert rec["n_reference"] == 3 and rec["extractor"] == "tiny"
+    per_prompt = rec["params"]["per_prompt"]
+    assert list(per_prompt) == ["a prt cube in the snow", "a red prt cube"]
+    real = sdp.embed_images(model, sdp.center_square(shots), sdp.IMAGENET_MEAN, sdp.IMAGENET_STD)
+    gen = sdp.embed_images(model, images, sdp.IMAGENET_MEAN, sdp.IMAGENET_STD)
+    first = float((real @ gen[:2].T).mean())
+    assert per_prompt["a prt cube in the snow"] == pytest.approx(first)
+    assert rec["values"]["dino"] == pytest.approx(np.mean(list(per_prompt.values())))
+    assert get_metric("dino").needs == frozenset({"shots"})
+
+
+def test_sdp_metrics_refuse_unprompted_samples(tmp_path, monkeypatch):
+    monkeypatch.setattr(dino_metric, "staged_dino", lambda: dino_metric.DinoEmbed(tiny_vit(), {}))
+    inputs, _, _ = _subject_case(tmp_path, prompts=(None,) * 0)
+    with pytest.raises(ValueError, match="needs prompts stored with the samples"):
+        get_metric("dino").compute(inputs, 1, inputs.images[1])
+
+
+def test_dino_needs_the_staged_weights_and_says_how_to_get_them(monkeypatch, tmp_path):
+    from unidad import weights
+
+    monkeypatch.setenv("UNIDAD_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    dino_metric.staged_dino.cache_clear()
+    with pytest.raises(weights.WeightsError, match="unidad weights fetch dino_vits16"):
+        dino_metric.staged_dino()
+
+
+def test_metric_inputs_carry_the_unique_token_for_prompted_runs_only():
+    from unidad.config import load_config_file
+    from unidad.jobs.params import metric_inputs
+    from unidad.plan import Plan
+
+    root = Path(__file__).resolve().parent.parent / "config"
+    sdp_plan = Plan(load_config_file(root / "paper_sdp.yaml"))
+    slug = next(iter(sdp_plan.runs))
+    assert metric_inputs(sdp_plan, slug, sdp_plan.runs[slug].checkpoint_steps[-1])["unique_token"] == "prt"
+    fsig = Plan(load_config_file(root / "paper_fsig.yaml"))
+    slug = next(iter(fsig.runs))
+    assert "unique_token" not in metric_inputs(fsig, slug, fsig.runs[slug].checkpoint_steps[-1])
