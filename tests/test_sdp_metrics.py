@@ -66,7 +66,7 @@ def test_aggregation_is_per_prompt_then_mean_over_prompts():
     real = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
     gen = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [-1.0, 0.0]], dtype=torch.float64)
     groups = sdp.prompt_groups(["A", "B", "B", "B"], 4)
-    res = dino_metric.subject_similarity(real, gen, groups)
+    res = sdp.subject_similarity(real, gen, groups)
     assert res["per_prompt"] == pytest.approx({"A": 0.5, "B": -1 / 6})
     assert res["value"] == pytest.approx(1 / 6)
     assert float((real @ gen.T).mean()) == pytest.approx(0.0)
@@ -164,3 +164,108 @@ def test_metric_inputs_carry_the_unique_token_for_prompted_runs_only():
     fsig = Plan(load_config_file(root / "paper_fsig.yaml"))
     slug = next(iter(fsig.runs))
     assert "unique_token" not in metric_inputs(fsig, slug, fsig.runs[slug].checkpoint_steps[-1])
+
+
+# ------------------------------------------------------------------------------------- CLIP-I, CLIP-T
+def tiny_clip():
+    import open_clip
+    from open_clip.model import CLIP
+
+    from unidad.metrics.clip_model import ARCH, ClipEmbed
+
+    torch.manual_seed(0)
+    model = CLIP(16, {"layers": 1, "width": 32, "head_width": 16, "patch_size": 32, "image_size": 224},
+                 {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}, quick_gelu=True)
+    return ClipEmbed(model, open_clip.get_tokenizer(ARCH), {"id": "tiny-clip", "weights_sha256": "1" * 64})
+
+
+class FixedEmbed:
+    """A hand-made 'CLIP': the images of one batch get the given embeddings, texts theirs."""
+
+    def __init__(self, images, texts):
+        self.images, self.texts = torch.tensor(images, dtype=torch.float64), texts
+
+    def __call__(self, x):
+        assert x.shape[1:] == (3, 224, 224)
+        return self.images[: len(x)]
+
+    def text(self, texts):
+        return torch.tensor([self.texts[t] for t in texts], dtype=torch.float64)
+
+
+def test_clip_t_drops_the_token_and_averages_per_prompt_then_over_prompts():
+    from unidad.metrics.clip_t import prompt_fidelity
+
+    # prompt A's one image matches its text (1); prompt B's three images: 0, 0, 1 -> 1/3; subject 2/3
+    model = FixedEmbed([[1, 0], [0, 1], [0, 1], [1, 0]], {"a cube": [1.0, 0.0], "a red cube": [1.0, 0.0]})
+    images = np.zeros((4, 40, 30, 3), np.uint8)
+    res = prompt_fidelity(model, images, ["a prt cube", "a red prt cube", "a red prt cube", "a red prt cube"], "prt")
+    assert res["texts"] == {"a prt cube": "a cube", "a red prt cube": "a red cube"}
+    assert res["per_prompt"] == pytest.approx({"a prt cube": 1.0, "a red prt cube": 1 / 3})
+    assert res["value"] == pytest.approx(2 / 3)
+
+
+def test_clip_metrics_through_the_registry_with_a_tiny_clip(tmp_path, monkeypatch):
+    from unidad.metrics import clip_model
+
+    model = tiny_clip()
+    monkeypatch.setattr(clip_model, "staged_clip", lambda: model)
+    inputs, images, shots = _subject_case(tmp_path)
+    rec = get_metric("clip_t").compute(inputs, 1, inputs.images[1])
+    assert rec["params"]["unique_token_removed"] == "prt" and "'prt'" in rec["variant"]
+    assert rec["params"]["texts"] == {"a prt cube in the snow": "a cube in the snow", "a red prt cube": "a red cube"}
+    gen = sdp.embed_images(model, images, sdp.CLIP_MEAN, sdp.CLIP_STD)
+    text = model.text(["a cube in the snow"])[0]
+    assert rec["params"]["per_prompt"]["a prt cube in the snow"] == pytest.approx(float((gen[:2] @ text).mean()))
+    assert -1 <= rec["values"]["clip_t"] <= 1 and rec["extractor"] == "tiny-clip"
+
+    rec = get_metric("clip_i").compute(inputs, 1, inputs.images[1])
+    real = sdp.embed_images(model, shots, sdp.CLIP_MEAN, sdp.CLIP_STD)
+    assert rec["params"]["per_prompt"]["a red prt cube"] == pytest.approx(float((real @ gen[2:].T).mean()))
+    assert rec["params"]["mean"] == list(sdp.CLIP_MEAN) and rec["n_reference"] == 3
+
+    inputs.unique_token = None
+    with pytest.raises(ValueError, match="needs the run's unique token"):
+        get_metric("clip_t").compute(inputs, 1, inputs.images[1])
+
+
+def test_load_clip_refuses_a_file_that_is_not_openai_vit_b32(tmp_path):
+    from safetensors.torch import save_file
+
+    from unidad.metrics.clip_model import load_clip
+
+    with pytest.raises(ValueError, match="is not a .safetensors file"):
+        load_clip(tmp_path / "ViT-B-32.pt")
+    save_file({k: v.contiguous() for k, v in tiny_clip().model.state_dict().items()}, str(tmp_path / "tiny.safetensors"))
+    with pytest.raises(ValueError, match="does not fit open_clip ViT-B-32-quickgelu"):
+        load_clip(tmp_path / "tiny.safetensors")
+
+
+def test_sdp_metrics_are_registered_in_the_order_of_table_3():
+    from unidad.metrics.registry import metric_ids
+
+    ids = metric_ids()
+    assert [m for m in ids if m in ("dino", "clip_i", "clip_t")] == ["dino", "clip_i", "clip_t"]
+    assert get_metric("clip_t").needs == frozenset() and get_metric("clip_i").needs == frozenset({"shots"})
+
+
+# ------------------------------------------------------------------------------------- with weights
+@pytest.mark.weights
+def test_case7_zero_shot_through_the_clip_metrics_loader_and_preparation():
+    """metrics.md case 7, through load_clip and the SDP preparation (central square, bicubic 224)."""
+    from PIL import Image
+
+    from unidad import weights
+    from unidad.metrics.clip_model import WEIGHTS, load_clip
+
+    try:
+        path = weights.resolve(WEIGHTS)
+    except weights.WeightsError as err:
+        pytest.skip(f"CLIP ViT-B/32 OpenAI weights not staged ({err})")
+    model = load_clip(path)
+    with Image.open(Path(__file__).parent / "data" / "open_clip" / "CLIP.png") as img:
+        image = np.asarray(img.convert("RGB"))[None]
+    img_emb = sdp.embed_images(model, image, sdp.CLIP_MEAN, sdp.CLIP_STD)
+    txt = model.text(["a diagram", "a dog", "a cat"])
+    probs = (100.0 * img_emb @ txt.T).softmax(dim=-1)[0].tolist()
+    assert probs == pytest.approx([0.9927937, 0.00421068, 0.00299572], abs=2e-3)

@@ -74,29 +74,10 @@ def staged_dino() -> DinoEmbed:
     return load_dino(weights.resolve(WEIGHTS), device=sdp.device())
 
 
-def subject_similarity(real: torch.Tensor, generated: torch.Tensor, groups: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Per prompt: the mean cosine over all (real, generated-of-that-prompt) pairs; then the mean over prompts."""
-    return sdp.per_prompt_mean(lambda idx: sdp.pair_cosine(real, generated[torch.from_numpy(idx)]), groups)
-
-
-def image_similarity_record(embed, provenance: dict, mean, std, real_images: np.ndarray, images: np.ndarray,
-                            prompts: list[str], value: str) -> dict[str, Any]:
-    """The record of a (real, generated) image-similarity metric (DINO, CLIP-I) for one sample set."""
-    groups = sdp.prompt_groups(prompts, len(images))
-    real = sdp.embed_images(embed, real_images, mean, std, device=sdp.device())
-    gen = sdp.embed_images(embed, images, mean, std, device=sdp.device())
-    res = subject_similarity(real, gen, groups)
-    return {"variant": "mean cosine over (real, generated) pairs per prompt, then mean over prompts",
-            "extractor": provenance["id"], "extractor_sha256": provenance["weights_sha256"],
-            "n_reference": int(len(real_images)), "values": {value: res["value"]},
-            "params": {"per_prompt": res["per_prompt"], "preparation": sdp.PREPARATION,
-                       "mean": list(mean), "std": list(std)}}
-
-
 def _dino_metric(inputs: MetricInputs, nfe: int, images: np.ndarray) -> dict[str, Any]:
     prompts = sdp.sample_prompts(inputs, "dino")
     model = staged_dino()
-    return image_similarity_record(model, model.provenance, sdp.IMAGENET_MEAN, sdp.IMAGENET_STD,
+    return sdp.image_similarity_record(model, model.provenance, sdp.IMAGENET_MEAN, sdp.IMAGENET_STD,
                                    sdp.reference_images(inputs), images, prompts, "dino")
 
 

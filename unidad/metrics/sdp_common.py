@@ -87,6 +87,25 @@ def pair_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a @ b.T).mean())
 
 
+def subject_similarity(real: torch.Tensor, generated: torch.Tensor, groups: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Per prompt: the mean cosine over all (real, generated-of-that-prompt) pairs; then the mean over prompts."""
+    return per_prompt_mean(lambda idx: pair_cosine(real, generated[torch.from_numpy(idx)]), groups)
+
+
+def image_similarity_record(embed: Embed, provenance: dict, mean, std, real_images: np.ndarray, images: np.ndarray,
+                            prompts: list[str], value: str) -> dict[str, Any]:
+    """The record of a (real, generated) image-similarity metric (DINO, CLIP-I) for one sample set."""
+    groups = prompt_groups(prompts, len(images))
+    real = embed_images(embed, real_images, mean, std, device=device())
+    gen = embed_images(embed, images, mean, std, device=device())
+    res = subject_similarity(real, gen, groups)
+    return {"variant": "mean cosine over (real, generated) pairs per prompt, then mean over prompts",
+            "extractor": provenance["id"], "extractor_sha256": provenance["weights_sha256"],
+            "n_reference": int(len(real_images)), "values": {value: res["value"]},
+            "params": {"per_prompt": res["per_prompt"], "preparation": PREPARATION,
+                       "mean": list(mean), "std": list(std)}}
+
+
 def reference_images(inputs: MetricInputs) -> np.ndarray:
     """The subject's real images (its training shots: the official evaluation's references are the
     subject's first images), each read from its file and brought to the networks' input on its own,
