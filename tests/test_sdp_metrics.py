@@ -269,3 +269,60 @@ def test_case7_zero_shot_through_the_clip_metrics_loader_and_preparation():
     txt = model.text(["a diagram", "a dog", "a cat"])
     probs = (100.0 * img_emb @ txt.T).softmax(dim=-1)[0].tolist()
     assert probs == pytest.approx([0.9927937, 0.00421068, 0.00299572], abs=2e-3)
+
+
+# ------------------------------------------------------------------------------------- diversity
+def mean_gap(a, b):
+    """A hand-made distance: |mean(a) - mean(b)| per pair."""
+    return (a.mean((1, 2, 3)) - b.mean((1, 2, 3))).abs()
+
+
+class FactorisedGap:
+    """The same distance split like LPIPS (embed once per image, compare pairs)."""
+
+    def __init__(self):
+        self.embedded = 0
+
+    def embed(self, x):
+        self.embedded += len(x)
+        return [x.mean((1, 2, 3)).view(-1, 1, 1, 1)]
+
+    def compare(self, fa, fb):
+        return (fa[0] - fb[0]).abs().view(-1)
+
+    def __call__(self, a, b):
+        return mean_gap(a, b)
+
+
+DIVERSITY_PROMPTS = ["A", "A", "B", "B", "B", "C"]
+DIVERSITY_VALUES = [0.0, 0.5, -0.5, -0.5, 0.5, 1.0]
+
+
+def test_diversity_definitions_on_a_hand_made_case():
+    from unidad.metrics.sdp_diversity import prompt_diversity
+
+    # intra: A {0, .5} -> .5; B {-.5, -.5, .5} -> (0 + 1 + 1) / 3; C has one image (excluded) -> 7/12
+    # inter: A-B 3.5/6, A-C 1.5/2, B-C 3.5/3 -> (7/12 + 9/12 + 14/12) / 3 = 5/6
+    images = torch.tensor(DIVERSITY_VALUES).view(-1, 1, 1, 1).expand(-1, 3, 4, 4).contiguous()
+    for fn in (mean_gap, FactorisedGap()):
+        res = prompt_diversity(images, DIVERSITY_PROMPTS, fn, batch_size=4)
+        assert res["per_prompt_intra"] == pytest.approx({"A": 0.5, "B": 2 / 3})
+        assert res["intra"] == pytest.approx(7 / 12) and res["inter"] == pytest.approx(5 / 6)
+        assert (res["n_prompts"], res["n_prompts_intra"], res["n_prompt_pairs"]) == (3, 2, 3)
+    with pytest.raises(ValueError, match="needs 2 or more prompts"):
+        prompt_diversity(images[:2], ["A", "A"], mean_gap)
+    with pytest.raises(ValueError, match="images_per_prompt >= 2"):
+        prompt_diversity(images[:2], ["A", "B"], mean_gap)
+
+
+def test_diversity_metric_through_the_registry(tmp_path):
+    values = np.asarray(DIVERSITY_VALUES)
+    images = np.broadcast_to(np.round((values + 1) * 127.5).astype(np.uint8).reshape(-1, 1, 1, 1), (6, 4, 4, 3))
+    inputs = MetricInputs(samples=write_samples(tmp_path / "s.npz", np.ascontiguousarray(images), DIVERSITY_PROMPTS))
+    inputs.__dict__["distance"] = (FactorisedGap(), {"id": "gap", "weights_sha256": "2" * 64})
+    metric = get_metric("sdp_diversity")
+    rec = metric.compute(inputs, 1, inputs.images[1])
+    assert rec["values"]["sdp_intra_lpips"] == pytest.approx(7 / 12, abs=1e-2)
+    assert rec["values"]["sdp_inter_lpips"] == pytest.approx(5 / 6, abs=1e-2)
+    assert "intra: mean pairwise distance among the images of one prompt" in rec["variant"]
+    assert "inter:" in metric.description and metric.needs == frozenset({"distance"})

@@ -21,7 +21,7 @@ def prompt_fidelity(model, images: np.ndarray, prompts: list[str], token: str) -
     groups = sdp.prompt_groups(prompts, len(images))
     texts = {p: drop_token(p, token) for p in groups}
     text = dict(zip(groups, model.text(list(texts.values()))))
-    gen = sdp.embed_images(model, images, sdp.CLIP_MEAN, sdp.CLIP_STD, device=sdp.device())
+    gen = sdp.embed_images(model, images, sdp.CLIP_MEAN, sdp.CLIP_STD)
     res = sdp.per_prompt_mean(lambda idx: float((gen[idx] @ text[prompts[idx[0]]]).mean()), groups)
     return {**res, "texts": texts}
 

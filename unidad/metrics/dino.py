@@ -33,7 +33,7 @@ class DinoEmbed:
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(pixel_values=x).last_hidden_state[:, 0]
+        return self.model(pixel_values=x.to(self.model.device)).last_hidden_state[:, 0]
 
 
 def check_architecture(config, expected: dict[str, int] = VITS16, where: str = "") -> None:

@@ -43,13 +43,13 @@ def normalise(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -
 
 
 @torch.no_grad()
-def embed_images(embed: Embed, images: np.ndarray, mean, std, batch_size: int = 64,
-                 device: torch.device | str = "cpu") -> torch.Tensor:
-    """Unit-norm float64 embeddings (N, D) of uint8 NHWC images, prepared as the official evaluation."""
+def embed_images(embed: Embed, images: np.ndarray, mean, std, batch_size: int = 64) -> torch.Tensor:
+    """Unit-norm float64 embeddings (N, D) of uint8 NHWC images, prepared as the official evaluation
+    (`embed` moves a batch to its network's device)."""
     prepared = center_square(images)
     out = []
     for start in range(0, len(prepared), batch_size):
-        x = normalise(prepared[start:start + batch_size], mean, std).to(device)
+        x = normalise(prepared[start:start + batch_size], mean, std)
         out.append(embed(x).double().cpu())
     feats = torch.cat(out)
     return feats / feats.norm(dim=-1, keepdim=True)
@@ -96,8 +96,8 @@ def image_similarity_record(embed: Embed, provenance: dict, mean, std, real_imag
                             prompts: list[str], value: str) -> dict[str, Any]:
     """The record of a (real, generated) image-similarity metric (DINO, CLIP-I) for one sample set."""
     groups = prompt_groups(prompts, len(images))
-    real = embed_images(embed, real_images, mean, std, device=device())
-    gen = embed_images(embed, images, mean, std, device=device())
+    real = embed_images(embed, real_images, mean, std)
+    gen = embed_images(embed, images, mean, std)
     res = subject_similarity(real, gen, groups)
     return {"variant": "mean cosine over (real, generated) pairs per prompt, then mean over prompts",
             "extractor": provenance["id"], "extractor_sha256": provenance["weights_sha256"],
