@@ -326,3 +326,31 @@ def test_diversity_metric_through_the_registry(tmp_path):
     assert rec["values"]["sdp_inter_lpips"] == pytest.approx(5 / 6, abs=1e-2)
     assert "intra: mean pairwise distance among the images of one prompt" in rec["variant"]
     assert "inter:" in metric.description and metric.needs == frozenset({"distance"})
+
+
+def test_sdp_numbers_reach_the_tidy_table_per_subject(tmp_path, monkeypatch):
+    """The evaluation job and the tidy table, unchanged, carry the SDP values: one row per subject (the
+    run's dataset), with the definition in `variant` and the per-prompt values in the metric file."""
+    import json
+
+    from unidad.jobs.evaluate import compute_metrics
+    from unidad.metrics import clip_model
+    from unidad.results.collect import unit_rows
+
+    monkeypatch.setattr(dino_metric, "staged_dino", lambda: dino_metric.DinoEmbed(tiny_vit(), {"id": "tiny", "weights_sha256": "0" * 64}))
+    monkeypatch.setattr(clip_model, "staged_clip", tiny_clip)
+    inputs, _, _ = _subject_case(tmp_path)
+    inputs.__dict__["distance"] = (FactorisedGap(), {"id": "gap", "weights_sha256": "2" * 64})
+    outputs = {m: tmp_path / f"{m}.json" for m in ("dino", "clip_i", "clip_t", "sdp_diversity")}
+    compute_metrics(inputs, outputs, "run", 10)
+    assert "per_prompt" in json.loads(outputs["clip_t"].read_text())["per_nfe"]["1"]["params"]
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"step": 10, "images_seen": 40, "device_hours": 0.0, "wall_seconds": 1.0}))
+    unit = {"dataset": "cube_subject", "shots": 3, "method": "unidad", "stage": "unidad", "seed": 0, "slug": "run",
+            "step": 10, "nfe": 1, "method_nfe": 1, "final": True, "ablation": "", "ablation_param": "",
+            "ablation_value": "", "ablation_option": "", "metrics": {m: str(p) for m, p in outputs.items()},
+            "summaries": [str(summary)]}
+    rows = {r["metric"]: r for r in unit_rows("sdp", unit)}
+    assert set(rows) == {"dino", "clip_i", "clip_t", "sdp_intra_lpips", "sdp_inter_lpips"}
+    assert all(r["dataset"] == "cube_subject" and r["n_generated"] == 4 for r in rows.values())
+    assert "inter:" in rows["sdp_inter_lpips"]["variant"] and "'prt'" in rows["clip_t"]["variant"]
