@@ -94,11 +94,13 @@ def test_dino_embedding_is_the_cls_token_after_the_final_norm():
 
 def test_load_dino_reads_a_local_folder_and_refuses_another_architecture(tmp_path):
     model = tiny_vit()
+    model.config.layer_norm_eps = 1e-12  # as facebook/dino-vits16's config.json says
     model.save_pretrained(tmp_path / "dino")
     loaded = dino_metric.load_dino(tmp_path / "dino", expected=TINY_VIT)
     x = torch.randn(1, 3, 224, 224)
     assert torch.allclose(loaded(x), dino_metric.DinoEmbed(model, {})(x))
     assert len(loaded.provenance["weights_sha256"]) == 64
+    assert all(m.eps == 1e-6 for m in loaded.model.modules() if isinstance(m, torch.nn.LayerNorm))
     with pytest.raises(ValueError, match="is not DINO ViT-S/16"):
         dino_metric.load_dino(tmp_path / "dino")  # the real ViT-S/16 shape is expected by default
     from safetensors.torch import load_file, save_file

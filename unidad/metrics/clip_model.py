@@ -7,6 +7,7 @@ tokenizer, and the weights are the manifest's safetensors file (clip_vit_b32_ope
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -46,7 +47,14 @@ def load_clip(path: str | Path, device="cpu") -> ClipEmbed:
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"{path} is not a .safetensors file; stage it with: unidad weights fetch {WEIGHTS}")
-    model = open_clip.create_model(ARCH, pretrained=None)
+    # open_clip logs "initialized randomly" for a model built without its downloader; the weights are
+    # loaded just below, so the warning would only mislead the job's log
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        model = open_clip.create_model(ARCH, pretrained=None)
+    finally:
+        logging.disable(previous)
     state, expected = load_file(str(path)), model.state_dict()
     wrong = ([f"missing {k}" for k in expected if k not in state] + [f"unexpected {k}" for k in state if k not in expected]
              + [f"{k} {tuple(v.shape)}" for k, v in state.items() if k in expected and v.shape != expected[k].shape])

@@ -23,6 +23,7 @@ WEIGHTS = "dino_vits16"
 # DINO v1 ViT-S/16 (facebookresearch/dino vit_small, patch 16): what the staged config must say
 VITS16 = {"hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 6, "intermediate_size": 1536,
           "patch_size": 16, "image_size": 224}
+LAYER_NORM_EPS = 1e-6  # facebookresearch/dino vision_transformer.py: LayerNorm(eps=1e-6) throughout
 
 
 class DinoEmbed:
@@ -52,18 +53,23 @@ def load_dino(folder: str | Path, expected: dict[str, int] = VITS16, device="cpu
     from unidad.weights import file_sha256
 
     folder = Path(folder)
-    check_architecture(ViTConfig.from_pretrained(folder, local_files_only=True), expected, str(folder))
+    config = ViTConfig.from_pretrained(folder, local_files_only=True)
+    check_architecture(config, expected, str(folder))
+    # facebook/dino-vits16's config.json says 1e-12 (the converter's default); DINO's own network, the one
+    # the official evaluation loads, normalises with 1e-6
+    config.layer_norm_eps = LAYER_NORM_EPS
     file = next((folder / f for f in ("model.safetensors", "pytorch_model.bin") if (folder / f).is_file()), None)
     if file is None:
         raise ValueError(f"{folder} has neither model.safetensors nor pytorch_model.bin; stage facebook/dino-vits16 "
                          f"with: unidad weights fetch {WEIGHTS}")
-    model, info = ViTModel.from_pretrained(folder, add_pooling_layer=False, local_files_only=True,
+    model, info = ViTModel.from_pretrained(folder, config=config, add_pooling_layer=False, local_files_only=True,
                                            output_loading_info=True)
     unset = list(info.get("missing_keys", [])) + [str(k) for k in info.get("mismatched_keys", [])]
     if unset:
         raise ValueError(f"{file} does not fit DINO ViT-S/16 (parameters not in the file: {sorted(unset)[:3]}); "
                          f"stage facebook/dino-vits16 with: unidad weights fetch {WEIGHTS}")
-    return DinoEmbed(model.float().to(device), {"id": "dino_vits16/cls", "weights_sha256": file_sha256(file)})
+    return DinoEmbed(model.float().to(device), {"id": "dino_vits16/cls", "weights_sha256": file_sha256(file),
+                                                      "layer_norm_eps": LAYER_NORM_EPS})
 
 
 @functools.lru_cache(maxsize=1)
