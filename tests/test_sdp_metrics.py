@@ -356,3 +356,14 @@ def test_sdp_numbers_reach_the_tidy_table_per_subject(tmp_path, monkeypatch):
     assert set(rows) == {"dino", "clip_i", "clip_t", "sdp_intra_lpips", "sdp_inter_lpips"}
     assert all(r["dataset"] == "cube_subject" and r["n_generated"] == 4 for r in rows.values())
     assert "inter:" in rows["sdp_inter_lpips"]["variant"] and "'prt'" in rows["clip_t"]["variant"]
+
+
+def test_preflight_lists_the_weights_the_sdp_metrics_load():
+    from unidad import preflight
+    from unidad.config import load_config_file
+
+    config = load_config_file(Path(__file__).resolve().parent.parent / "config" / "paper_sdp.yaml",
+                              {"evaluation": {"metrics": ["dino", "clip_i", "clip_t", "speed"]}})
+    needed = {r.name: r.needed_by for r in preflight.required_weights(config) if r.name}
+    assert needed["dino_vits16"] == ("evaluation.metrics dino",)
+    assert needed["clip_vit_b32_openai"] == ("evaluation.metrics clip_i", "evaluation.metrics clip_t")

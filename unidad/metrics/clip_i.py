@@ -28,4 +28,5 @@ register_metric(Metric(
     "clip_i", "CLIP ViT-B/32 (OpenAI) image cosine between the subject's real images and the samples: mean over "
     "(real, generated) pairs per prompt, mean over prompts (one subject per run; the tables average subjects)",
     (Value("clip_i", "CLIP-I", True, 3),), _clip_i_metric, frozenset({"shots"}), _protocol,
+    weights=(clip_model.WEIGHTS,),
 ))

@@ -48,4 +48,5 @@ register_metric(Metric(
     "clip_t", "CLIP ViT-B/32 (OpenAI) cosine between each prompt's text (unique token removed) and its samples: "
     "mean per prompt, mean over prompts (one subject per run; the tables average subjects)",
     (Value("clip_t", "CLIP-T", True, 3),), _clip_t_metric, frozenset(), _protocol,
+    weights=(clip_model.WEIGHTS,),
 ))

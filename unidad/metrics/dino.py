@@ -95,4 +95,5 @@ register_metric(Metric(
     "dino", "DINO v1 ViT-S/16 CLS cosine between the subject's real images and the samples: mean over (real, "
     "generated) pairs per prompt, mean over prompts (one subject per run; the tables average subjects)",
     (Value("dino", "DINO", True, 3),), _dino_metric, frozenset({"shots"}), _protocol,
+    weights=(WEIGHTS,),
 ))
