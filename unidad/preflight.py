@@ -37,7 +37,7 @@ def required_weights(config: dict) -> list[RequiredWeights]:
     model (source.kind file), the backbone's own weights (sd15), the extractor and distance of the
     configured metrics (evaluation.extractor / evaluation.lpips), and the .safetensors paths that
     methods' stages name as weights roles. The demo (pretrain source, demo extractor) needs none."""
-    from unidad.metrics.registry import metrics_needing
+    from unidad.metrics.registry import get_metric, metrics_needing
     from unidad.plan import Plan
 
     found: dict[tuple[str | None, str | None], list[str]] = {}
@@ -68,6 +68,9 @@ def required_weights(config: dict) -> list[RequiredWeights]:
     if metrics_needing("distance", evaluation["metrics"]):
         for name in DISTANCE_WEIGHTS.get(evaluation["lpips"], ()):
             need(f"evaluation.lpips {evaluation['lpips']}", name=name)
+    for metric in evaluation["metrics"]:
+        for name in get_metric(metric).weights:
+            need(f"evaluation.metrics {metric}", name=name)
     plan = Plan(config)
     for mr in plan.method_runs:
         for slug in mr.stages:

@@ -60,7 +60,9 @@ def metric_inputs(plan: Plan, slug: str, step: int) -> dict[str, Any]:
     ev, run = plan.config["evaluation"], plan.runs[slug]
     dataset = plan.run_dataset(slug)
     extractor_file = demo_extractor_file(plan)
-    return {
+    # text keys only where there is text, so the unconditional benchmarks' job params stay as they were
+    token = {"unique_token": plan.config["unique_token"]} if evaluation_prompts(plan.config, dataset) else {}
+    return token | {
         "samples": str(plan.samples_file(slug, step)),
         "references": {s: str(plan.reference_file(dataset, s)) for s in reference_splits(plan, dataset)},
         "extractor": ev["extractor"], "extractor_file": None if extractor_file is None else str(extractor_file),

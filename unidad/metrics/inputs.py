@@ -27,6 +27,7 @@ class MetricInputs:
     shots: int | None = None
     domain: str | None = None  # the target's demo domain (None for a real dataset: no oracle)
     image_size: int = 0
+    unique_token: str | None = None  # the subject's unique token (text-conditioned runs only)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "MetricInputs":
@@ -52,6 +53,11 @@ class MetricInputs:
         """NFE -> uint8 NHWC images; a noise-corrected set is keyed by its sample key ("3_nc")."""
         keys = {k: k[len("images_nfe"):] for k in self._samples if k.startswith("images_nfe")}
         return {int(key) if key.isdigit() else key: self._samples[k] for k, key in keys.items()}
+
+    @property
+    def prompts(self) -> list[str] | None:
+        """The prompt of every image (the same for every NFE); None for unconditional samples."""
+        return [str(p) for p in self._samples["prompts"]] if "prompts" in self._samples else None
 
     @cached_property
     def timing(self) -> dict[str, Any]:

@@ -51,6 +51,7 @@ class Metric:
     needs: frozenset[str] = frozenset()
     protocol: Callable[["MetricInputs"], dict[str, Any]] = lambda inputs: {}
     group: str = "quality"
+    weights: tuple[str, ...] = ()  # manifest entries its compute loads itself (preflight checks them)
 
     def __post_init__(self) -> None:
         unknown = set(self.needs) - set(NEEDS)
