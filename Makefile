@@ -25,7 +25,7 @@ LOCK_FILE := requirements.lock
 
 # Every workflow configuration; each gets a dry run under each profile below.
 # config/methods.yaml is not one: it is the method catalogue the configs point to.
-NOT_WORKFLOW_CONFIGS := config/methods.yaml config/methods_sdp.yaml
+NOT_WORKFLOW_CONFIGS := config/methods.yaml config/methods_sdp.yaml config/methods_sdp_demo.yaml
 CONFIGS := $(filter-out $(NOT_WORKFLOW_CONFIGS),$(sort $(wildcard config/*.yaml)))
 DRY_RUN_PROFILES := local slurm
 # The SLURM smoke run writes its results (config key results_dir), SLURM logs and

@@ -182,6 +182,15 @@ def _check_references(config: dict[str, Any]) -> None:
             raise ConfigError(f"config key datasets.{name}.domain is required for kind demo (source, near or far)")
         if d["kind"] == "folder" and not d.get("path"):
             raise ConfigError(f"config key datasets.{name}.path is required for kind folder")
+        if d["kind"] == "demo_subject":
+            from unidad.data.sdp_demo import SUBJECTS
+
+            if d.get("subject") not in SUBJECTS:
+                raise ConfigError(f"config key datasets.{name}.subject is {d.get('subject')!r}; name one of the demo "
+                                  f"subjects: {', '.join(SUBJECTS)}")
+    if config["backbone"].get("vae_fit") and config["backbone"]["kind"] != "tiny_sd":
+        raise ConfigError(f"config key backbone.vae_fit is for kind tiny_sd (the demo's miniature SD), not "
+                          f"{config['backbone']['kind']}; remove it")
 
 
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "config.yaml"

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from unidad.backbones import backbone_kind
-from unidad.plan import PATHS, Plan
+from unidad.paths import PATHS
+from unidad.plan import Plan
 
 #: the request is the estimate times this (estimates are rough; a job that runs out of time is lost)
 MARGIN = 1.5

@@ -22,6 +22,7 @@ from unidad.ablations import Ablation, expand_ablations
 from unidad.checkpoint import checkpoint_weights_file
 from unidad.config import PROJECT_ROOT, ConfigError
 from unidad.eval_units import EvalUnit, expand_eval_units
+from unidad.paths import PATHS
 from unidad.registry import UnknownNameError
 
 SOURCE = "source"
@@ -29,42 +30,11 @@ TEACHER_PREFIX = "source__teacher"
 # dataset options that change what a stage trains on (sizes of evaluation splits do not)
 _TRAINING_DATA_KEYS = ("kind", "domain", "seed", "train_size", "path", "on_wrong_size")
 
+# Dataset kinds whose folders the DAG writes (rule demo_split); the other kind, folder, is staged.
+DAG_WRITTEN_KINDS = ("demo", "demo_captions", "demo_subject")
+
 # The config key of a staged folder dataset that names each split's folder.
 FOLDER_KEYS = {"shots": "path", "train": "path", "full": "full_path", "val": "val_path"}
-
-# Every file and folder the DAG writes, relative to results/<benchmark>/: the rules' output templates
-# and the Plan's path methods both read this table, so a path is written in one place. Evaluation is
-# keyed by the run, not the method: methods that end in the same run share its samples.
-PATHS = {
-    "demo_split": "data/{dataset}/{split}",
-    "staged_check": "data/{dataset}/{split}.verified",
-    "source_weights": "source_teacher/weights.safetensors",
-    "teacher_report": "source_teacher/report.json",
-    "teacher_grid": "source_teacher/samples.png",
-    "student_report": "source_teacher/students/{slug}.json",  # a source-distilled student, beside its teacher
-    "student_grid": "source_teacher/students/{slug}.png",
-    "run_dir": "runs/{slug}",
-    "summary": "runs/{slug}/summary.json",
-    "segment_marker": "runs/{slug}/segments/until{end}.done",
-    "demo_extractor": "extractors/demo-cnn.safetensors",
-    "reference": "reference/{dataset}/{split}_{extractor}.npz",
-    "samples": "eval/{slug}/step{step}/samples.npz",
-    "samples_grid": "eval/{slug}/step{step}/samples.png",
-    "metric": "eval/{slug}/step{step}/metrics/{metric}.json",
-    "tidy_csv": "tables/results_tidy.csv",
-    "tidy_parquet": "tables/results_tidy.parquet",
-    "runs_table": "tables/runs.csv",
-    "controls": "tables/controls.csv",
-    "controls_md": "tables/controls.md",
-    "mlflow_import": "tables/mlflow_import.json",
-    "pruned_snapshots": "tables/pruned_snapshots.json",
-    "tables": "tables/compiled",
-    "figures": "figures/paper",
-    "domains_figure": "figures/domains.png",
-    "qualitative": "figures/qualitative_{dataset}.png",
-    "benchmark": "benchmarks/{rule}/{job}.tsv",
-}
-
 
 @dataclass
 class StageRun:
@@ -260,10 +230,18 @@ class Plan:
         run = StageRun(
             slug=self.teacher_slug, stage="pretrain", params=cfg.to_dict(), data=data_spec,
             roles={}, seed=src["seed"], product_module=cls.product_module(cfg),
-            sampling={"kind": "many_step", "sampler": "euler", "steps": src["sample_steps"]},
+            sampling=self.teacher_sampling,
             checkpoint_steps=cfg.checkpoint_steps(), stage_name="teacher", shared=True,
         )
         self.runs[run.slug] = run
+
+    @property
+    def teacher_sampling(self) -> dict[str, Any]:
+        """The source teacher's many-step sampler (with its CFG scale on a text-conditioned backbone)."""
+        src = self.config["source"]
+        guidance = float(src.get("sample_guidance", 1.0))
+        return {"kind": "many_step", "sampler": "euler", "steps": src["sample_steps"]} | (
+            {"guidance": guidance} if guidance != 1.0 else {})
 
     def _data_identity(self, dataset: str) -> dict[str, Any]:
         entry = self.config["datasets"].get(dataset, {})
@@ -402,11 +380,28 @@ class Plan:
 
         return backbone_image_size(self.config["backbone"])
 
+    @cached_property
+    def backbone(self) -> dict[str, Any]:
+        """config `backbone` as the jobs build it: with `vae_fit`, params.vae_dir is the VAE the DAG fits
+        (rule demo_vae). The config's own entry (not this) names the teacher, so its identity does not
+        depend on where the results folder is."""
+        backbone = dict(self.config["backbone"])
+        if backbone.get("vae_fit"):
+            backbone["params"] = {**backbone.get("params", {}), "vae_dir": str(self.path("demo_vae"))}
+        return backbone
+
     def has_split(self, dataset: str, split: str) -> bool:
         """Whether a dataset has a split: the DAG writes every split of a demo dataset; a staged folder
         dataset has the splits the config names (a missing val split means no best-val selection)."""
         d = self.config["datasets"][dataset]
-        return d["kind"] == "demo" or FOLDER_KEYS[split] in d
+        if d["kind"] == "demo_subject":
+            return split == "shots"
+        return d["kind"] in DAG_WRITTEN_KINDS or FOLDER_KEYS[split] in d
+
+    def demo_subject(self, dataset: str) -> str | None:
+        """The text-conditioned demo's subject of a dataset (its oracle), or None."""
+        d = self.config["datasets"][dataset]
+        return d["subject"] if d["kind"] == "demo_subject" else None
 
     def demo_domain(self, dataset: str) -> str | None:
         """The demo domain of a dataset (its oracle), or None for a staged folder."""

@@ -17,6 +17,9 @@ def write_demo_split(dataset: Mapping[str, Any], split: str, image_size: int, ou
     from unidad.data.datasets import make_fewshot, make_full
     from unidad.data.domains import get_domain, write_image_folder
 
+    if dataset["kind"] != "demo":
+        _write_text_demo_split(dataset, split, image_size, out_dir)
+        return
     dom = get_domain(dataset["domain"])
     seed = int(dataset.get("seed", 0))
     if split == "train":
@@ -30,6 +33,23 @@ def write_demo_split(dataset: Mapping[str, Any], split: str, image_size: int, ou
     else:
         raise ValueError(f"unknown demo split {split!r}; expected train, full, val or k<shots>")
     write_image_folder(images, out_dir)
+
+
+def _write_text_demo_split(dataset: Mapping[str, Any], split: str, image_size: int, out_dir: str | Path) -> None:
+    """The text-conditioned demo's sets: the captioned source (split train, PNGs + captions.jsonl) and a
+    subject's shots (split k<shots>, all in the subject's one context; the workflow captions them)."""
+    from unidad.data.folders import write_image_folder
+    from unidad.data.sdp_demo import make_shots
+    from unidad.jobs.sdp_data import write_captioned_source
+
+    seed = int(dataset.get("seed", 0))
+    if dataset["kind"] == "demo_captions" and split == "train":
+        write_captioned_source(int(dataset.get("train_size", 10000)), seed + 101, image_size, out_dir)
+    elif dataset["kind"] == "demo_subject" and split.startswith("k") and split[1:].isdigit():
+        write_image_folder(make_shots(dataset["subject"], int(split[1:]), seed=seed, image_size=image_size), out_dir)
+    else:
+        raise ValueError(f"a {dataset['kind']} dataset has no split {split!r}; "
+                         f"expected {'train' if dataset['kind'] == 'demo_captions' else 'k<shots>'}")
 
 
 def verify_staged_folder(folder: str | Path, shots: int | None, image_size: int, on_wrong_size: str,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from unidad.plan import SOURCE, EvalUnit, Plan
-from unidad.prompts import check_stage_token, evaluation_prompts, subject_caption
+from unidad.prompts import check_stage_token, drop_tokens, evaluation_prompts, subject_caption
 
 # Images the source teacher's report and the source students' reports sample: the same seeds for all of
 # them, so a student is judged on the noise its teacher was.
@@ -27,7 +27,7 @@ def stage_job(plan: Plan, slug: str) -> dict[str, Any]:
         "run": run.to_dict(), "run_dir": str(plan.run_dir(slug)),
         "weights": {role: [f, module] for role, (f, module) in plan.role_weights(run).items()},
         "data_dir": str(plan.dataset_dir(dataset, run.data["split"], run.data.get("shots"))),
-        "image_size": plan.image_size, "backbone": config["backbone"], "benchmark": config["benchmark"],
+        "image_size": plan.image_size, "backbone": plan.backbone, "benchmark": config["benchmark"],
         "tracking": tracking_settings(plan),
         "on_wrong_size": config["datasets"][dataset].get("on_wrong_size", "resize"),
         "data_workers": int(config.get("data_workers", 0)),
@@ -50,9 +50,14 @@ def reference_splits(plan: Plan, dataset: str) -> list[str]:
 
 
 def demo_extractor_file(plan: Plan) -> Path | None:
-    """The demo extractor's weights, where the config measures with the demo extractor or distance."""
+    """The demo extractor's weights, where a configured metric measures with the demo extractor
+    (reference features) or the demo distance."""
+    from unidad.metrics.registry import metrics_needing
+
     ev = plan.config["evaluation"]
-    return plan.path("demo_extractor") if "demo" in (ev["extractor"], ev["lpips"]) else None
+    used = [name for need, name in (("reference", ev["extractor"]), ("distance", ev["lpips"]))
+            if metrics_needing(need, ev["metrics"])]
+    return plan.path("demo_extractor") if "demo" in used else None
 
 
 def metric_inputs(plan: Plan, slug: str, step: int) -> dict[str, Any]:
@@ -62,7 +67,8 @@ def metric_inputs(plan: Plan, slug: str, step: int) -> dict[str, Any]:
     extractor_file = demo_extractor_file(plan)
     # text keys only where there is text, so the unconditional benchmarks' job params stay as they were
     token = {"unique_token": plan.config["unique_token"]} if evaluation_prompts(plan.config, dataset) else {}
-    return token | {
+    subject = {"subject": plan.demo_subject(dataset)} if plan.demo_subject(dataset) else {}
+    return token | subject | {
         "samples": str(plan.samples_file(slug, step)),
         "references": {s: str(plan.reference_file(dataset, s)) for s in reference_splits(plan, dataset)},
         "extractor": ev["extractor"], "extractor_file": None if extractor_file is None else str(extractor_file),
@@ -86,7 +92,7 @@ def sampling_job(plan: Plan, slug: str, step: int) -> dict[str, Any]:
     config, run = plan.config, plan.runs[slug]
     prompted = evaluation_prompts(config, plan.run_dataset(slug))
     job = ({"prompts": prompted[0]} if prompted else {}) | {
-        "backbone": config["backbone"], "weights": str(plan.checkpoint_weights(slug, step)),
+        "backbone": plan.backbone, "weights": str(plan.checkpoint_weights(slug, step)),
         "module": run.product_module, "sampling": run.sampling, "nfes": plan.checkpoint_nfes(slug, step),
         "grid_nfe": plan.method_nfe(slug), "seeds": prompted[1] if prompted else plan.sample_seeds(),
         "batch_size": config["evaluation"]["batch_size"], "step": step, "device": config.get("device", "auto"),
@@ -148,11 +154,25 @@ def student_report_job(plan: Plan, slug: str) -> dict[str, Any]:
     config, run = plan.config, plan.runs[slug]
     step = run.checkpoint_steps[-1]
     return {
-        "backbone": config["backbone"], "weights": str(plan.final_weights(slug)), "module": run.product_module,
+        "backbone": plan.backbone, "weights": str(plan.final_weights(slug)), "module": run.product_module,
         "sampling": run.sampling, "seeds": report_seeds(plan), "batch_size": config["evaluation"]["batch_size"],
         "source_domain": plan.demo_domain(config["source"]["dataset"]), "device": config.get("device", "auto"),
         "about": {"slug": slug, "seed": run.seed, "step": step, "stage": run.stage, "stage_name": run.stage_name},
     }
+
+
+def teacher_subject_prompts(plan: Plan) -> dict[str, Any]:
+    """{"subject_prompts": target -> its demo subject, evaluation prompts without the unique token and
+    their seeds}: what the source teacher draws for the prompts every method is evaluated on, judged by
+    the subject's oracle (the baseline of subject presence). Empty where no target is a demo subject."""
+    token = plan.config["unique_token"]
+    chosen = {}
+    for target in plan.config["targets"]:
+        prompted = evaluation_prompts(plan.config, target)
+        if plan.demo_subject(target) and prompted:
+            chosen[target] = {"subject": plan.demo_subject(target), "prompts": drop_tokens(prompted[0], token),
+                              "seeds": prompted[1]}
+    return {"subject_prompts": chosen} if chosen else {}
 
 
 def controls_inputs(plan: Plan) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from unidad.atomic import write_json_atomic
 from unidad.runtime import log, resolve_device, set_threads
 
@@ -50,13 +52,21 @@ def sample_product(backbone: Mapping[str, Any], weights: str | Path, module: str
 def teacher_report(backbone: Mapping[str, Any], weights: str | Path, sampling: Mapping[str, Any], seeds: Sequence[int],
                    batch_size: int, out_json: str | Path, out_grid: str | Path, *, source_domain: str | None = None,
                    target_domains: Mapping[str, str] | None = None, device: str = "auto",
-                   threads: int | None = None, module: str = "model", about: Mapping[str, Any] | None = None) -> dict:
+                   threads: int | None = None, module: str = "model", about: Mapping[str, Any] | None = None,
+                   subject_prompts: Mapping[str, Mapping[str, Any]] | None = None) -> dict:
     """Samples the source teacher with its many-step sampler (or, with `module` and `about`: slug, seed,
     step..., a student distilled from it on source data, at its own NFE); the oracle judges them against
-    the source domain (demo) and each demo target: the starting point every method adapts from."""
+    the source domain (demo) and each demo target: the starting point every method adapts from.
+
+    A text-conditioned teacher is sampled with prompts instead: `subject_prompts` (target -> subject,
+    prompts without the unique token, seeds; unidad.jobs.params.teacher_subject_prompts), each target's
+    samples judged by its subject's oracle (report key `subject_oracle`)."""
     from unidad.data.domains import oracle_report
     from unidad.imageio import save_grid
 
+    if subject_prompts:
+        return _subject_teacher_report(backbone, weights, sampling, batch_size, out_json, out_grid, subject_prompts,
+                                       device, threads, module)
     images, timing = sample_product(backbone, weights, module, sampling, seeds, batch_size, device, threads)
     report: dict[str, Any] = {"n": len(seeds), "sampling": dict(sampling), "timing": timing, "module": module,
                               "about": dict(about or {})}
@@ -65,6 +75,25 @@ def teacher_report(backbone: Mapping[str, Any], weights: str | Path, sampling: M
         report["oracle_domain"] = source_domain
     report["target_oracle"] = {t: oracle_report(images, d) for t, d in (target_domains or {}).items()}
     save_grid(images[:64], out_grid, nrow=8)
+    write_json_atomic(out_json, report)
+    return report
+
+
+def _subject_teacher_report(backbone, weights, sampling, batch_size, out_json, out_grid, subject_prompts,
+                            device, threads, module) -> dict:
+    from unidad.data.sdp_demo import SubjectOracle
+    from unidad.imageio import save_grid
+
+    report: dict[str, Any] = {"sampling": dict(sampling), "module": module, "subject_oracle": {}, "timing": {}}
+    rows = []
+    for target, spec in subject_prompts.items():
+        images, timing = sample_product(backbone, weights, module, sampling, spec["seeds"], batch_size, device,
+                                        threads, prompts=spec["prompts"])
+        report["subject_oracle"][target] = SubjectOracle(spec["subject"]).report(images, spec["prompts"])
+        report["timing"][target] = timing
+        rows.append(images[:8])
+    report["n"] = sum(r["n"] for r in report["subject_oracle"].values())
+    save_grid(np.concatenate(rows), out_grid, nrow=8)
     write_json_atomic(out_json, report)
     return report
 

@@ -28,6 +28,7 @@ class MetricInputs:
     domain: str | None = None  # the target's demo domain (None for a real dataset: no oracle)
     image_size: int = 0
     unique_token: str | None = None  # the subject's unique token (text-conditioned runs only)
+    subject: str | None = None  # the target's text-conditioned demo subject (its oracle), else None
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "MetricInputs":

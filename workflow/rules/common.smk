@@ -28,7 +28,8 @@ from unidad.job_requests import (
 )
 from unidad.metrics.registry import check_metric_names, metrics_needing
 from unidad.jobs.teachers import sd15_unets
-from unidad.plan import PATHS, Plan
+from unidad.paths import PATHS
+from unidad.plan import DAG_WRITTEN_KINDS, Plan
 from unidad.preflight import refuse_in_config
 from unidad.standins import StandinError
 
@@ -156,7 +157,8 @@ def split_folder(dataset, split):
     return str(PLAN.dataset_dir(dataset, "shots" if shots else split, shots))
 
 
-DEMO_DATASETS = {k: d for k, d in config["datasets"].items() if d["kind"] == "demo"}
+# every dataset whose folders the DAG writes (rule demo_split)
+DEMO_DATASETS = {k: d for k, d in config["datasets"].items() if d["kind"] in DAG_WRITTEN_KINDS}
 
 
 # ------------------------------------------------------------------------------------------- training
@@ -176,7 +178,11 @@ def stage_inputs(wildcards):
     if end not in ends:
         raise WorkflowError(f"run {wildcards.slug} has no segment ending at {end} (segments end at {ends})")
     earlier = [e for e in ends if e < end]
+    # the teacher pretrains in the latent space of the VAE the DAG fits (backbone.vae_fit); every later
+    # run reads it through the teacher's weights
+    vae = [str(PLAN.path("demo_vae"))] if config["backbone"].get("vae_fit") and wildcards.slug == PLAN.teacher_slug else []
     return {
+        "vae": vae,
         "data": data_dir(data["dataset"], data["split"], data.get("shots")),
         "weights": PLAN.upstream_files(wildcards.slug),
         "previous_segment": [str(PLAN.segment_marker(wildcards.slug, earlier[-1]))] if earlier else [],
@@ -200,13 +206,13 @@ def teacher_report_params():
     """The source teacher's many-step samples, judged by the oracle of each demo domain involved."""
     source = config["source"]["dataset"]
     return {
-        "backbone": config["backbone"],
-        "sampling": {"kind": "many_step", "sampler": "euler", "steps": config["source"]["sample_steps"]},
+        "backbone": PLAN.backbone,
+        "sampling": PLAN.teacher_sampling,
         "seeds": P.report_seeds(PLAN), "batch_size": EV["batch_size"],
         "source_domain": PLAN.demo_domain(source) if source in config["datasets"] else None,
         "target_domains": {t: PLAN.demo_domain(t) for t in config["targets"] if PLAN.demo_domain(t)},
         "device": config.get("device", "auto"),
-    }
+    } | P.teacher_subject_prompts(PLAN)
 
 
 # ----------------------------------------------------------------------------------------- evaluation

@@ -5,7 +5,7 @@ rule source_teacher:
     output:
         out("source_weights"),
     params:
-        **job_params(backbone=config["backbone"], **teacher_params()),
+        **job_params(backbone=PLAN.backbone, **teacher_params()),
     log:
         f"{R}/logs/source_teacher.log",
     benchmark:
@@ -16,6 +16,27 @@ rule source_teacher:
         "../envs/unidad.yaml"
     script:
         "../scripts/source_teacher.py"
+
+
+rule demo_vae:
+    """The miniature SD's VAE (backbone.vae_fit), fitted on the demo's codec scenes before the text-to-image
+    teacher pretrains in its latent space, as SD's VAE was trained before its UNet."""
+    output:
+        directory(out("demo_vae")),
+    params:
+        **job_params(backbone_params=config["backbone"].get("params", {}), fit=config["backbone"].get("vae_fit", {})),
+    log:
+        f"{R}/logs/demo_vae.log",
+    benchmark:
+        benchmark_file("demo_vae")
+    priority: 20
+    threads: pretraining_threads()
+    resources:
+        **resources_for("train"),
+    conda:
+        "../envs/unidad.yaml"
+    script:
+        "../scripts/demo_vae.py"
 
 
 rule teacher_report:

@@ -5,4 +5,5 @@ with job_log(snakemake):
     p = snakemake.params
     teacher_report(p.backbone, snakemake.input.weights, p.sampling, p.seeds, p.batch_size, snakemake.output.report,
                    snakemake.output.grid, source_domain=p.source_domain, target_domains=p.target_domains,
-                   device=p.device, threads=snakemake.threads)
+                   device=p.device, threads=snakemake.threads,
+                   subject_prompts=getattr(p, "subject_prompts", None))

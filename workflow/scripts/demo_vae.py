@@ -1,0 +1,9 @@
+from unidad.jobs.sdp_data import fit_demo_vae
+from unidad.runtime import job_log, set_threads
+
+with job_log(snakemake):
+    p = snakemake.params
+    set_threads(snakemake.threads)
+    fit = dict(p.fit)
+    n_images, seed = int(fit.pop("n_images", 4000)), int(fit.pop("seed", 0))
+    fit_demo_vae(p.backbone_params, snakemake.output[0], n_images=n_images, seed=seed, fit_params=fit)
