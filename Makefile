@@ -30,8 +30,9 @@ CONFIGS := $(filter-out $(NOT_WORKFLOW_CONFIGS),$(sort $(wildcard config/*.yaml)
 DRY_RUN_PROFILES := local slurm
 # The SLURM smoke run writes its results (config key results_dir), SLURM logs and
 # Snakemake log into its own directory, never into results/ of the checkout.
-SMOKE_CONFIG ?= config/smoke.yaml
-SMOKE_DIR ?= $(CURDIR)/.slurm-ci/smoke
+# The FSIG smoke run, then the text-conditioned (SDP) one, each in its own directory.
+SMOKE_CONFIGS ?= config/smoke.yaml config/sdp_smoke.yaml
+SMOKE_ROOT ?= $(CURDIR)/.slurm-ci
 # The preemption check after it (ci/slurm/check_preemption.py) works in its own directory.
 PREEMPT_DIR ?= $(CURDIR)/.slurm-ci/preempt
 # The rehearsal of the paper DAG: stand-in weights and staged folders under REHEARSAL_STAGE (the config's
@@ -87,11 +88,17 @@ lock: ## regenerate requirements.lock from a clean install of pyproject.toml's d
 	echo "lock: wrote $(LOCK_FILE) ($$(grep -c '==' $(LOCK_FILE)) packages); run make install to use it"
 
 DEMO_REPORT := results/demo/report.html
+# The text-conditioned (SDP) half of the demo: its own benchmark folder and report.
+SDP_DEMO_CONFIG := config/sdp_demo.yaml
+SDP_DEMO_REPORT := results/demo-sdp/report.html
 
-demo: install ## run the embedded demo (config/config.yaml) on this machine, its report, then its timing
+demo: install ## run the embedded demo on this machine (FSIG: config/config.yaml, then SDP: config/sdp_demo.yaml), their reports and timings
 	$(SNAKEMAKE) --profile profiles/local all
+	$(SNAKEMAKE) --profile profiles/local all --configfile $(SDP_DEMO_CONFIG)
 	$(SNAKEMAKE) --report $(DEMO_REPORT)
+	$(SNAKEMAKE) --report $(SDP_DEMO_REPORT) --configfile $(SDP_DEMO_CONFIG)
 	.venv/bin/unidad timing config/config.yaml
+	.venv/bin/unidad timing $(SDP_DEMO_CONFIG)
 
 test: install test-unit test-lint test-dry-run test-slurm ## everything CI checks, in order (the rehearsal: make test-rehearsal)
 	@if [ -z "$$(cat $(SKIPS_DIR)/* 2>/dev/null)" ]; then echo "make test: all steps passed"; exit 0; fi; \
@@ -133,15 +140,16 @@ test-slurm: install ## real run of config/smoke.yaml through SLURM (profiles/slu
 	        > $(SKIPS_DIR)/slurm; \
 	    exit 0; \
 	fi
-	@echo "== SLURM smoke run: $(SMOKE_CONFIG) with profiles/slurm-ci in $(SMOKE_DIR)"
 	bash ci/slurm/start_slurm.sh
-	rm -rf $(SMOKE_DIR) && mkdir -p $(SMOKE_DIR)
-	@# Runs in the checkout (config paths stay valid); only results_dir moves to the smoke dir.
-	$(SNAKEMAKE) all --profile profiles/slurm-ci \
-	    --slurm-logdir $(SMOKE_DIR)/logs/slurm \
-	    --configfile $(SMOKE_CONFIG) --config results_dir=$(SMOKE_DIR)/results \
-	    </dev/null 2>&1 | tee $(SMOKE_DIR)/snakemake.log
-	python3 ci/slurm/check_jobs_went_through_slurm.py $(SMOKE_DIR)/snakemake.log $(SMOKE_DIR)/logs/slurm
+	@# Each runs in the checkout (config paths stay valid); only results_dir moves to its smoke dir.
+	@for config in $(SMOKE_CONFIGS); do \
+	    dir=$(SMOKE_ROOT)/$$(basename $$config .yaml); \
+	    echo "== SLURM smoke run: $$config with profiles/slurm-ci in $$dir"; \
+	    rm -rf $$dir && mkdir -p $$dir; \
+	    $(SNAKEMAKE) all --profile profiles/slurm-ci --slurm-logdir $$dir/logs/slurm \
+	        --configfile $$config --config results_dir=$$dir/results </dev/null 2>&1 | tee $$dir/snakemake.log; \
+	    python3 ci/slurm/check_jobs_went_through_slurm.py $$dir/snakemake.log $$dir/logs/slurm; \
+	done
 	@echo "== SLURM preemption check: scancel --signal=USR1 a running training job; it must resume to the same weights"
 	$(PYTHON) ci/slurm/check_preemption.py --snakemake $(SNAKEMAKE) --workdir $(PREEMPT_DIR)
 	@echo "SLURM is still running; stop it with: make slurm-stop"
@@ -190,9 +198,10 @@ slurm-start: ## start the single-node CI SLURM on this machine (root)
 slurm-stop: ## stop it again
 	bash ci/slurm/stop_slurm.sh
 
-report: install ## the demo's Snakemake report again ($(DEMO_REPORT)): every table and figure with captions
+report: install ## the demo's Snakemake reports again ($(DEMO_REPORT), $(SDP_DEMO_REPORT)): every table and figure with captions
 	$(SNAKEMAKE) --report $(DEMO_REPORT)
+	$(SNAKEMAKE) --report $(SDP_DEMO_REPORT) --configfile $(SDP_DEMO_CONFIG)
 
 clean-results: ## delete workflow outputs: results/ (keeps its README.md), logs/, the SLURM smoke, preemption and rehearsal runs
 	if [ -d results ]; then find results -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +; fi
-	rm -rf logs $(SMOKE_DIR) $(PREEMPT_DIR) $(REHEARSAL_DIR) $(REHEARSAL_STAGE)
+	rm -rf logs $(foreach c,$(SMOKE_CONFIGS),$(SMOKE_ROOT)/$(basename $(notdir $(c)))) $(PREEMPT_DIR) $(REHEARSAL_DIR) $(REHEARSAL_STAGE)

@@ -27,23 +27,25 @@ from unidad.losses.anchor import regression_loss, shifted_sigma
 from unidad.losses.gan import multihead_generator_loss
 from unidad.stages.base import TrainConfig, Update, register_stage
 from unidad.stages.options import (
-    BackwardDistillOptions, CriticScheduleOptions, FewStepOptions, GANOptions, SpeedOptions,
+    BackwardDistillOptions, CriticScheduleOptions, FewStepOptions, GANOptions, SpeedOptions, TextOptions,
 )
 from unidad.stages.unidad import UniDADStage
 
 
 @dataclass(kw_only=True)
-class ImagineFlashConfig(SpeedOptions, BackwardDistillOptions, GANOptions, CriticScheduleOptions, FewStepOptions, TrainConfig):
+class ImagineFlashConfig(SpeedOptions, TextOptions, BackwardDistillOptions, GANOptions, CriticScheduleOptions,
+                         FewStepOptions, TrainConfig):
     iterations: int = 40000
     batch_size: int = 1
     precision: str = "bf16"
     ratio: int = 1  # no fake score to keep ahead of the student: the critic and student alternate
 
 
-def teacher_x0(teacher, x: torch.Tensor, sigma: float, steps: int) -> torch.Tensor:
-    """The teacher's x0 after `steps` Euler steps from x at sigma down to 0 (no grad)."""
+def teacher_x0(teacher, x: torch.Tensor, sigma: float, steps: int, cond=None) -> torch.Tensor:
+    """The teacher's x0 after `steps` Euler steps from x at sigma down to 0 (no grad), conditioned (with
+    its guidance) on `cond` where the backbone reads text."""
     grid = sampling_sigmas(steps, sigma_min=min(teacher.sigma_min, sigma), sigma_max=sigma)
-    return sample_euler(teacher.denoise, x, grid)
+    return sample_euler(teacher.denoise, x, grid, cond)
 
 
 @register_stage("imagine_flash")
@@ -73,33 +75,35 @@ class ImagineFlashStage(UniDADStage):
             raise ValueError(f"stage {self.stage_id} needs real images for the discriminator or forward distillation")
         self._setup_schedule()
 
-    def training_state(self, batch, z: torch.Tensor, step: int) -> torch.Tensor:
+    def training_state(self, batch, z: torch.Tensor, step: int, cond=None) -> torch.Tensor:
         """The generator's input at student step `step`: its own rollout from z (backward) or the
         stage's images noised to that sigma (forward)."""
         if self.config.distill_input == "backward":
-            return rollout_state(self.modules["generator"], z, self._sigmas, step)
+            return rollout_state(self.modules["generator"], z, self._sigmas, step, cond)
         real = self.modules["teacher"].encode(batch["real"])
         return real + float(self._sigmas[step]) * torch.randn_like(real)
 
     def generator_loss(self, batch) -> dict[str, torch.Tensor]:
         cfg = self.config
         teacher = self.modules["teacher"]
+        # the batch's prompts: G reads them as they are, the teacher as TextOptions say (None: no text)
+        cond, teacher_cond = self._cond(batch), self._teacher_cond(batch)
         z = self._latent_noise(cfg.batch_size)
         step = int(torch.randint(0, len(self._sigmas), ()))
         sigma = float(self._sigmas[step])
-        x = self.training_state(batch, z, step)
-        x0 = self.modules["generator"].denoise(x, x.new_full((x.shape[0],), sigma))
+        x = self.training_state(batch, z, step, cond)
+        x0 = self.modules["generator"].denoise(x, x.new_full((x.shape[0],), sigma), cond)
         terms, loss = {}, x0.new_zeros(())
         if cfg.backward_weight > 0:
-            terms["backward"] = regression_loss(x0, teacher_x0(teacher, x, sigma, cfg.teacher_steps))
+            terms["backward"] = regression_loss(x0, teacher_x0(teacher, x, sigma, cfg.teacher_steps, teacher_cond))
             loss = loss + cfg.backward_weight * terms["backward"]
         if cfg.recon_weight > 0:
-            shifted = float(shifted_sigma(torch.tensor(sigma), cfg.recon_shift, teacher.sigma_min, cfg.sigma_start))
+            shifted = float(shifted_sigma(torch.tensor(sigma), cfg.recon_shift, teacher.sigma_min, float(self._sigmas[0])))
             renoised = x0.detach() + shifted * torch.randn_like(x0)
-            terms["recon"] = regression_loss(x0, teacher_x0(teacher, renoised, shifted, cfg.teacher_steps))
+            terms["recon"] = regression_loss(x0, teacher_x0(teacher, renoised, shifted, cfg.teacher_steps, teacher_cond))
             loss = loss + cfg.recon_weight * terms["recon"]
         if cfg.gan_weight_g > 0:
-            terms["gan_g"] = multihead_generator_loss(cfg.gan_loss, self._logits(*self._critic_inputs(x0)),
+            terms["gan_g"] = multihead_generator_loss(cfg.gan_loss, self._logits(*self._critic_inputs(x0), cond),
                                                       cfg.head_reduce)
             loss = loss + cfg.gan_weight_g * terms["gan_g"]
         terms["loss"] = loss

@@ -29,8 +29,9 @@ def _flat(d, prefix=""):
 def test_official_config_differs_from_the_corrected_one_only_in_protocol_keys():
     a, b = _flat(yaml.safe_load(CORRECTED.read_text())), _flat(yaml.safe_load(OFFICIAL.read_text()))
     changed = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
-    gan = {f"stage_params.{s}.gan_weight_{x}" for s in ("dmd2", "unidad") for x in ("g", "d")}
-    cadence = {f"stage_params.{s}.checkpoint_every" for s in ("ft", "student_ft", "dmd2", "unidad")}
+    gan = {f"stage_params.{s}.gan_weight_{x}" for s in ("dmd2", "unidad", "imagine_flash", "unidad_dp") for x in ("g", "d")}
+    cadence = {f"stage_params.{s}.checkpoint_every"
+               for s in ("ft", "student_ft", "dmd2", "unidad", "dpdmd", "imagine_flash", "unidad_dp")}
     protocol = {f"evaluation.{k}" for k in ("protocol", "extractor", "intra_lpips_variant", "selections")}
     assert changed == {"benchmark"} | gan | cadence | protocol
     assert all(b[k] == 500 for k in cadence)

@@ -328,3 +328,29 @@ def test_lognormal_training_sigmas_are_refused_outside_the_edm_range(sd_source):
     stage.updates()[0].loss(make_batch(stage, 0, 0))
     sigma = log[0][2]
     assert float(sigma.max()) <= stage.modules["model"].sigma_max * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("stage_id, params", [
+    ("imagine_flash", {"gan_weight_g": 0.05}),
+    ("imagine_flash", {"distill_input": "forward", "gan_weight_g": 0.0}),
+    ("dpdmd", {"anchor_teacher_steps": 2}),
+    ("unidad_dp", {"anchor_teacher_steps": 2, "target_teacher": "online"}),
+])
+def test_seed_method_stages_read_the_prompts_as_uni_dad_does(sd_source, stage_id, params):
+    """DP-DMD, Imagine Flash and the anchored Uni-DAD on a text-conditioned backbone: G reads the batch's
+    prompts unguided, the source teacher the token-free prompts with its guidance, and every network
+    call gets a conditioning (none falls back to the unconditional model)."""
+    stage = make_stage(stage_id, sd_source, **{"ratio": 1, "gen_steps": 2, "precision": "fp32", **params})
+    log = []
+    spy(stage, log)
+    run_all_losses(stage, iterations=1)
+    assert log and all(cond is not None for *_, cond in log)
+    encode = stage.modules["generator"].encode_prompt
+    with_token, without = encode([INSTANCE] * 2).context, encode(["a dog"] * 2).context
+    for name, _, _, cond in log:
+        if name == "teacher":
+            assert cond.guidance_scale == 7.5
+            torch.testing.assert_close(cond.context, without)
+        elif name == "generator":
+            assert cond.guidance_scale == 1.0
+            torch.testing.assert_close(cond.context, with_token)

@@ -49,16 +49,25 @@ class AnchoredFirstStep:
                                    "set target_teacher to online or frozen")
 
     @torch.no_grad()
-    def anchor_target(self, x_start: torch.Tensor) -> torch.Tensor:
-        """The first step's regression target for the starting states x_start (at sigma_start)."""
+    def anchor_target(self, x_start: torch.Tensor, cond=None) -> torch.Tensor:
+        """The first step's regression target for the starting states x_start (at the student's first
+        sigma: sigma_start inside the backbone's range), the anchor teacher reading `cond`."""
         cfg = self.config
         teacher = self.modules[self.anchor_module]
-        grid = anchor_grid(cfg.anchor_teacher_steps, cfg.sigma_start, teacher.sigma_min, cfg.anchor_step,
-                           float(self._sigmas[1]))
-        z_k = sample_euler(teacher.denoise, x_start, grid)
+        start = float(self._sigmas[0])
+        grid = anchor_grid(cfg.anchor_teacher_steps, start, teacher.sigma_min, cfg.anchor_step, float(self._sigmas[1]))
+        z_k = sample_euler(teacher.denoise, x_start, grid, cond)
         sigma_k = float(grid[-1])
-        at_anchor = teacher.denoise(z_k, z_k.new_full((z_k.shape[0],), sigma_k)) if cfg.anchor_form == "denoised" else None
-        return anchor_x0(cfg.anchor_form, z_k, x_start, cfg.sigma_start, sigma_k, float(self._sigmas[1]), at_anchor)
+        at_anchor = (teacher.denoise(z_k, z_k.new_full((z_k.shape[0],), sigma_k), cond)
+                     if cfg.anchor_form == "denoised" else None)
+        return anchor_x0(cfg.anchor_form, z_k, x_start, start, sigma_k, float(self._sigmas[1]), at_anchor)
+
+    def anchor_cond(self, batch, cond):
+        """What the anchor teacher reads on a text-conditioned backbone: the source teacher its token-free
+        prompts with teacher_guidance, the target teacher the prompts with target_guidance (as in DMD)."""
+        if self.anchor_module == "teacher":
+            return self._teacher_cond(batch)
+        return self._guided(cond, self.config.target_guidance)
 
     def _generator_output(self, batch, cond):
         cfg = self.config
@@ -66,7 +75,7 @@ class AnchoredFirstStep:
         x, states = unroll_generator(self.modules["generator"], z, self._sigmas, cond, detach_after_first=True,
                                      return_states=True)
         x_start, _, x0_first = states[0]
-        anchor = regression_loss(x0_first, self.anchor_target(x_start))
+        anchor = regression_loss(x0_first, self.anchor_target(x_start, self.anchor_cond(batch, cond)))
         return x, {"anchor": anchor}, cfg.anchor_weight * anchor
 
 
