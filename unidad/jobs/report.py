@@ -48,10 +48,15 @@ def build_controls(tidy: str | Path, teacher_report: str | Path, student_reports
 
 
 def build_tables(tidy: str | Path, methods_file: str | Path, far_datasets: Sequence[str], out_dir: str | Path,
-                 controls: str | Path | None = None, thresholds: Mapping[str, Any] | None = None) -> None:
+                 controls: str | Path | None = None, thresholds: Mapping[str, Any] | None = None,
+                 prompted: Sequence[str] = (), teacher_report: str | Path | None = None) -> None:
     """Every table the tidy table allows, as .md, .tex and .csv, into `out_dir` (replaced as a whole);
     with `controls` (build_controls's CSV), the controls open all_tables.md and a failed one marks the
-    claims not meaningful. `thresholds`: the config's `controls` block (seed spread, claims' SE)."""
+    claims not meaningful. `thresholds`: the config's `controls` block (seed spread, claims' SE).
+    `prompted`: the targets with evaluation prompts (their tables are the SDP ones); `teacher_report`: the
+    source teacher's report, whose subject_oracle those tables show beside the methods."""
+    import json
+
     from unidad.results.controls import load_controls
     from unidad.results.methods import MethodCatalogue
     from unidad.results.render import write_all_tables
@@ -62,7 +67,9 @@ def build_tables(tidy: str | Path, methods_file: str | Path, far_datasets: Seque
     frame = None if controls is None else load_controls(controls)
     with atomic_dir(out_dir) as tmp:
         paths = write_all_tables(load_tidy(tidy), tmp, methods=MethodCatalogue.from_file(methods_file),
-                                 far_datasets=far_datasets, controls=frame, **options)
+                                 far_datasets=far_datasets, controls=frame, prompted=list(prompted),
+                                 teacher_report=json.loads(Path(teacher_report).read_text()) if teacher_report else None,
+                                 **options)
     print("\n".join(str(Path(out_dir) / Path(p).name) for p in paths))
 
 
