@@ -176,3 +176,30 @@ def test_write_all_tables_gives_the_sdp_tables_under_their_heading(tmp_path):
         assert (tmp_path / f"{name}.md").exists(), name
     assert "## main_final" not in text and "## paper_comparison\n" not in text
     assert "torch-fidelity" not in text and TEACHER_LABEL in text
+
+
+def test_grid_columns_spread_over_the_prompts_with_the_same_prompts_for_every_method(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from paper_figures.qualitative import column_legend, qualitative_grid
+    from unidad.jobs.report import prompt_columns, qualitative_rows
+
+    prompts = [p for p in ("a prt circle in the snow", "a prt circle on the beach") for _ in range(8)]
+    assert list(prompt_columns(prompts, 10)) == [0, 1, 2, 3, 4, 8, 9, 10, 11, 12]
+    shots_dir = tmp_path / "shots"
+    shots_dir.mkdir()
+    for i in range(5):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(shots_dir / f"{i}.png")
+    samples = {}
+    for method, shade in (("unidad", 10), ("ft", 200)):
+        images = np.arange(16, dtype=np.uint8)[:, None, None, None] + np.full((16, 8, 8, 3), shade, np.uint8)
+        np.savez(tmp_path / f"{method}.npz", images_nfe1=images, prompts=np.asarray(prompts))
+        samples[method] = (tmp_path / f"{method}.npz", 1)
+    shots, rows, columns = qualitative_rows(shots_dir, samples, 8)
+    assert len(shots) == 5 and columns == [prompts[i] for i in (0, 1, 2, 3, 4, 8, 9, 10, 11, 12)]
+    assert [int(v) for v in rows["unidad"][:, 0, 0, 0]] == [10 + i for i in (0, 1, 2, 3, 4, 8, 9, 10, 11, 12)]
+    legend = " ".join(column_legend(columns))
+    assert "columns 1-5: a prt circle in the snow" in legend and "columns 6-10: a prt circle on the beach" in legend
+    png, pdf = qualitative_grid(shots, rows, tmp_path / "grid", title="demo", prompts=columns)
+    assert png.exists() and pdf.exists()

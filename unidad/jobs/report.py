@@ -73,15 +73,35 @@ def build_tables(tidy: str | Path, methods_file: str | Path, far_datasets: Seque
     print("\n".join(str(Path(out_dir) / Path(p).name) for p in paths))
 
 
+def prompt_columns(prompts: Sequence[str], per_row: int) -> np.ndarray:
+    """Indices of at most `per_row` samples spread over the prompts in their order: the first k of each
+    prompt, k = per_row // number of prompts (at least 1), so every prompt has a column."""
+    order = list(dict.fromkeys(str(p) for p in prompts))
+    k = max(1, per_row // max(1, len(order)))
+    picked = [i for p in order for i in [j for j, q in enumerate(prompts) if str(q) == p][:k]]
+    return np.asarray(picked[:per_row], dtype=int)
+
+
 def qualitative_rows(shots_dir: str | Path, samples: Mapping[str, Sequence], image_size: int,
-                     per_row: int = 10) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                     per_row: int = 10) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]:
     """The first `per_row` shots, and each method's first `per_row` samples at its NFE (samples: method ->
-    (samples file, NFE)); every method's images come from the same seeds."""
+    (samples file, NFE)); every method's images come from the same seeds. Where the samples carry prompts
+    (a text-conditioned benchmark), the columns are spread over the prompts (`prompt_columns`), the same
+    prompts and seeds for every method, and the third value lists each column's prompt (else empty)."""
     from unidad.data.folders import load_image_folder
 
     shots = load_image_folder(shots_dir, image_size=image_size)[:per_row]
-    rows = {}
+    rows, columns = {}, []
     for method, (path, nfe) in samples.items():
         with np.load(path, allow_pickle=False) as f:
-            rows[method] = f[f"images_nfe{nfe}"][:per_row]
-    return shots, rows
+            images = f[f"images_nfe{nfe}"]
+            if "prompts" in f.files:
+                prompts = [str(p) for p in f["prompts"]]
+                picked = prompt_columns(prompts, per_row)
+                if columns and [prompts[i] for i in picked] != columns:
+                    raise ValueError(f"{path}: its prompts differ from the other methods' samples; resample it")
+                columns = [prompts[i] for i in picked]
+                rows[method] = images[picked]
+            else:
+                rows[method] = images[:per_row]
+    return shots, rows, columns

@@ -78,7 +78,7 @@ rule figures:
 
 
 rule qualitative_grid:
-    """The 10 shots of a target, then every method's samples from the same seeds (paper Figure 1)."""
+    """The shots of a target, then every method's samples from the same seeds (and prompts) (paper Figure 1)."""
     input:
         unpack(qualitative_inputs),
     output:
