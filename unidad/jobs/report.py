@@ -23,16 +23,19 @@ def build_controls(tidy: str | Path, teacher_report: str | Path, student_reports
     from unidad.results.methods import MethodCatalogue
     from unidad.results.render import to_markdown
     from unidad.results.schema import load_tidy
+    from unidad.results.sdp_tables import ORACLE_VALUES
     from unidad.results.spread import seed_spread, spread_banner
 
     methods = MethodCatalogue.from_file(methods_file)
     frame = load_tidy(tidy)
     reports = [json.loads(Path(p).read_text()) for p in student_reports]
-    controls = measure_controls(frame, json.loads(Path(teacher_report).read_text()), reports, thresholds,
-                                targets=targets, methods=methods)
+    teacher = json.loads(Path(teacher_report).read_text())
+    controls = measure_controls(frame, teacher, reports, thresholds, targets=targets, methods=methods)
     max_std = float(thresholds.get("max_seed_std", 0.10))
+    # the text-conditioned demo's oracle rates are its own: subject present, context follows the prompt
+    rates = {"metrics": ORACLE_VALUES} if teacher.get("subject_oracle") else {}
     try:
-        spread = spread_banner(seed_spread(frame, max_std, methods=methods), max_std)
+        spread = spread_banner(seed_spread(frame, max_std, methods=methods, **rates), max_std)
     except ValueError as err:  # no oracle rows: nothing to judge
         spread = [f"**Seed spread**: not measured ({err})."]
     with atomic_path(out_csv) as tmp:
