@@ -105,7 +105,8 @@ def _protocol_differences(rows: pd.DataFrame, measured: Sequence[str], ft_nfe: s
                      "here; the paper's SDP runs: 5k.")
     seeds = rows.groupby(["method", "metric"])["seed"].nunique()
     if not seeds.empty:
-        diffs.append(f"Seeds: {int(seeds.min())}-{int(seeds.max())} per cell here (mean ± std of the mean over "
+        counts = f"{int(seeds.min())}" if seeds.min() == seeds.max() else f"{int(seeds.min())}-{int(seeds.max())}"
+        diffs.append(f"Seeds: {counts} per cell here (mean ± std of the mean over "
                      "subjects); the paper gives single numbers without a spread.")
     diffs.append(f"DreamBooth (ft): 2x50 NFE in the paper (50 steps, CFG doubles each); NFE {ft_nfe} here.")
     if any(v in measured for v in DIVERSITY):

@@ -138,7 +138,7 @@ def sdp_main_table(frame: pd.DataFrame, prompted: Sequence[str], *, selection: s
                             "best": r["method"] in best})
         table[label] = [texts.get(m, MISSING) for m in shown]
         best_cells += [(m, label) for m in best]
-    notes = [SUBJECT_NOTE.replace("subjects (", f"the {n_subjects} subjects (", 1),
+    notes = [SUBJECT_NOTE.replace("subjects (", f"the {n_subjects} subject{'s' if n_subjects > 1 else ''} (", 1),
              seed_note(stats["count"]), SELECTION_NOTES.get(selection, f"Checkpoint rule: {selection}."),
              f"NFE: the one-step methods at {SDP_NFE}; DreamBooth (ft) at its own many-step NFE with CFG.",
              _demo_note(values), *_method_notes(methods, shown)]
