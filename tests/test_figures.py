@@ -20,10 +20,10 @@ from paper_figures.figures import (
     fid_vs_nfe,
     method_styles,
     metric_vs_iteration,
-    qualitative_grid,
     quality_diversity_scatter,
     write_all_figures,
 )
+from paper_figures.qualitative import qualitative_grid
 from test_tables import METHODS, make_tidy
 
 

@@ -182,6 +182,11 @@ def controls_inputs(plan: Plan) -> dict[str, Any]:
             "methods": str(plan.methods_path)}
 
 
+def prompted_targets(plan: Plan) -> list[str]:
+    """The targets with evaluation prompts: the text-conditioned benchmark's subjects, whose tables are SDP's."""
+    return [t for t in plan.config["targets"] if evaluation_prompts(plan.config, t)]
+
+
 def controls_params(plan: Plan) -> dict[str, Any]:
     """The arguments of unidad.jobs.report.build_controls that are not files."""
     return {"thresholds": plan.config["controls"], "targets": list(plan.config["targets"])}

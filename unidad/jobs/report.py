@@ -23,16 +23,19 @@ def build_controls(tidy: str | Path, teacher_report: str | Path, student_reports
     from unidad.results.methods import MethodCatalogue
     from unidad.results.render import to_markdown
     from unidad.results.schema import load_tidy
+    from unidad.results.sdp_tables import ORACLE_VALUES
     from unidad.results.spread import seed_spread, spread_banner
 
     methods = MethodCatalogue.from_file(methods_file)
     frame = load_tidy(tidy)
     reports = [json.loads(Path(p).read_text()) for p in student_reports]
-    controls = measure_controls(frame, json.loads(Path(teacher_report).read_text()), reports, thresholds,
-                                targets=targets, methods=methods)
+    teacher = json.loads(Path(teacher_report).read_text())
+    controls = measure_controls(frame, teacher, reports, thresholds, targets=targets, methods=methods)
     max_std = float(thresholds.get("max_seed_std", 0.10))
+    # the text-conditioned demo's oracle rates are its own: subject present, context follows the prompt
+    rates = {"metrics": ORACLE_VALUES} if teacher.get("subject_oracle") else {}
     try:
-        spread = spread_banner(seed_spread(frame, max_std, methods=methods), max_std)
+        spread = spread_banner(seed_spread(frame, max_std, methods=methods, **rates), max_std)
     except ValueError as err:  # no oracle rows: nothing to judge
         spread = [f"**Seed spread**: not measured ({err})."]
     with atomic_path(out_csv) as tmp:
@@ -48,10 +51,15 @@ def build_controls(tidy: str | Path, teacher_report: str | Path, student_reports
 
 
 def build_tables(tidy: str | Path, methods_file: str | Path, far_datasets: Sequence[str], out_dir: str | Path,
-                 controls: str | Path | None = None, thresholds: Mapping[str, Any] | None = None) -> None:
+                 controls: str | Path | None = None, thresholds: Mapping[str, Any] | None = None,
+                 prompted: Sequence[str] = (), teacher_report: str | Path | None = None) -> None:
     """Every table the tidy table allows, as .md, .tex and .csv, into `out_dir` (replaced as a whole);
     with `controls` (build_controls's CSV), the controls open all_tables.md and a failed one marks the
-    claims not meaningful. `thresholds`: the config's `controls` block (seed spread, claims' SE)."""
+    claims not meaningful. `thresholds`: the config's `controls` block (seed spread, claims' SE).
+    `prompted`: the targets with evaluation prompts (their tables are the SDP ones); `teacher_report`: the
+    source teacher's report, whose subject_oracle those tables show beside the methods."""
+    import json
+
     from unidad.results.controls import load_controls
     from unidad.results.methods import MethodCatalogue
     from unidad.results.render import write_all_tables
@@ -62,19 +70,41 @@ def build_tables(tidy: str | Path, methods_file: str | Path, far_datasets: Seque
     frame = None if controls is None else load_controls(controls)
     with atomic_dir(out_dir) as tmp:
         paths = write_all_tables(load_tidy(tidy), tmp, methods=MethodCatalogue.from_file(methods_file),
-                                 far_datasets=far_datasets, controls=frame, **options)
+                                 far_datasets=far_datasets, controls=frame, prompted=list(prompted),
+                                 teacher_report=json.loads(Path(teacher_report).read_text()) if teacher_report else None,
+                                 **options)
     print("\n".join(str(Path(out_dir) / Path(p).name) for p in paths))
 
 
+def prompt_columns(prompts: Sequence[str], per_row: int) -> np.ndarray:
+    """Indices of at most `per_row` samples spread over the prompts in their order: the first k of each
+    prompt, k = per_row // number of prompts (at least 1), so every prompt has a column."""
+    order = list(dict.fromkeys(str(p) for p in prompts))
+    k = max(1, per_row // max(1, len(order)))
+    picked = [i for p in order for i in [j for j, q in enumerate(prompts) if str(q) == p][:k]]
+    return np.asarray(picked[:per_row], dtype=int)
+
+
 def qualitative_rows(shots_dir: str | Path, samples: Mapping[str, Sequence], image_size: int,
-                     per_row: int = 10) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                     per_row: int = 10) -> tuple[np.ndarray, dict[str, np.ndarray], list[str]]:
     """The first `per_row` shots, and each method's first `per_row` samples at its NFE (samples: method ->
-    (samples file, NFE)); every method's images come from the same seeds."""
+    (samples file, NFE)); every method's images come from the same seeds. Where the samples carry prompts
+    (a text-conditioned benchmark), the columns are spread over the prompts (`prompt_columns`), the same
+    prompts and seeds for every method, and the third value lists each column's prompt (else empty)."""
     from unidad.data.folders import load_image_folder
 
     shots = load_image_folder(shots_dir, image_size=image_size)[:per_row]
-    rows = {}
+    rows, columns = {}, []
     for method, (path, nfe) in samples.items():
         with np.load(path, allow_pickle=False) as f:
-            rows[method] = f[f"images_nfe{nfe}"][:per_row]
-    return shots, rows
+            images = f[f"images_nfe{nfe}"]
+            if "prompts" in f.files:
+                prompts = [str(p) for p in f["prompts"]]
+                picked = prompt_columns(prompts, per_row)
+                if columns and [prompts[i] for i in picked] != columns:
+                    raise ValueError(f"{path}: its prompts differ from the other methods' samples; resample it")
+                columns = [prompts[i] for i in picked]
+                rows[method] = images[picked]
+            else:
+                rows[method] = images[:per_row]
+    return shots, rows, columns

@@ -12,7 +12,10 @@ One module per concern, each importing only the ones listed before it (no cycles
 - claims     the paper's claims checked on the harness's numbers, decided against their seed spread
 - controls   the positive controls (source teacher, its source student, FT) against their thresholds
 - spread     the oracle rates whose seed std is too large to rank methods
-- render     Markdown / LaTeX / CSV writers and `write_all_tables`
+- sdp_tables the text-conditioned (SDP) benchmark's tables: Table 3, per subject, the subject oracle beside
+             the source teacher, the rank agreement of a learned subject-fidelity value with the oracle
+- sdp_checks the SDP claims and the paper's Table 3 beside this harness's
+- render     Markdown / LaTeX / CSV writers and `write_all_tables` (FSIG and SDP tables under their headings)
 
 The figures (paper_figures/) read the same modules; nothing here imports them.
 """

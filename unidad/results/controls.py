@@ -13,6 +13,13 @@ every demo run measures three things whose answer is known (issue 18), against t
 - FT (fine-tuning the teacher on the shots) on each target: in-target rate (mean over seeds), and its
   mode coverage shown beside the shots' own.
 
+On the text-conditioned demo (a teacher report with `subject_oracle`: the source teacher sampled with
+each subject's prompts without the unique token, judged by the subject oracle) the checks are SDP's,
+per subject: the source teacher follows the prompts (context-follows rate >= sdp_teacher_min_context),
+the source teacher does not show the subject (subject-present rate <= sdp_teacher_max_subject: the
+subject is absent from the source, else personalization shows nothing), and DreamBooth (`ft_method`)
+shows it (subject-present rate, mean over seeds, >= sdp_ft_min_subject).
+
 `measure_controls` returns one row per check (CONTROL_COLUMNS): the tidy form the workflow writes to
 tables/controls.csv. A check is "pass", "FAIL", "not measured" (no oracle, or the config runs no such
 model) or "shown" (a number shown beside its reference, with no threshold).
@@ -35,6 +42,7 @@ CONTROL_COLUMNS = ("control", "dataset", "metric", "subject", "value", "std", "n
                    "reference_label", "low", "high", "requirement", "status", "detail")
 IN_DOMAIN, COVERAGE = "oracle_in_domain", "oracle_mode_coverage"
 _REPORT_KEYS = {IN_DOMAIN: "in_domain_rate", COVERAGE: "mode_coverage"}
+SUBJECT, CONTEXT = "oracle_subject", "oracle_context"
 _TOLERANCE = 1e-9  # rates are ratios of counts: 1.0 must meet ">= 1.0"
 
 
@@ -49,6 +57,9 @@ class Thresholds:
     ft_min_in_target: float = 0.8
     max_seed_std: float = 0.10
     claims_min_se: float = 2.0
+    sdp_teacher_min_context: float = 0.5
+    sdp_teacher_max_subject: float = 0.1
+    sdp_ft_min_subject: float = 0.5
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> "Thresholds":
@@ -159,6 +170,35 @@ def _ft_checks(tidy: pd.DataFrame | None, t: Thresholds, targets: Sequence[str] 
     return out
 
 
+def _sdp_checks(tidy: pd.DataFrame | None, report: Mapping[str, Any], t: Thresholds,
+                targets: Sequence[str] | None, methods: MethodCatalogue) -> list[dict]:
+    oracle = report["subject_oracle"]
+    ft = pd.DataFrame(columns=["method", "dataset", "metric", "value"])
+    if tidy is not None and len(tidy):
+        frame = normalise_tidy(tidy)
+        frame = frame[(frame["metric"] == SUBJECT) & (frame["method"] == t.ft_method)]
+        if len(frame):
+            ft = select_normalised(frame, "final", DEFAULT_NFE, methods=methods)
+    out = []
+    teacher = "source teacher (token-free prompts)"
+    for target in list(dict.fromkeys([*(targets or ()), *oracle])):
+        verdict = oracle.get(target) or {}
+        missing = "" if verdict else f"no subject_oracle verdict of the source teacher on {target}"
+        context = [verdict["context_follows_rate"]] if verdict else []
+        present = [verdict["subject_present_rate"]] if verdict else []
+        out.append(_check("sdp_teacher", target, CONTEXT, teacher, context, low=t.sdp_teacher_min_context,
+                          requirement=f">= {t.sdp_teacher_min_context:g} (follows the prompts)", detail=missing))
+        out.append(_check("sdp_teacher", target, SUBJECT, teacher, present, high=t.sdp_teacher_max_subject,
+                          requirement=f"<= {t.sdp_teacher_max_subject:g} (the subject is absent from the source)",
+                          detail=missing))
+        values = list(ft.loc[ft["dataset"] == target, "value"])
+        out.append(_check("ft", target, SUBJECT, t.ft_method, values, reference=present[0] if present else float("nan"),
+                          reference_label="the source teacher", low=t.sdp_ft_min_subject,
+                          requirement=f">= {t.sdp_ft_min_subject:g}",
+                          detail="" if values else f"no oracle_subject rows of {t.ft_method} on {target}"))
+    return out
+
+
 def measure_controls(tidy: pd.DataFrame | None, teacher_report: Mapping[str, Any] | None,
                      student_reports: Sequence[Mapping[str, Any]] = (), thresholds: Mapping[str, Any] | None = None,
                      *, targets: Sequence[str] | None = None, methods: MethodCatalogue | None = None) -> pd.DataFrame:
@@ -167,6 +207,9 @@ def measure_controls(tidy: pd.DataFrame | None, teacher_report: Mapping[str, Any
     `tidy`: the tidy table (FT's and the shots' oracle rows); `targets`: the config's targets, so that a
     target without FT rows shows as not measured."""
     t = thresholds if isinstance(thresholds, Thresholds) else Thresholds.from_mapping(thresholds)
+    if (teacher_report or {}).get("subject_oracle"):
+        rows = _sdp_checks(tidy, teacher_report, t, targets, catalogue(methods))
+        return pd.DataFrame(rows, columns=list(CONTROL_COLUMNS))
     rows = (_teacher_checks(teacher_report, t) + _student_checks(teacher_report, student_reports, t)
             + _ft_checks(tidy, t, targets, catalogue(methods)))
     return pd.DataFrame(rows, columns=list(CONTROL_COLUMNS))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -20,6 +20,15 @@ from unidad.results.display import MISSING, value_info
 from unidad.results.methods import MethodCatalogue, catalogue
 from unidad.results.paper import paper_comparison
 from unidad.results.schema import normalise_tidy
+from unidad.results.sdp_checks import evaluate_sdp_claims, sdp_paper_comparison
+from unidad.results.sdp_tables import (
+    ORACLE_VALUES,
+    is_text_conditioned,
+    rank_agreement,
+    sdp_main_table,
+    sdp_oracle_table,
+    sdp_subject_table,
+)
 from unidad.results.select import DEFAULT_NFE, SELECTIONS
 from unidad.results.spread import seed_spread, seed_spread_table, spread_banner
 from unidad.results.tables import ablation_params, ablation_table, compute_table, main_table, oracle_table
@@ -208,6 +217,27 @@ def to_csv(df: pd.DataFrame, path: str | Path) -> Path:
 
 
 # ------------------------------------------------------------------------------ everything
+FSIG_HEADING = "Few-shot image generation (FSIG)"
+SDP_HEADING = "Subject-driven personalization (SDP, text-conditioned)"
+
+
+def _sdp_tables(attempt, frame: pd.DataFrame, prompted: list[str], teacher_report, methods: MethodCatalogue,
+                controls: pd.DataFrame | None, claims_min_se: float) -> None:
+    """The text-conditioned benchmark's tables (Table 3, per subject, oracle with the source teacher, rank
+    agreement, compute, the paper's Table 3, claims), each skipped with a log message when its data is absent."""
+    attempt("sdp_main_final", lambda: sdp_main_table(frame, prompted, methods=methods))
+    attempt("sdp_per_subject", lambda: sdp_subject_table(frame, prompted, teacher_report, methods=methods))
+    attempt("sdp_oracle_final", lambda: sdp_oracle_table(frame, prompted, teacher_report, methods=methods))
+    attempt("sdp_rank_agreement", lambda: rank_agreement(frame, prompted, methods=methods))
+    attempt("sdp_compute_final", lambda: compute_table(frame, nfe=1, methods=methods))
+    attempt("sdp_paper_comparison", lambda: sdp_paper_comparison(frame, prompted, methods=methods))
+    failed = None if controls is None else failed_controls(controls)
+    unmeasured = () if controls is None else unmeasured_controls(controls)
+    attempt("sdp_claims", lambda: claims_as_table(evaluate_sdp_claims(frame, prompted, methods=methods,
+                                                                      min_se=claims_min_se), failed, unmeasured))
+
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "table"
 
@@ -224,18 +254,25 @@ def _write_table(df: pd.DataFrame, out_dir: Path, name: str) -> list[Path]:
 def write_all_tables(tidy: pd.DataFrame, out_dir: str | Path, *, methods: MethodCatalogue | None = None,
                      far_datasets: Sequence[str] = (), paper_csv: str | Path | None = None,
                      nfe: int = DEFAULT_NFE, controls: pd.DataFrame | None = None, max_seed_std: float = 0.10,
-                     claims_min_se: float = DEFAULT_MIN_SE) -> list[Path]:
+                     claims_min_se: float = DEFAULT_MIN_SE, prompted: Sequence[str] = (),
+                     teacher_report: Mapping[str, Any] | None = None) -> list[Path]:
     """Every table the data allows, each as .md, .tex and .csv, plus all_tables.md (all of them in
     reading order). Tables whose data is absent are skipped with a log message. `methods`: the
     method catalogue (default: the project's config/methods.yaml). `controls`: the positive controls
     (unidad.results.controls.measure_controls): all_tables.md opens with them and the seed spread, and
-    a failed one marks the claims not meaningful."""
+    a failed one marks the claims not meaningful. `prompted`: the targets with evaluation prompts (the
+    text-conditioned benchmark's subjects), whose tables are the SDP ones (unidad.results.sdp_tables, with
+    `teacher_report`'s subject_oracle beside the methods); the other targets get the FSIG tables."""
     methods = catalogue(methods)
     frame = normalise_tidy(tidy)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tables: list[tuple[str, pd.DataFrame]] = []
     banner: list[str] = []
+    text_conditioned = is_text_conditioned(frame, prompted)
+    sdp_frame = frame[frame["dataset"].isin(list(prompted))]
+    frame = frame[~frame["dataset"].isin(list(prompted))]
+    sections: dict[int, str] = {}  # position in `tables` -> the heading that opens a benchmark's tables
 
     def attempt(name: str, build) -> None:
         try:
@@ -243,45 +280,53 @@ def write_all_tables(tidy: pd.DataFrame, out_dir: str | Path, *, methods: Method
         except ValueError as err:
             log.info("table %s skipped: %s", name, err)
 
-    present = set(frame["selection"])
-    selections = [s for s in SELECTIONS if s in present] or ["final"]
-    measured = set(frame["metric"])
-    # quality values in registration order, then values the registry does not show (kid_std...) by name
-    quality = [m for m in value_names("quality") if m in measured]
-    extra = [m for m in sorted(measured) if not value_info(m).shown]
     if controls is not None:
         tables.append(("controls", controls_table(controls)))
         banner += controls_banner(controls) + [""]
-    try:
-        spread = seed_spread(frame, max_seed_std, nfe=nfe, methods=methods)
+    try:  # the SDP benchmark's oracle rates are its own (subject present, context follows the prompt)
+        spread = seed_spread(sdp_frame if text_conditioned else frame, max_seed_std, nfe=nfe, methods=methods,
+                             **({"metrics": ORACLE_VALUES} if text_conditioned else {}))
         banner += spread_banner(spread, max_seed_std)
         attempt("seed_spread", lambda: seed_spread_table(spread, max_seed_std))
     except ValueError as err:
         log.info("table seed_spread skipped: %s", err)
-    for selection in selections:
-        attempt(f"main_{selection}", lambda s=selection: main_table(frame, selection=s, nfe=nfe, methods=methods))
-    attempt("all_metrics_final", lambda: main_table(frame, metrics=quality + extra, nfe=nfe,
-                                                    title="All quality metrics", methods=methods))
-    attempt("oracle_final", lambda: oracle_table(frame, nfe=nfe, methods=methods))
-    attempt("compute_final", lambda: compute_table(frame, nfe=nfe, methods=methods))
-    for param in ablation_params(frame):
-        metrics = ("fid", "intra_lpips") + tuple(m for m in ("oracle_mode_coverage",) if m in measured)
-        attempt(f"ablation_{_slug(param)}",
-                lambda p=param, ms=metrics: ablation_table(frame, p, ms, nfe=nfe, methods=methods))
-    attempt("paper_comparison", lambda: paper_comparison(frame, paper_csv, nfe=nfe, methods=methods))
-    failed = None if controls is None else failed_controls(controls)
-    unmeasured = () if controls is None else unmeasured_controls(controls)
-    attempt("claims", lambda: claims_as_table(evaluate_claims(frame, far_datasets=far_datasets, nfe=nfe,
-                                                              methods=methods, min_se=claims_min_se),
-                                              failed, unmeasured))
+    if not frame.empty:
+        sections[len(tables)] = FSIG_HEADING
+        present = set(frame["selection"])
+        selections = [s for s in SELECTIONS if s in present] or ["final"]
+        measured = set(frame["metric"])
+        # quality values in registration order, then values the registry does not show (kid_std...) by name
+        quality = [m for m in value_names("quality") if m in measured]
+        extra = [m for m in sorted(measured) if not value_info(m).shown]
+        for selection in selections:
+            attempt(f"main_{selection}", lambda s=selection: main_table(frame, selection=s, nfe=nfe, methods=methods))
+        attempt("all_metrics_final", lambda: main_table(frame, metrics=quality + extra, nfe=nfe,
+                                                        title="All quality metrics", methods=methods))
+        attempt("oracle_final", lambda: oracle_table(frame, nfe=nfe, methods=methods))
+        attempt("compute_final", lambda: compute_table(frame, nfe=nfe, methods=methods))
+        for param in ablation_params(frame):
+            metrics = ("fid", "intra_lpips") + tuple(m for m in ("oracle_mode_coverage",) if m in measured)
+            attempt(f"ablation_{_slug(param)}",
+                    lambda p=param, ms=metrics: ablation_table(frame, p, ms, nfe=nfe, methods=methods))
+        attempt("paper_comparison", lambda: paper_comparison(frame, paper_csv, nfe=nfe, methods=methods))
+        failed = None if controls is None else failed_controls(controls)
+        unmeasured = () if controls is None else unmeasured_controls(controls)
+        attempt("claims", lambda: claims_as_table(evaluate_claims(frame, far_datasets=far_datasets, nfe=nfe,
+                                                                  methods=methods, min_se=claims_min_se),
+                                                  failed, unmeasured))
+    if text_conditioned:
+        sections[len(tables)] = SDP_HEADING
+        _sdp_tables(attempt, sdp_frame, list(prompted), teacher_report, methods, controls, claims_min_se)
 
-    standin = bool(frame["standin"].any())
+    standin = bool(frame["standin"].any() or sdp_frame["standin"].any())
     paths: list[Path] = []
     combined = []
-    for name, table in tables:
+    for position, (name, table) in enumerate(tables):
         if standin:
             stamp_standin(table)
         paths += _write_table(table, out_dir, name)
+        if position in sections and text_conditioned:  # an FSIG-only report keeps its flat layout
+            combined.append(f"# {sections[position]}\n")
         combined.append(f"## {name}\n\n" + to_markdown(table))
     index = out_dir / "all_tables.md"
     title = "# Results tables" + (" (STAND-IN weights: a rehearsal, not results)" if standin else "")

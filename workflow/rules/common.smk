@@ -289,7 +289,7 @@ def qualitative_params(wildcards):
         "shots_dir": str(PLAN.dataset_dir(wildcards.dataset, "shots", max(config["shots"]))),
         "samples": {m: [str(p), nfe] for m, (p, nfe) in P.qualitative_units(PLAN, wildcards.dataset).items()},
         "image_size": PLAN.image_size,
-        "title": f"{config['benchmark']} / {wildcards.dataset}: 10 shots, then each method (same seeds)",
+        "title": f"{config['benchmark']} / {wildcards.dataset}: the shots, then each method (same seeds)",
     }
 
 

@@ -27,6 +27,7 @@ rule tables:
         tidy=out("tidy_parquet"),
         methods=str(PLAN.methods_path),
         controls=out("controls"),
+        teacher=out("teacher_report"),
     output:
         report(
             directory(out("tables")),
@@ -36,7 +37,7 @@ rule tables:
             subcategory="Tables",
         ),
     params:
-        **job_params(far_datasets=far_datasets(), thresholds=config["controls"]),
+        **job_params(far_datasets=far_datasets(), thresholds=config["controls"], prompted=P.prompted_targets(PLAN)),
     log:
         f"{R}/logs/tables/tables.log",
     benchmark:
@@ -77,7 +78,7 @@ rule figures:
 
 
 rule qualitative_grid:
-    """The 10 shots of a target, then every method's samples from the same seeds (paper Figure 1)."""
+    """The shots of a target, then every method's samples from the same seeds (and prompts) (paper Figure 1)."""
     input:
         unpack(qualitative_inputs),
     output:
