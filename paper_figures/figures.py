@@ -466,9 +466,15 @@ def write_all_figures(tidy: pd.DataFrame, out_dir: str | Path, *, nfe: int = DEF
         if metric in present:
             made.append(metric_vs_iteration(frame, metric, out_dir / f"{metric}_vs_iteration", nfe=nfe,
                                             methods=methods))
-    made.append(quality_diversity_scatter(frame, out_dir / "fid_vs_intra_lpips", nfe=nfe, methods=methods))
-    made.append(fid_vs_nfe(frame, out_dir / "fid_vs_nfe", methods=methods))
-    made.append(fid_vs_a(frame, out_dir / "fid_vs_a", nfe=nfe, methods=methods))
+    # FID's figures only where FID was measured (the SDP benchmark reports other values)
+    if "fid" in present:
+        made.append(quality_diversity_scatter(frame, out_dir / "fid_vs_intra_lpips", nfe=nfe, methods=methods))
+        made.append(fid_vs_nfe(frame, out_dir / "fid_vs_nfe", methods=methods))
+        made.append(fid_vs_a(frame, out_dir / "fid_vs_a", nfe=nfe, methods=methods))
+    from paper_figures.sdp import sdp_fidelity_vs_nfe, sdp_values_present
+
+    if sdp_values_present(frame):
+        made.append(sdp_fidelity_vs_nfe(frame, out_dir / "sdp_fidelity_vs_nfe", methods=methods))
     return [p for pair in made if pair for p in pair]
 
 

@@ -203,3 +203,20 @@ def test_grid_columns_spread_over_the_prompts_with_the_same_prompts_for_every_me
     assert "columns 1-5: a prt circle in the snow" in legend and "columns 6-10: a prt circle on the beach" in legend
     png, pdf = qualitative_grid(shots, rows, tmp_path / "grid", title="demo", prompts=columns)
     assert png.exists() and pdf.exists()
+
+
+def test_a_method_sampled_at_several_nfes_is_shown_at_its_own():
+    """A 2-step student is also sampled at the sweep's 1 NFE; the SDP tables show it at 2, its own."""
+    tidy = make_sdp_tidy(base={"ft": BASE["ft"], "unidad": BASE["unidad"]})
+    two_step = tidy[tidy["method"] == "unidad"].assign(method="unidad_dp", nfe=2, method_nfe=2,
+                                                        slug=lambda f: f["slug"] + "_dp")
+    at_one = two_step.assign(nfe=1, value=two_step["value"] - 0.5)
+    table = sdp_main_table(pd.concat([tidy, two_step, at_one], ignore_index=True), SUBJECTS, methods=METHODS)
+    assert table.loc["unidad_dp", "NFE"] == "2" and table.loc["unidad_dp", "Subject present ↑"].strip("*").startswith("0.7")
+
+
+def test_the_sdp_fidelity_figure_puts_each_method_at_its_own_nfe(tmp_path):
+    from paper_figures.figures import write_all_figures
+
+    made = write_all_figures(make_sdp_tidy(), tmp_path, methods=METHODS)
+    assert sorted(p.name for p in made) == ["sdp_fidelity_vs_nfe.pdf", "sdp_fidelity_vs_nfe.png"]

@@ -31,10 +31,10 @@ from unidad.results.display import (
 )
 from unidad.results.methods import MethodCatalogue, MethodInfo, catalogue
 from unidad.results.schema import normalise_tidy, ordered_datasets, tidy_row
-from unidad.results.select import select_normalised
+from unidad.results.select import OWN_NFE, select_normalised
 from unidad.results.tables import SELECTION_NOTES, _stat_table
 
-SDP_NFE = 1  # the paper's SDP setting: the one-step methods at 1 NFE, DreamBooth at its own
+SDP_NFE = OWN_NFE  # the paper's SDP setting: every method at its own NFE (1 for the one-step methods, 2x50 DreamBooth)
 SUBJECT_FIDELITY = ("dino", "clip_i", "demo_subject_sim")  # learned subject fidelity, the main one first
 PROMPT_FIDELITY = ("clip_t", "demo_prompt_sim")
 DIVERSITY = ("sdp_intra_lpips", "sdp_inter_lpips")
@@ -140,7 +140,7 @@ def sdp_main_table(frame: pd.DataFrame, prompted: Sequence[str], *, selection: s
         best_cells += [(m, label) for m in best]
     notes = [SUBJECT_NOTE.replace("subjects (", f"the {n_subjects} subject{'s' if n_subjects > 1 else ''} (", 1),
              seed_note(stats["count"]), SELECTION_NOTES.get(selection, f"Checkpoint rule: {selection}."),
-             f"NFE: the one-step methods at {SDP_NFE}; DreamBooth (ft) at its own many-step NFE with CFG.",
+             "NFE: each method at its own (the one-step methods at 1, DP-DMD's students at 2, DreamBooth (ft) at its many-step NFE with CFG).",
              _demo_note(values), *_method_notes(methods, shown)]
     table.attrs = {"caption": f"Subject-driven personalization, the paper's Table 3 layout ({selection} checkpoint). "
                               "Mean ± std over seeds of the mean over subjects; best per column in bold.",

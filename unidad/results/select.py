@@ -72,11 +72,14 @@ def select_checkpoints(frame: pd.DataFrame, selection: str, methods: MethodCatal
     return pd.concat([frame[chosen], reference]) if len(reference) else frame[chosen]
 
 
-def resolve_nfe(frame: pd.DataFrame, nfe: int, group: Sequence[str]) -> pd.DataFrame:
-    """Keep one NFE per group: the group's only NFE, else `nfe`."""
+OWN_NFE = "own"  # resolve_nfe: each method at the NFE it is built for (its sampler's), whatever the others'
+
+
+def resolve_nfe(frame: pd.DataFrame, nfe: int | str, group: Sequence[str]) -> pd.DataFrame:
+    """Keep one NFE per group: the group's only NFE, else `nfe` (OWN_NFE: the method's own)."""
     keys = [frame[g] for g in group]
     several = frame["nfe"].groupby(keys, dropna=False).transform("nunique") > 1
-    at_nfe = frame["nfe"] == nfe
+    at_nfe = frame["nfe"] == (frame["method_nfe"] if nfe == OWN_NFE else nfe)
     lacking = several & ~at_nfe.groupby(keys, dropna=False).transform("any")
     if lacking.any():
         first = frame[lacking].iloc[0]
