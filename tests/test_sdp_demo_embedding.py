@@ -51,7 +51,7 @@ def _truth(subject, seed=1):
 
 # ------------------------------------------------------------------------------------------ plumbing
 def test_training_data_views_and_caption_positives():
-    a, b, ids = object_views(6, seed=0, image_size=32)
+    a, b = object_views(6, seed=0, image_size=32)
     assert a.shape == b.shape == (6, 32, 32, 3) and a.dtype == np.uint8 and not np.array_equal(a, b)
     images, captions, factors = scenes.sample_source(40, seed=0)
     named = caption_factors(captions, factors)

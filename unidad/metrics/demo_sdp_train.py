@@ -37,9 +37,9 @@ FILL_KINDS = scenes.PATTERNS + ("solid",)
 
 
 # ------------------------------------------------------------------------------------- training data
-def object_views(n: int, seed: int, image_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Two views (uint8 [n,S,S,3] each) of n objects, and each object's identity id; objects n/2.. are
-    siblings of objects 0.. (same colours, another pattern or shape)."""
+def object_views(n: int, seed: int, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two views (uint8 [n,S,S,3] each) of n objects, row i of both the same object; the last n // 2
+    objects are siblings of the first (same colours, another pattern or shape)."""
     s = scenes.check_scene_size(image_size)
     rng = np.random.default_rng(np.random.SeedSequence([zlib.crc32(b"sdp-embed-objects"), int(seed)]))
     kinds, fills = rng.integers(0, len(SHAPE_KINDS), n), rng.integers(0, len(FILL_KINDS), n)
@@ -68,7 +68,7 @@ def object_views(n: int, seed: int, image_size: int) -> tuple[np.ndarray, np.nda
                 labels[rows] = scenes.pattern_labels(pattern, u[rows], s, widths[rows])
         fill = np.where(labels[..., None] == 0, colours[:, None, None, 0], colours[:, None, None, 1]) + jitter[:, None, None]
         views.append(scenes.compose(scenes.render_background(ctx, u, s), scenes.object_coverage(kinds, u, s), fill))
-    return views[0], views[1], np.arange(n)
+    return views[0], views[1]
 
 
 def caption_factors(captions: list[str], factors: dict[str, np.ndarray]) -> np.ndarray:
@@ -128,7 +128,7 @@ def heldout_report(model: SdpEmbedNet, seed: int, image_size: int, n: int = 400)
     truth = np.stack([factors["kind"], factors["colour"], factors["context"]], 1)
     report = {"caption_top1": float((picked == truth).all(1).mean())}
     report |= {f"{name}_top1": float((picked[:, i] == truth[:, i]).mean()) for i, name in enumerate(("shape", "colour", "context"))}
-    a, b, _ = object_views(n, _derived_seed(seed, _HELDOUT_TAG, 1), image_size)
+    a, b = object_views(n, _derived_seed(seed, _HELDOUT_TAG, 1), image_size)
     za = F.normalize(model.embed_images(_model_input(a, None))[0], dim=-1)
     zb = F.normalize(model.embed_images(_model_input(b, None))[0], dim=-1)
     report["view_top1"] = float(((za @ zb.T).argmax(1) == torch.arange(n)).float().mean())
@@ -179,7 +179,7 @@ def _train(out_path, image_size, iterations, batch_size, lr, seed, widths, dim, 
         image_factors = np.stack([factors["kind"], factors["colour"], factors["context"]], 1)
         for step in range(steps):
             rows = slice(step * batch_size, (step + 1) * batch_size)
-            a, b, _ = object_views(batch_size, _derived_seed(seed, _TRAIN_TAG, chunk_start + step, 1), image_size)
+            a, b = object_views(batch_size, _derived_seed(seed, _TRAIN_TAG, chunk_start + step, 1), image_size)
             views = torch.cat([_model_input(a, generator), _model_input(b, generator)])
             subject, _ = model.embed_images(views)
             _, image = model.embed_images(images[rows])
