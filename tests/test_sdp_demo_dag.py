@@ -57,8 +57,8 @@ def test_plan_resolves_the_fitted_vae_and_the_teacher_prompts(config):
     spec = P.teacher_subject_prompts(plan)["subject_prompts"]["striped_circle"]
     assert spec["prompts"] == ["a circle in the snow"] * 2 + ["a circle on the beach"] * 2
     assert spec["seeds"] == [config["evaluation"]["sample_seed_offset"] + j for j in (0, 1, 0, 1)]
-    # the subject oracle and speed read no features: no demo extractor is trained for them
-    assert P.demo_extractor_file(plan) is None
+    # the demo SDP metrics read the SDP demo embedding, never the FSIG demo extractor
+    assert P.demo_extractor_file(plan) == plan.path("demo_sdp_embedding")
     slug = next(s for s, r in plan.runs.items() if r.target == "striped_circle")
     assert P.metric_inputs(plan, slug, plan.runs[slug].checkpoint_steps[-1])["subject"] == "striped_circle"
     assert P.teacher_subject_prompts(Plan(load_config_file("config/smoke.yaml"))) == {}

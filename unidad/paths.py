@@ -16,6 +16,7 @@ PATHS = {
     "summary": "runs/{slug}/summary.json",
     "segment_marker": "runs/{slug}/segments/until{end}.done",
     "demo_extractor": "extractors/demo-cnn.safetensors",
+    "demo_sdp_embedding": "extractors/demo-sdp-embed.safetensors",  # the SDP demo's DINO/CLIP stand-in
     "reference": "reference/{dataset}/{split}_{extractor}.npz",
     "samples": "eval/{slug}/step{step}/samples.npz",
     "samples_grid": "eval/{slug}/step{step}/samples.png",

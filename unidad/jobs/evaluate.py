@@ -23,6 +23,13 @@ def train_extractor(out: str | Path, image_size: int, params: Mapping[str, Any],
     return train_demo_extractor(out, image_size=image_size, log=log, **dict(params))
 
 
+def train_sdp_embedding(out: str | Path, image_size: int, params: Mapping[str, Any], threads: int | None = None) -> dict:
+    from unidad.metrics.demo_sdp_train import train_sdp_embedding as train
+
+    set_threads(threads)
+    return train(out, image_size=image_size, log=log, threads=threads, **dict(params))
+
+
 def reference_statistics(folder: str | Path, split: str, image_size: int, extractor: str,
                          extractor_file: str | Path | None, out: str | Path, threads: int | None = None) -> None:
     """Features, mean and covariance of a dataset split, resized to the working resolution first

@@ -50,14 +50,19 @@ def reference_splits(plan: Plan, dataset: str) -> list[str]:
 
 
 def demo_extractor_file(plan: Plan) -> Path | None:
-    """The demo extractor's weights, where a configured metric measures with the demo extractor
-    (reference features) or the demo distance."""
+    """The weights the DAG trains for what the configured metrics read: the demo extractor (reference
+    features or distance `demo`) or the SDP demo embedding (distance `demo_sdp`, the demo SDP metrics)."""
+    from unidad.metrics.extractors import DAG_TRAINED
     from unidad.metrics.registry import metrics_needing
 
     ev = plan.config["evaluation"]
-    used = [name for need, name in (("reference", ev["extractor"]), ("distance", ev["lpips"]))
-            if metrics_needing(need, ev["metrics"])]
-    return plan.path("demo_extractor") if "demo" in used else None
+    used = {need: name for need, name in (("reference", ev["extractor"]), ("distance", ev["lpips"]),
+                                          ("sdp_embedding", "demo_sdp")) if metrics_needing(need, ev["metrics"])}
+    files = {DAG_TRAINED[name] for name in used.values() if name in DAG_TRAINED}
+    if len(files) > 1:
+        raise ValueError(f"evaluation.metrics read two networks trained in the DAG ({', '.join(sorted(files))}: "
+                         f"{used}); a metric job reads one: set evaluation.lpips to demo_sdp for the SDP demo metrics")
+    return plan.path(files.pop()) if files else None
 
 
 def metric_inputs(plan: Plan, slug: str, step: int) -> dict[str, Any]:

@@ -15,13 +15,15 @@ from unidad.metrics.registry import Metric, Value, register_metric
 from unidad.prompts import drop_token
 
 
-def prompt_fidelity(model, images: np.ndarray, prompts: list[str], token: str) -> dict[str, Any]:
+def prompt_fidelity(model, images: np.ndarray, prompts: list[str], token: str, mean=sdp.CLIP_MEAN, std=sdp.CLIP_STD,
+                    size: int = sdp.INPUT_SIZE) -> dict[str, Any]:
     """Per prompt: the mean cosine between its text (token dropped) and each of its images; then the
-    mean over prompts. `model`: a ClipEmbed (image embedding by call, text embedding by `text`)."""
+    mean over prompts. `model`: a ClipEmbed (image embedding by call, text embedding by `text`), or the
+    demo's text-image embedding with its own input constants."""
     groups = sdp.prompt_groups(prompts, len(images))
     texts = {p: drop_token(p, token) for p in groups}
     text = dict(zip(groups, model.text(list(texts.values()))))
-    gen = sdp.embed_images(model, images, sdp.CLIP_MEAN, sdp.CLIP_STD)
+    gen = sdp.embed_images(model, images, mean, std, size=size)
     res = sdp.per_prompt_mean(lambda idx: float((gen[idx] @ text[prompts[idx[0]]]).mean()), groups)
     return {**res, "texts": texts}
 

@@ -14,13 +14,13 @@ published scale.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from unidad.metrics.demo_cnn import EXTRACTOR_ID, check_positive_int, load_demo_cnn
-from unidad.metrics.extractors import DISTANCES, EXTRACTORS
+from unidad.metrics.extractors import DAG_TRAINED, DISTANCES, EXTRACTORS
 
 DISTANCE_ID = "demo-cnn-v1-lpips-style"
 
@@ -90,11 +90,14 @@ class DemoPerceptualDistance:
     float NCHW in [-1, 1] (uint8 NHWC is also accepted), one distance per pair, float64 tensor (B,).
     """
 
-    def __init__(self, path: str | Path, device: str | torch.device = "cpu", batch_size: int = 512):
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu", batch_size: int = 512,
+                 load: Callable = load_demo_cnn, distance_id: str = DISTANCE_ID):
+        # `load`: file -> (network with conv_activations, summary, sha256); the SDP demo's embedding
+        # gives the same distance on its own trunk (unidad.metrics.demo_sdp_embed)
         self.device = torch.device(device)
-        self.model, self.summary, self.weights_sha256 = load_demo_cnn(path, self.device)
+        self.model, self.summary, self.weights_sha256 = load(path, self.device)
         self.path = Path(path)
-        self.id = DISTANCE_ID
+        self.id = distance_id
         self.batch_size = check_positive_int(batch_size, "batch_size")
         self.provenance = {"id": self.id, "weights_sha256": self.weights_sha256}
 
@@ -150,3 +153,4 @@ def _demo_distance(path: Path) -> tuple[DemoPerceptualDistance, dict]:
 
 EXTRACTORS.add("demo", DemoFeatureExtractor)
 DISTANCES.add("demo", _demo_distance)
+DAG_TRAINED["demo"] = "demo_extractor"

@@ -33,6 +33,9 @@ class FeatureExtractor(Protocol):
 EXTRACTORS: Registry = Registry("feature extractor")
 # name (config evaluation.lpips) -> factory(demo extractor file or None) -> (distance function, provenance)
 DISTANCES: Registry = Registry("distance")
+# extractor or distance name -> the unidad.paths.PATHS entry of the weights the DAG trains for it (the
+# rules wire that file as the metric jobs' input); names not listed load real weights via the manifest
+DAG_TRAINED: dict[str, str] = {}
 
 
 def to_uint8_nchw(images) -> torch.Tensor:

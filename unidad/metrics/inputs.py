@@ -19,7 +19,9 @@ class MetricInputs:
     samples: Path  # samples.npz of the checkpoint (uint8 images per NFE, timing)
     references: dict[str, Path] = field(default_factory=dict)  # split ("full" = test, "val") -> statistics .npz
     extractor: str = ""  # evaluation.extractor (feature extractor registry name)
-    extractor_file: Path | None = None  # the demo extractor's weights, when the extractor or distance is "demo"
+    # the weights the DAG trains for the configured extractor, distance or metrics (demo CNN or SDP demo
+    # embedding: unidad.metrics.extractors.DAG_TRAINED), when one of them is used
+    extractor_file: Path | None = None
     lpips: str = ""  # evaluation.lpips (distance registry name)
     intra_lpips_variant: str = "cdc"
     evaluation_protocol: str = ""  # evaluation.protocol: the label every number of this job carries

@@ -25,7 +25,8 @@ if TYPE_CHECKING:  # the inputs object lives with the evaluation job
 #   "distance"   the LPIPS-style distance of evaluation.lpips
 #   "oracle"     the demo domain's rule-based oracle (skipped with a note on real datasets)
 #   "timing"     the sampler's timing, recorded with the samples
-NEEDS = ("reference", "shots", "distance", "oracle", "timing")
+#   "sdp_embedding"  the SDP demo's text-image embedding, trained in the DAG (rule demo_sdp_embedding)
+NEEDS = ("reference", "shots", "distance", "oracle", "timing", "sdp_embedding")
 # Table groups: quality metrics make the main tables, oracle metrics the oracle table, speed the compute table.
 GROUPS = ("quality", "oracle", "speed")
 

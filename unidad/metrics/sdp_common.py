@@ -43,10 +43,12 @@ def normalise(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -
 
 
 @torch.no_grad()
-def embed_images(embed: Embed, images: np.ndarray, mean, std, batch_size: int = 64) -> torch.Tensor:
+def embed_images(embed: Embed, images: np.ndarray, mean, std, batch_size: int = 64,
+                 size: int = INPUT_SIZE) -> torch.Tensor:
     """Unit-norm float64 embeddings (N, D) of uint8 NHWC images, prepared as the official evaluation
-    (`embed` moves a batch to its network's device)."""
-    prepared = center_square(images)
+    (`embed` moves a batch to its network's device; `size`: the network's input, 224 but for the
+    demo's embedding)."""
+    prepared = center_square(images, size)
     out = []
     for start in range(0, len(prepared), batch_size):
         x = normalise(prepared[start:start + batch_size], mean, std)
@@ -93,11 +95,11 @@ def subject_similarity(real: torch.Tensor, generated: torch.Tensor, groups: dict
 
 
 def image_similarity_record(embed: Embed, provenance: dict, mean, std, real_images: np.ndarray, images: np.ndarray,
-                            prompts: list[str], value: str) -> dict[str, Any]:
+                            prompts: list[str], value: str, size: int = INPUT_SIZE) -> dict[str, Any]:
     """The record of a (real, generated) image-similarity metric (DINO, CLIP-I) for one sample set."""
     groups = prompt_groups(prompts, len(images))
-    real = embed_images(embed, real_images, mean, std)
-    gen = embed_images(embed, images, mean, std)
+    real = embed_images(embed, real_images, mean, std, size=size)
+    gen = embed_images(embed, images, mean, std, size=size)
     res = subject_similarity(real, gen, groups)
     return {"variant": "mean cosine over (real, generated) pairs per prompt, then mean over prompts",
             "extractor": provenance["id"], "extractor_sha256": provenance["weights_sha256"],
@@ -106,7 +108,7 @@ def image_similarity_record(embed: Embed, provenance: dict, mean, std, real_imag
                        "mean": list(mean), "std": list(std)}}
 
 
-def reference_images(inputs: MetricInputs) -> np.ndarray:
+def reference_images(inputs: MetricInputs, size: int = INPUT_SIZE) -> np.ndarray:
     """The subject's real images (its training shots: the official evaluation's references are the
     subject's first images), each read from its file and brought to the networks' input on its own,
     since real photos differ in size."""
@@ -115,7 +117,7 @@ def reference_images(inputs: MetricInputs) -> np.ndarray:
     if inputs.shots_dir is None:
         raise ValueError("this metric needs the subject's real images, but the evaluation job was given no shots")
     files = folder_files(inputs.shots_dir, inputs.shots)
-    return np.stack([center_square(np.asarray(_read_rgb(f), dtype=np.uint8)[None])[0] for f in files])
+    return np.stack([center_square(np.asarray(_read_rgb(f), dtype=np.uint8)[None], size)[0] for f in files])
 
 
 def device() -> torch.device:

@@ -17,6 +17,26 @@ rule demo_extractor:
         "../scripts/demo_extractor.py"
 
 
+rule demo_sdp_embedding:
+    """The SDP demo's text-image embedding (its DINO, CLIP-I and CLIP-T stand-in and the distance
+    demo_sdp), trained on captioned source scenes and patterned objects, never a demo subject."""
+    output:
+        out("demo_sdp_embedding"),
+    params:
+        **job_params(image_size=PLAN.image_size, train=EV.get("sdp_embedding_train") or {}),
+    log:
+        f"{R}/logs/extractors/demo-sdp-embed.log",
+    benchmark:
+        benchmark_file("demo_sdp_embedding")
+    threads: pretraining_threads()
+    resources:
+        **resources_for("train"),
+    conda:
+        "../envs/unidad.yaml"
+    script:
+        "../scripts/demo_sdp_embedding.py"
+
+
 rule reference_statistics:
     """Features, mean and covariance of a target's full set (test reference) or validation split."""
     input:
