@@ -234,7 +234,8 @@ def test_metric_registry_lists_metrics_with_needs_and_display():
     assert metrics_needing("shots", ["fid", "intra_lpips", "oracle"]) == ["intra_lpips"]
     assert value_info("fid").label == "FID" and value_info("fid").higher_is_better is False
     assert value_info("prdc_recall").bounded and not value_info("prdc_density").bounded
-    assert value_names("oracle") == ["oracle_in_domain", "oracle_mode_coverage", "oracle_tv"]
+    assert value_names("oracle") == ["oracle_in_domain", "oracle_mode_coverage", "oracle_tv",  # the FSIG demo's
+                                     "oracle_subject", "oracle_context", "oracle_subject_context"]  # the SDP demo's
     assert value_info("not_a_value").higher_is_better is None
     with pytest.raises(KeyError, match="known metrics"):
         METRICS.get("fdi")
