@@ -328,3 +328,19 @@ def test_lognormal_training_sigmas_are_refused_outside_the_edm_range(sd_source):
     stage.updates()[0].loss(make_batch(stage, 0, 0))
     sigma = log[0][2]
     assert float(sigma.max()) <= stage.modules["model"].sigma_max * (1 + 1e-6)
+
+
+def test_caption_dropout_trains_the_unconditional_model_for_guidance():
+    from unidad.stages.base import StageConfigError
+    from unidad.stages.denoise import PretrainConfig, drop_captions
+
+    prompts = [f"a red circle {i}" for i in range(2000)]
+    assert drop_captions(prompts, 0.0) is prompts and drop_captions(None, 0.5) is None
+    torch.manual_seed(0)
+    dropped = drop_captions(prompts, 0.1)
+    blank = [i for i, p in enumerate(dropped) if p == ""]
+    assert 0.07 < len(blank) / len(prompts) < 0.13
+    assert all(dropped[i] == prompts[i] for i in range(len(prompts)) if i not in set(blank))
+    assert PretrainConfig.from_dict({"caption_dropout": 0.1}).caption_dropout == 0.1
+    with pytest.raises(StageConfigError, match="caption_dropout"):
+        PretrainConfig.from_dict({"caption_dropout": 1.0})

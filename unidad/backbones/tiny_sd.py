@@ -196,7 +196,8 @@ def load_tiny_sd(path: str | Path, **unused: Any) -> SD15Denoiser:
 
 # ------------------------------------------------------------------------------------ VAE fitting
 def fit_tiny_vae(vae, images: np.ndarray, steps: int = 600, batch_size: int = 32, lr: float = 2e-3,
-                 kl_weight: float = 1e-6, seed: int = 0, log: Callable[[str], Any] | None = None) -> dict:
+                 kl_weight: float = 1e-6, posterior_noise: float = 1.0, seed: int = 0,
+                 log: Callable[[str], Any] | None = None) -> dict:
     """Train an AutoencoderKL in place to reconstruct `images` (uint8 [N,H,W,3]), then set its
     scaling_factor to 1/std of the latents (SD's recipe for 0.18215). Returns a JSON-ready summary
     with the held-out reconstruction error (mean absolute, in [0, 255] pixel units)."""
@@ -215,7 +216,7 @@ def fit_tiny_vae(vae, images: np.ndarray, steps: int = 600, batch_size: int = 32
         x = train[torch.randint(len(train), (batch_size,), generator=generator)]
         posterior = vae.encode(x).latent_dist
         noise = torch.randn(posterior.mean.shape, generator=generator)
-        z = posterior.mean + posterior.std * noise
+        z = posterior.mean + posterior_noise * posterior.std * noise
         recon = vae.decode(z).sample
         loss = (recon - x).abs().mean() + kl_weight * posterior.kl().mean()
         optimizer.zero_grad(set_to_none=True)
@@ -231,7 +232,8 @@ def fit_tiny_vae(vae, images: np.ndarray, steps: int = 600, batch_size: int = 32
         recon = vae.decode(vae.encode(heldout).latent_dist.mean).sample.clamp(-1, 1)
         error = float((recon - heldout).abs().mean() * 127.5)
     vae.register_to_config(scaling_factor=scaling)
-    return {"steps": steps, "batch_size": batch_size, "lr": lr, "kl_weight": kl_weight, "seed": seed,
+    return {"steps": steps, "batch_size": batch_size, "lr": lr, "kl_weight": kl_weight,
+            "posterior_noise": posterior_noise, "seed": seed,
             "scaling_factor": scaling, "heldout_mae_pixels": error, "heldout_images": held,
             "train_seconds": round(time.perf_counter() - started, 2)}
 
