@@ -68,3 +68,33 @@ def test_demo_vae_job_writes_a_folder_the_backbone_loads(tmp_path):
     assert json.loads((tmp_path / "vae" / "fit.json").read_text()) == summary
     model = build_tiny_sd(**params, vae_dir=str(tmp_path / "vae"))
     assert model.vae.config.scaling_factor == summary["scaling_factor"]
+
+
+def test_demo_recipe_is_a_valid_backbone_vae_fit_and_pretrain_stage():
+    from unidad.backbones import build_backbone
+    from unidad.stages.denoise import PretrainConfig
+
+    model = build_backbone({"kind": "tiny_sd", "params": sdp_data.DEMO_BACKBONE})
+    vae = model.vae.config
+    # 8 latent channels at /2 and no mid attention: the codec that keeps the subjects' 3-px patterns
+    assert vae.latent_channels == 8 and len(vae.block_out_channels) == 2 and not vae.mid_block_add_attention
+    assert model.latent_shape == (8, 16, 16) and model.image_shape == (3, 32, 32)
+    config = PretrainConfig.from_dict(sdp_data.DEMO_TEACHER_PRETRAIN)
+    assert config.caption_dropout > 0 and config.sigma_sampling == "grid"  # CFG needs the empty prompt trained
+    assert set(sdp_data.DEMO_VAE_FIT) == {"n_images", "fit_params"} and sdp_data.DEMO_TEACHER_GUIDANCE > 1
+
+
+def test_caption_following_report_of_a_teacher(tmp_path):
+    from unidad.backbones import build_backbone
+    from unidad.weights_file import export_weights
+
+    spec = {"kind": "tiny_sd", "params": dict(image_size=32, vae_channels=(8, 16), unet_channels=(16, 32),
+                                              text_width=16, text_heads=2)}
+    export_weights(tmp_path / "w.safetensors", {"model": build_backbone(spec)})
+    report = sdp_data.caption_following_report(spec, tmp_path / "w.safetensors", tmp_path / "r.json", steps=2,
+                                               out_grid=tmp_path / "g.png")
+    assert json.loads((tmp_path / "r.json").read_text()) == report and (tmp_path / "g.png").is_file()
+    assert report["captions"]["n"] == 3 * 4 * 9  # every kind x colour x context caption
+    assert report["sampling"]["guidance"] == sdp_data.DEMO_TEACHER_GUIDANCE
+    square = report["class_prompts_checker_square"]
+    assert square["n"] == 5 and 0.0 <= square["subject_present_rate"] <= 1.0

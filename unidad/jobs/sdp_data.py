@@ -8,6 +8,22 @@ from typing import Any, Callable, Mapping, Sequence
 
 from unidad.atomic import atomic_dir, write_json_atomic
 
+# The text-conditioned demo's recipe (docs/demo_tuning.md, "SDP demo codec" and "SDP demo source
+# teacher"): the tiny_sd backbone, its VAE fit (fit_demo_vae) and the source teacher's `pretrain`
+# stage on the captioned source set, sampled with classifier-free guidance.
+DEMO_BACKBONE: dict[str, Any] = {
+    "image_size": 32, "vae_channels": [16, 32], "vae_mid_attention": False, "latent_channels": 8,
+    "unet_channels": [32, 64], "cross_attention": [False, True], "layers_per_block": 1, "attention_head_dim": 8,
+    "text_width": 32, "text_layers": 2, "text_heads": 4, "max_length": 16,
+}
+DEMO_VAE_FIT: dict[str, Any] = {"n_images": 4000, "fit_params": {"steps": 1600, "batch_size": 8, "lr": 2e-3,
+                                                                 "kl_weight": 1e-6, "posterior_noise": 0.0}}
+DEMO_TEACHER_PRETRAIN: dict[str, Any] = {
+    "iterations": 400, "batch_size": 16, "lr": 2e-3, "warmup_iters": 50, "ema_decay": 0.99,
+    "sigma_sampling": "grid", "caption_dropout": 0.1, "sample_steps": 25, "sampler": "euler",
+}
+DEMO_TEACHER_GUIDANCE = 7.5  # the official SDP source teacher's CFG (the SDP demo's teacher_guidance)
+
 
 def write_captioned_source(n: int, seed: int, image_size: int, out_dir: str | Path) -> dict:
     """The captioned source set (the demo's LAION stand-in) as PNGs + captions.jsonl."""
@@ -101,6 +117,42 @@ def fit_demo_vae(backbone_params: Mapping[str, Any], out_dir: str | Path, n_imag
         vae.save_pretrained(staging)
         (staging / "fit.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def caption_following_report(backbone: Mapping[str, Any], weights: str | Path, out_json: str | Path,
+                             guidance: float = DEMO_TEACHER_GUIDANCE, steps: int = 25, repeats: int = 1,
+                             module: str = "model", batch_size: int = 54, threads: int | None = None,
+                             out_grid: str | Path | None = None) -> dict:
+    """The text-to-image source teacher's positive control: its many-step CFG samples for every
+    (kind, colour, context) caption of the source set (`repeats` seeds each), judged by the scene
+    judge (unidad.data.scenes.caption_report), and for the demo subjects' class prompts without the
+    token ("a square in the snow"), where a solid object is right and the subject absent."""
+    import numpy as np
+
+    from unidad.data import scenes
+    from unidad.data.sdp_demo import SUBJECTS, SubjectOracle, demo_prompts
+    from unidad.jobs.teachers import sample_product
+    from unidad.prompts import drop_token
+
+    captions = [scenes.caption(c, k, x) for k in scenes.SHAPE_NOUNS for c in scenes.SOURCE_COLOURS
+                for x in scenes.CONTEXT_NAMES] * int(repeats)
+    sampling = {"kind": "many_step", "sampler": "euler", "steps": int(steps), "guidance": float(guidance)}
+    images, timing = sample_product(backbone, weights, module, sampling, list(range(len(captions))), batch_size,
+                                    threads=threads, prompts=captions)
+    report: dict[str, Any] = {"sampling": sampling, "timing": timing, "captions": scenes.caption_report(images, captions)}
+    for name, sub in SUBJECTS.items():
+        prompts = [drop_token(p, "prt") for p in demo_prompts(sub, "prt")] * int(repeats)
+        seeds = list(range(10_000, 10_000 + len(prompts)))
+        drawn, _ = sample_product(backbone, weights, module, sampling, seeds, batch_size, threads=threads,
+                                  prompts=prompts)
+        report[f"class_prompts_{name}"] = {**scenes.caption_report(drawn, prompts),
+                                           "subject_present_rate": float(np.mean(SubjectOracle(sub).present(drawn)))}
+    if out_grid is not None:
+        from unidad.imageio import save_grid
+
+        save_grid(images[:72], out_grid, nrow=12, scale=3)
+    write_json_atomic(out_json, report)
+    return report
 
 
 def subject_grid(dataset_dir: str | Path, image_size: int, out: str | Path) -> None:
