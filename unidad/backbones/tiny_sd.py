@@ -196,7 +196,7 @@ def load_tiny_sd(path: str | Path, **unused: Any) -> SD15Denoiser:
 
 
 # ------------------------------------------------------------------------------------ VAE fitting
-def fit_tiny_vae(vae, images: np.ndarray, steps: int = 1600, batch_size: int = 8, lr: float = 2e-3,
+def fit_tiny_vae(vae, images: np.ndarray, steps: int = 1200, batch_size: int = 8, lr: float = 2e-3,
                  kl_weight: float = 1e-6, posterior_noise: float = 0.0, seed: int = 0,
                  log: Callable[[str], Any] | None = None) -> dict:
     """Train an AutoencoderKL in place to reconstruct `images` (uint8 [N,H,W,3]), then set its

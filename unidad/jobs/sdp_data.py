@@ -16,7 +16,7 @@ DEMO_BACKBONE: dict[str, Any] = {
     "unet_channels": [32, 64], "cross_attention": [False, True], "layers_per_block": 1, "attention_head_dim": 8,
     "text_width": 32, "text_layers": 2, "text_heads": 4, "max_length": 16,
 }
-DEMO_VAE_FIT: dict[str, Any] = {"n_images": 4000, "fit_params": {"steps": 1600, "batch_size": 8, "lr": 2e-3,
+DEMO_VAE_FIT: dict[str, Any] = {"n_images": 4000, "fit_params": {"steps": 1200, "batch_size": 8, "lr": 2e-3,
                                                                  "kl_weight": 1e-6, "posterior_noise": 0.0}}
 DEMO_TEACHER_PRETRAIN: dict[str, Any] = {
     "iterations": 400, "batch_size": 16, "lr": 2e-3, "warmup_iters": 50, "ema_decay": 0.99,
@@ -98,10 +98,13 @@ def fit_demo_vae(backbone_params: Mapping[str, Any], out_dir: str | Path, n_imag
     as a diffusers AutoencoderKL folder (`vae_dir` of unidad.backbones.tiny_sd.build_tiny_sd), with
     its fit summary in fit.json.
 
-    Not yet enough at demo budget: after 400 steps of batch 32 (lr 3e-3, 4000 codec scenes; 12 min on
-    the loaded 2-core machine) the held-out error is 9.3 px, and reconstructions of the subjects' ground
-    truth keep their context but lose their 3-px patterns (oracle: subject present 0-1%). A 12-channel
-    latent did no better at 300 steps; the fit needs many more steps or a lighter task.
+    Still not reliable at demo budget (docs/demo_tuning.md, "SDP demo codec"): with DEMO_BACKBONE's
+    VAE (8 latent channels at /2, no mid attention) and fit_tiny_vae's defaults (1200 steps of batch
+    8, lr 2e-3, no posterior noise; about 90 s on 2 unloaded cores, estimated from the loaded runs) one
+    fit reached a held-out error of 7.0 px and kept the subjects in 23% / 83% / 90% of round-tripped
+    ground truths (checker_square / striped_circle / banded_triangle), contexts in 100%; a 1600-step
+    fit of the same recipe reached 7.7 px but only 18% / 0% / 3%. The old recipe (4 latent channels,
+    mid attention, 400 x 32 steps) kept 0-5%.
     """
     import json
 
