@@ -92,9 +92,9 @@ def test_caption_following_report_of_a_teacher(tmp_path):
                                               text_width=16, text_heads=2)}
     export_weights(tmp_path / "w.safetensors", {"model": build_backbone(spec)})
     report = sdp_data.caption_following_report(spec, tmp_path / "w.safetensors", tmp_path / "r.json", steps=2,
-                                               out_grid=tmp_path / "g.png")
+                                               out_grid=tmp_path / "g.png", contexts=["snow"])
     assert json.loads((tmp_path / "r.json").read_text()) == report and (tmp_path / "g.png").is_file()
-    assert report["captions"]["n"] == 3 * 4 * 9  # every kind x colour x context caption
+    assert report["captions"]["n"] == 3 * 4  # every kind x colour caption in the one context asked for
     assert report["sampling"]["guidance"] == sdp_data.DEMO_TEACHER_GUIDANCE
     square = report["class_prompts_checker_square"]
     assert square["n"] == 5 and 0.0 <= square["subject_present_rate"] <= 1.0

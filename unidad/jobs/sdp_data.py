@@ -125,29 +125,34 @@ def fit_demo_vae(backbone_params: Mapping[str, Any], out_dir: str | Path, n_imag
 def caption_following_report(backbone: Mapping[str, Any], weights: str | Path, out_json: str | Path,
                              guidance: float = DEMO_TEACHER_GUIDANCE, steps: int = 25, repeats: int = 1,
                              module: str = "model", batch_size: int = 54, threads: int | None = None,
-                             out_grid: str | Path | None = None) -> dict:
+                             out_grid: str | Path | None = None, contexts: Sequence[str] | None = None) -> dict:
     """The text-to-image source teacher's positive control: its many-step CFG samples for every
     (kind, colour, context) caption of the source set (`repeats` seeds each), judged by the scene
     judge (unidad.data.scenes.caption_report), and for the demo subjects' class prompts without the
-    token ("a square in the snow"), where a solid object is right and the subject absent."""
+    token ("a square in the snow"), where a solid object is right and the subject absent.
+    `contexts` restricts the captions to these contexts (default: all)."""
     import numpy as np
 
     from unidad.data import scenes
     from unidad.data.sdp_demo import SUBJECTS, SubjectOracle, demo_prompts
-    from unidad.jobs.teachers import sample_product
+    from unidad.backbones import build_backbone
     from unidad.prompts import drop_token
+    from unidad.runtime import set_threads
+    from unidad.sampling import generate
+    from unidad.weights_file import read_weights
 
     captions = [scenes.caption(c, k, x) for k in scenes.SHAPE_NOUNS for c in scenes.SOURCE_COLOURS
-                for x in scenes.CONTEXT_NAMES] * int(repeats)
+                for x in (contexts or scenes.CONTEXT_NAMES)] * int(repeats)
     sampling = {"kind": "many_step", "sampler": "euler", "steps": int(steps), "guidance": float(guidance)}
-    images, timing = sample_product(backbone, weights, module, sampling, list(range(len(captions))), batch_size,
-                                    threads=threads, prompts=captions)
+    set_threads(threads)
+    model = build_backbone(dict(backbone))  # once: building the tokenizer dominates a tiny model's sampling
+    model.load_state_dict(read_weights(weights)[module], strict=True)
+    images, timing = generate(model, sampling, list(range(len(captions))), batch_size=batch_size, prompts=captions)
     report: dict[str, Any] = {"sampling": sampling, "timing": timing, "captions": scenes.caption_report(images, captions)}
     for name, sub in SUBJECTS.items():
         prompts = [drop_token(p, "prt") for p in demo_prompts(sub, "prt")] * int(repeats)
         seeds = list(range(10_000, 10_000 + len(prompts)))
-        drawn, _ = sample_product(backbone, weights, module, sampling, seeds, batch_size, threads=threads,
-                                  prompts=prompts)
+        drawn, _ = generate(model, sampling, seeds, batch_size=batch_size, prompts=prompts)
         report[f"class_prompts_{name}"] = {**scenes.caption_report(drawn, prompts),
                                            "subject_present_rate": float(np.mean(SubjectOracle(sub).present(drawn)))}
     if out_grid is not None:
