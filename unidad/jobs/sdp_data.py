@@ -18,6 +18,7 @@ DEMO_BACKBONE: dict[str, Any] = {
 }
 DEMO_VAE_FIT: dict[str, Any] = {"n_images": 4000, "fit_params": {"steps": 1200, "batch_size": 8, "lr": 2e-3,
                                                                  "kl_weight": 1e-6, "posterior_noise": 0.0}}
+# not yet enough: 400 iterations leave the teacher drawing blobs (docs/demo_tuning.md); the search's start
 DEMO_TEACHER_PRETRAIN: dict[str, Any] = {
     "iterations": 400, "batch_size": 16, "lr": 2e-3, "warmup_iters": 50, "ema_decay": 0.99,
     "sigma_sampling": "grid", "caption_dropout": 0.1, "sample_steps": 25, "sampler": "euler",
