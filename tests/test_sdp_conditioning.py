@@ -354,3 +354,19 @@ def test_seed_method_stages_read_the_prompts_as_uni_dad_does(sd_source, stage_id
         elif name == "generator":
             assert cond.guidance_scale == 1.0
             torch.testing.assert_close(cond.context, with_token)
+
+
+def test_caption_dropout_trains_the_unconditional_model_for_guidance():
+    from unidad.stages.base import StageConfigError
+    from unidad.stages.denoise import PretrainConfig, drop_captions
+
+    prompts = [f"a red circle {i}" for i in range(2000)]
+    assert drop_captions(prompts, 0.0) is prompts and drop_captions(None, 0.5) is None
+    torch.manual_seed(0)
+    dropped = drop_captions(prompts, 0.1)
+    blank = [i for i, p in enumerate(dropped) if p == ""]
+    assert 0.07 < len(blank) / len(prompts) < 0.13
+    assert all(dropped[i] == prompts[i] for i in range(len(prompts)) if i not in set(blank))
+    assert PretrainConfig.from_dict({"caption_dropout": 0.1}).caption_dropout == 0.1
+    with pytest.raises(StageConfigError, match="caption_dropout"):
+        PretrainConfig.from_dict({"caption_dropout": 1.0})

@@ -68,3 +68,35 @@ def test_demo_vae_job_writes_a_folder_the_backbone_loads(tmp_path):
     assert json.loads((tmp_path / "vae" / "fit.json").read_text()) == summary
     model = build_tiny_sd(**params, vae_dir=str(tmp_path / "vae"))
     assert model.vae.config.scaling_factor == summary["scaling_factor"]
+
+
+def test_the_sdp_demo_config_is_a_valid_backbone_vae_fit_and_pretrain_stage():
+    from unidad.backbones import build_backbone
+    from unidad.config import load_config_file
+    from unidad.stages.denoise import PretrainConfig
+
+    config = load_config_file("config/sdp_demo.yaml")
+    model = build_backbone({"kind": "tiny_sd", "params": config["backbone"]["params"]})
+    vae = model.vae.config
+    # 8 latent channels at /2 and no mid attention: the codec that keeps the subjects' 3-px patterns
+    assert vae.latent_channels == 8 and len(vae.block_out_channels) == 2 and not vae.mid_block_add_attention
+    assert model.latent_shape == (8, 16, 16) and model.image_shape == (3, 32, 32)
+    pretrain = PretrainConfig.from_dict(config["source"]["params"])
+    assert pretrain.caption_dropout > 0 and pretrain.sigma_sampling == "grid"  # CFG needs the empty prompt trained
+    assert config["source"]["sample_guidance"] > 1 and config["backbone"]["vae_fit"]["posterior_noise"] == 0.0
+
+
+def test_caption_following_report_of_a_teacher(tmp_path):
+    from unidad.backbones import build_backbone
+    from unidad.weights_file import export_weights
+
+    spec = {"kind": "tiny_sd", "params": dict(image_size=32, vae_channels=(8, 16), unet_channels=(16, 32),
+                                              text_width=16, text_heads=2)}
+    export_weights(tmp_path / "w.safetensors", {"model": build_backbone(spec)})
+    report = sdp_data.caption_following_report(spec, tmp_path / "w.safetensors", tmp_path / "r.json", steps=2,
+                                               out_grid=tmp_path / "g.png", contexts=["snow"])
+    assert json.loads((tmp_path / "r.json").read_text()) == report and (tmp_path / "g.png").is_file()
+    assert report["captions"]["n"] == 3 * 4  # every kind x colour caption in the one context asked for
+    assert report["sampling"]["guidance"] == 7.5
+    square = report["class_prompts_checker_square"]
+    assert square["n"] == 5 and 0.0 <= square["subject_present_rate"] <= 1.0

@@ -149,3 +149,32 @@ def test_codec_images_are_broader_than_the_captioned_set():
     assert 0.4 < two_tone.mean() < 0.95  # about 3/4 are patterned
     with pytest.raises(ValueError, match="unknown pattern"):
         scenes.pattern_labels("dots", np.zeros((1, 20)), 32, 3.0)
+
+
+def test_scene_judge_reads_kind_colour_and_context_of_source_scenes():
+    images, captions, factors = scenes.sample_source(120, seed=5)
+    seen = scenes.judge_scenes(images)
+    assert seen["valid"].all()
+    for key in ("kind", "colour", "context"):
+        assert np.array_equal(seen[key], factors[key])
+    report = scenes.caption_report(images, captions)
+    assert report["all_rate"] == 1.0 and report["n"] == 120
+    # the same images under shuffled captions follow them only by chance
+    wrong = scenes.caption_report(images, captions[1:] + captions[:1])
+    assert wrong["all_rate"] < 0.3
+
+
+def test_scene_judge_rejects_blank_patterned_and_two_object_scenes():
+    images, _, _ = scenes.sample_source(8, seed=1)
+    blank = scenes.render_background(np.arange(8) % len(scenes.CONTEXTS), scenes.scene_uniforms(8, 0, "t"), 32)
+    assert not scenes.judge_scenes(scenes.quantize(blank))["valid"].any()
+    patterned = demo.render_prompt_truth("checker_square", demo.demo_prompts("checker_square"))
+    assert not scenes.judge_scenes(patterned)["valid"].any()
+    doubled = images.copy()
+    doubled[:, 4:12, 2:10] = (np.array(scenes.SOURCE_COLOURS["red"]) * 255).astype(np.uint8)
+    doubled[:, 4:12, 22:30] = (np.array(scenes.SOURCE_COLOURS["blue"]) * 255).astype(np.uint8)
+    assert not scenes.judge_scenes(doubled)["valid"].any()
+    assert scenes.parse_caption("a red circle on the beach") == (0, 0, scenes.context_index("beach"))
+    assert scenes.parse_caption("a square") == (1, -1, -1)
+    with pytest.raises(ValueError, match="one caption per image"):
+        scenes.caption_report(images, ["a circle"])

@@ -104,8 +104,8 @@ def default_vocabulary(token: str = "prt") -> list[str]:
 def build_tiny_sd(
     image_size: int = 32,
     vae_channels: Sequence[int] = (16, 32),
-    vae_mid_attention: bool = True,
-    latent_channels: int = 4,
+    vae_mid_attention: bool = False,
+    latent_channels: int = 8,
     unet_channels: Sequence[int] = (32, 64),
     cross_attention: Sequence[bool] = (False, True),
     layers_per_block: int = 1,
@@ -123,7 +123,8 @@ def build_tiny_sd(
     """A random-weight miniature SD1.5 (the VAE from `vae_dir` when given, e.g. fit_tiny_vae's output).
 
     image_size: pixels; the VAE downsamples by 2**(len(vae_channels) - 1), the UNet works at that
-    latent size. cross_attention: per UNet level, whether its blocks attend to the text (the mid block
+    latent size. The VAE defaults (8 latent channels at /2, no mid attention) keep the demo
+    subjects' 3-px patterns through the round trip at a CPU fit's budget (docs/demo_tuning.md). cross_attention: per UNet level, whether its blocks attend to the text (the mid block
     always does); the default leaves the full-resolution level without attention, which costs most
     on a CPU. Leaves the global RNG untouched.
     """
@@ -195,11 +196,17 @@ def load_tiny_sd(path: str | Path, **unused: Any) -> SD15Denoiser:
 
 
 # ------------------------------------------------------------------------------------ VAE fitting
-def fit_tiny_vae(vae, images: np.ndarray, steps: int = 600, batch_size: int = 32, lr: float = 2e-3,
-                 kl_weight: float = 1e-6, seed: int = 0, log: Callable[[str], Any] | None = None) -> dict:
+def fit_tiny_vae(vae, images: np.ndarray, steps: int = 1200, batch_size: int = 8, lr: float = 2e-3,
+                 kl_weight: float = 1e-6, posterior_noise: float = 0.0, seed: int = 0,
+                 log: Callable[[str], Any] | None = None) -> dict:
     """Train an AutoencoderKL in place to reconstruct `images` (uint8 [N,H,W,3]), then set its
     scaling_factor to 1/std of the latents (SD's recipe for 0.18215). Returns a JSON-ready summary
-    with the held-out reconstruction error (mean absolute, in [0, 255] pixel units)."""
+    with the held-out reconstruction error (mean absolute, in [0, 255] pixel units).
+
+    posterior_noise scales the posterior's sampling noise in training: the adapter encodes with the
+    posterior mean, and a freshly built VAE's unit std drowns its latents, so at a CPU budget the
+    noise-free fit (0, with the small KL term keeping the latents tame) learns fine patterns sooner;
+    many small batches beat fewer large ones at equal time (docs/demo_tuning.md)."""
     if steps < 1 or batch_size < 1 or len(images) < 2:
         raise ValueError(f"fit_tiny_vae needs steps, batch_size >= 1 and >= 2 images; got {steps}, {batch_size}, "
                          f"{len(images)} images")
@@ -215,7 +222,7 @@ def fit_tiny_vae(vae, images: np.ndarray, steps: int = 600, batch_size: int = 32
         x = train[torch.randint(len(train), (batch_size,), generator=generator)]
         posterior = vae.encode(x).latent_dist
         noise = torch.randn(posterior.mean.shape, generator=generator)
-        z = posterior.mean + posterior.std * noise
+        z = posterior.mean + posterior_noise * posterior.std * noise
         recon = vae.decode(z).sample
         loss = (recon - x).abs().mean() + kl_weight * posterior.kl().mean()
         optimizer.zero_grad(set_to_none=True)
@@ -231,7 +238,8 @@ def fit_tiny_vae(vae, images: np.ndarray, steps: int = 600, batch_size: int = 32
         recon = vae.decode(vae.encode(heldout).latent_dist.mean).sample.clamp(-1, 1)
         error = float((recon - heldout).abs().mean() * 127.5)
     vae.register_to_config(scaling_factor=scaling)
-    return {"steps": steps, "batch_size": batch_size, "lr": lr, "kl_weight": kl_weight, "seed": seed,
+    return {"steps": steps, "batch_size": batch_size, "lr": lr, "kl_weight": kl_weight,
+            "posterior_noise": posterior_noise, "seed": seed,
             "scaling_factor": scaling, "heldout_mae_pixels": error, "heldout_images": held,
             "train_seconds": round(time.perf_counter() - started, 2)}
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from unidad.data.pixels import SHAPE_KINDS, as_unit_hwc, quantize, shape_coverage
+from unidad.data.pixels import (SHAPE_KINDS, as_unit_hwc, fit_shape_templates, project_on_segment, quantize,
+                                shape_coverage)
 
 BASE_SIZE = 32
 MIN_SIZE = 24
@@ -236,7 +237,11 @@ def unit_strip_tones(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def classify_context(images) -> np.ndarray:
     """Context index per image, -1 where no context's top and bottom tones are within CONTEXT_TOL."""
-    top, bottom = strip_tones(images)
+    return context_of_tones(*strip_tones(images))
+
+
+def context_of_tones(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
+    """classify_context from the strips' tones [N,3] each."""
     if len(top) == 0:
         return np.zeros(0, np.int64)
     distance = np.maximum(np.linalg.norm(top[:, None] - _TOPS[None], axis=-1),
@@ -255,6 +260,91 @@ def context_follows(images, prompts) -> np.ndarray:
     return (found >= 0) & ((wanted < 0) | (found == wanted))
 
 
+# ----------------------------------------------------------------------------------- scene judge
+SCENE_COLOUR_TOL = 0.2  # pixel distance from a segment (a background tone -> the object's colour, or top -> bottom)
+SCENE_MAX_OFF_SHARE = 0.06  # pixels no segment explains: other colours, a second object
+SCENE_MAX_MISFIT = 0.3  # shape-template misfit (unidad.data.pixels.fit_shape_templates)
+SCENE_AREA_SLACK = 0.5
+
+
+def judge_scenes(images) -> dict[str, np.ndarray]:
+    """What each scene shows, read exactly from the pixels (the ground truth of caption following).
+
+    Returns int [N] arrays `kind` (SHAPE_KINDS index), `colour` (SOURCE_COLOURS index) and `context`
+    (CONTEXTS index, -1 unrecognised), and bool [N] `valid`: one solid object of a source colour,
+    of a plausible size and shape, over a two-tone background. Every source colour is tried as the
+    object's: the right one explains every pixel as a blend of a background tone and it (soft
+    edges), a wrong one leaves the object's pixels unexplained; a colour close to a background tone
+    (blue over water) still wins, by the pixels of the object's other half.
+    """
+    x = as_unit_hwc(images)
+    n = len(x)
+    if n == 0:
+        empty = np.zeros(0, np.int64)
+        return {"kind": empty, "colour": empty, "context": empty, "valid": np.zeros(0, bool)}
+    s = x.shape[1]
+    top, bottom = unit_strip_tones(x)
+    palette = np.array(list(SOURCE_COLOURS.values()), dtype=np.float32)
+    off = np.empty((n, len(palette)))
+    coverages = np.empty((len(palette), n, s, s), np.float32)
+    for k, colour in enumerate(palette):
+        c = np.broadcast_to(colour, (n, 3))
+        best = np.full((n, s, s), np.inf)
+        coverage = np.zeros((n, s, s))
+        for start, end, is_object in ((top, c, True), (bottom, c, True), (top, bottom, False)):
+            t, residual = project_on_segment(x, start, end)
+            residual = np.where((t < -0.25) | (t > 1.25), np.inf, residual)
+            better = residual < best
+            best = np.where(better, residual, best)
+            # halfway along the segment: a short one (black over the city's ground) leaves a soft
+            # coverage at the mercy of the colour jitter
+            cover = (t > 0.5).astype(np.float32) if is_object else np.zeros_like(t)
+            coverage = np.where(better, cover, coverage)
+        off[:, k] = (best > SCENE_COLOUR_TOL).reshape(n, -1).mean(1)
+        coverages[k] = coverage
+    smallest, largest = object_size_range(s)
+    areas = coverages.reshape(len(palette), n, -1).sum(-1).T  # [N,K]
+    # a colour that explains the image only by finding no object loses to one that finds it
+    score = off + (areas < SCENE_AREA_SLACK * smallest)
+    colour = score.argmin(1)
+    coverage = coverages[colour, np.arange(n)]
+    area = areas[np.arange(n), colour]
+    kind, misfit = fit_shape_templates(coverage)
+    valid = ((off[np.arange(n), colour] <= SCENE_MAX_OFF_SHARE) & (area >= SCENE_AREA_SLACK * smallest)
+             & (area <= (1 + SCENE_AREA_SLACK) * largest) & (misfit <= SCENE_MAX_MISFIT))
+    return {"kind": kind.astype(np.int64), "colour": colour.astype(np.int64), "context": context_of_tones(top, bottom),
+            "valid": valid}
+
+
+def parse_caption(text: str) -> tuple[int, int, int]:
+    """(kind, colour, context) indices a caption or prompt names, -1 for each it leaves out."""
+    words = text.lower().split()
+    kind = next((SHAPE_KINDS.index(w) for w in words if w in SHAPE_KINDS), -1)
+    names = list(SOURCE_COLOURS)
+    colour = next((names.index(w) for w in words if w in SOURCE_COLOURS), -1)
+    return kind, colour, context_of_prompt(text)
+
+
+def caption_report(images, captions) -> dict:
+    """JSON-ready rates at which images follow their captions: the object valid and of the named
+    kind, of the named colour (over captions that name one), in the named context (over captions
+    that name one), and all of these at once."""
+    seen = judge_scenes(images)
+    if len(captions) != len(seen["valid"]):
+        raise ValueError(f"{len(seen['valid'])} images but {len(captions)} captions; give one caption per image")
+    wanted = np.array([parse_caption(c) for c in captions], dtype=np.int64).reshape(-1, 3)
+    kind_ok = seen["valid"] & (seen["kind"] == wanted[:, 0])
+    colour_ok = seen["valid"] & (seen["colour"] == wanted[:, 1])
+    context_ok = seen["context"] == wanted[:, 2]
+    named_colour, named_context = wanted[:, 1] >= 0, wanted[:, 2] >= 0
+    everything = kind_ok & (colour_ok | ~named_colour) & (context_ok | ~named_context)
+    rate = (lambda ok, among: float(ok[among].mean()) if among.any() else 0.0)
+    every = np.ones(len(captions), bool)
+    return {"n": len(captions), "valid_rate": rate(seen["valid"], every), "kind_rate": rate(kind_ok, every),
+            "colour_rate": rate(colour_ok, named_colour), "context_rate": rate(context_ok, named_context),
+            "all_rate": rate(everything, every)}
+
+
 __all__ = [
     "BASE_SIZE",
     "CONTEXTS",
@@ -263,10 +353,13 @@ __all__ = [
     "SHAPE_NOUNS",
     "SOURCE_COLOURS",
     "caption",
+    "caption_report",
     "classify_context",
     "context_follows",
     "context_index",
     "context_of_prompt",
+    "judge_scenes",
+    "parse_caption",
     "sample_source",
     "strip_tones",
 ]

@@ -8,7 +8,6 @@ from typing import Any, Callable, Mapping, Sequence
 
 from unidad.atomic import atomic_dir, write_json_atomic
 
-
 def write_captioned_source(n: int, seed: int, image_size: int, out_dir: str | Path) -> dict:
     """The captioned source set (the demo's LAION stand-in) as PNGs + captions.jsonl."""
     from unidad.data.captioned import write_captioned_folder
@@ -82,10 +81,13 @@ def fit_demo_vae(backbone_params: Mapping[str, Any], out_dir: str | Path, n_imag
     as a diffusers AutoencoderKL folder (`vae_dir` of unidad.backbones.tiny_sd.build_tiny_sd), with
     its fit summary in fit.json.
 
-    Not yet enough at demo budget: after 400 steps of batch 32 (lr 3e-3, 4000 codec scenes; 12 min on
-    the loaded 2-core machine) the held-out error is 9.3 px, and reconstructions of the subjects' ground
-    truth keep their context but lose their 3-px patterns (oracle: subject present 0-1%). A 12-channel
-    latent did no better at 300 steps; the fit needs many more steps or a lighter task.
+    Still not reliable at demo budget (docs/demo_tuning.md, "SDP demo codec"): with config/sdp_demo.yaml's
+    VAE (8 latent channels at /2, no mid attention) and fit_tiny_vae's defaults (1200 steps of batch
+    8, lr 2e-3, no posterior noise; about 90 s on 2 unloaded cores, estimated from the loaded runs) one
+    fit reached a held-out error of 7.0 px and kept the subjects in 23% / 83% / 90% of round-tripped
+    ground truths (checker_square / striped_circle / banded_triangle), contexts in 100%; a 1600-step
+    fit of the same recipe reached 7.7 px but only 18% / 0% / 3%. The old recipe (4 latent channels,
+    mid attention, 400 x 32 steps) kept 0-5%.
     """
     import json
 
@@ -101,6 +103,47 @@ def fit_demo_vae(backbone_params: Mapping[str, Any], out_dir: str | Path, n_imag
         vae.save_pretrained(staging)
         (staging / "fit.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def caption_following_report(backbone: Mapping[str, Any], weights: str | Path, out_json: str | Path,
+                             guidance: float = 7.5, steps: int = 25, repeats: int = 1,
+                             module: str = "model", batch_size: int = 54, threads: int | None = None,
+                             out_grid: str | Path | None = None, contexts: Sequence[str] | None = None) -> dict:
+    """The text-to-image source teacher's positive control: its many-step CFG samples for every
+    (kind, colour, context) caption of the source set (`repeats` seeds each), judged by the scene
+    judge (unidad.data.scenes.caption_report), and for the demo subjects' class prompts without the
+    token ("a square in the snow"), where a solid object is right and the subject absent.
+    `contexts` restricts the captions to these contexts (default: all)."""
+    import numpy as np
+
+    from unidad.data import scenes
+    from unidad.data.sdp_demo import SUBJECTS, SubjectOracle, demo_prompts
+    from unidad.backbones import build_backbone
+    from unidad.prompts import drop_token
+    from unidad.runtime import set_threads
+    from unidad.sampling import generate
+    from unidad.weights_file import read_weights
+
+    captions = [scenes.caption(c, k, x) for k in scenes.SHAPE_NOUNS for c in scenes.SOURCE_COLOURS
+                for x in (contexts or scenes.CONTEXT_NAMES)] * int(repeats)
+    sampling = {"kind": "many_step", "sampler": "euler", "steps": int(steps), "guidance": float(guidance)}
+    set_threads(threads)
+    model = build_backbone(dict(backbone))  # once: building the tokenizer dominates a tiny model's sampling
+    model.load_state_dict(read_weights(weights)[module], strict=True)
+    images, timing = generate(model, sampling, list(range(len(captions))), batch_size=batch_size, prompts=captions)
+    report: dict[str, Any] = {"sampling": sampling, "timing": timing, "captions": scenes.caption_report(images, captions)}
+    for name, sub in SUBJECTS.items():
+        prompts = [drop_token(p, "prt") for p in demo_prompts(sub, "prt")] * int(repeats)
+        seeds = list(range(10_000, 10_000 + len(prompts)))
+        drawn, _ = generate(model, sampling, seeds, batch_size=batch_size, prompts=prompts)
+        report[f"class_prompts_{name}"] = {**scenes.caption_report(drawn, prompts),
+                                           "subject_present_rate": float(np.mean(SubjectOracle(sub).present(drawn)))}
+    if out_grid is not None:
+        from unidad.imageio import save_grid
+
+        save_grid(images[:72], out_grid, nrow=12, scale=3)
+    write_json_atomic(out_json, report)
+    return report
 
 
 def subject_grid(dataset_dir: str | Path, image_size: int, out: str | Path) -> None:

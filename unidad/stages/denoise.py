@@ -44,6 +44,14 @@ def denoising_terms(model, real: torch.Tensor, sigma: torch.Tensor, cond=None) -
     return {"loss": loss}
 
 
+def drop_captions(prompts, share: float):
+    """`prompts` with each replaced by the empty prompt with probability `share` (global torch RNG)."""
+    if prompts is None or share <= 0:
+        return prompts
+    keep = (torch.rand(len(prompts)) >= share).tolist()
+    return [p if k else "" for p, k in zip(prompts, keep)]
+
+
 @register_stage("pretrain")
 class DenoiseStage(Stage):
     """Trains a many-step denoiser with the EDM-weighted loss on the stage's images."""
@@ -84,7 +92,8 @@ class DenoiseStage(Stage):
         model, real = self.modules["model"], batch["real"]
         sigma = draw_training_sigmas(self.config, real.shape[0], real.device, model)
         # captions (text-conditioned backbones) condition the model on what each image shows
-        return denoising_terms(model, model.encode(real), sigma, prompt_conditioning(model, batch.get("prompts")))
+        prompts = drop_captions(batch.get("prompts"), self.config.caption_dropout)
+        return denoising_terms(model, model.encode(real), sigma, prompt_conditioning(model, prompts))
 
     def updates(self):
         after = self._ema_step if self.config.ema_decay > 0 else None

@@ -52,9 +52,14 @@ class DenoiseOptions(OptionGroup):
     ema_decay: float = 0.999  # 0 disables the EMA; the EMA weights are the product when enabled
     sample_steps: int = 25
     sampler: str = "euler"
+    # share of captions replaced by the empty prompt (text-conditioned backbones): trains the
+    # unconditional model that classifier-free guidance needs (SD: 0.1)
+    caption_dropout: float = 0.0
 
     def validate(self, where: str = "") -> None:
         super().validate(where)
+        if not 0.0 <= self.caption_dropout < 1.0:
+            raise StageConfigError(f"{where}caption_dropout must be in [0, 1), got {self.caption_dropout}")
         if self.sigma_sampling not in SIGMA_SAMPLINGS:
             raise StageConfigError(f"{where}sigma_sampling must be lognormal or grid, got {self.sigma_sampling!r}")
         if not 0.0 <= self.ema_decay < 1.0:
