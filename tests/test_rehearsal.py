@@ -48,6 +48,8 @@ def test_rehearsal_config_follows_the_paper_code_path():
         ds = rehearsal["datasets"][name]
         assert ds["kind"] == paper["datasets"][name]["kind"] == "folder"
         assert ds.get("domain_gap", "") == paper["datasets"][name].get("domain_gap", "")
+        assert ds.get("stage_params", {}).get("unidad", {}).get("dual_weight") == \
+            paper["datasets"][name].get("stage_params", {}).get("unidad", {}).get("dual_weight")
     gaps = {rehearsal["datasets"][t]["domain_gap"] for t in rehearsal["targets"]}
     assert gaps == {"near", "far"}
 
