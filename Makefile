@@ -2,9 +2,10 @@
 #   make install        Python venv in .venv with the project and its dev tools (versions of requirements.lock)
 #   make lock           regenerate requirements.lock from a clean install
 #   make demo           the embedded demo, end to end, on this machine
-#   make test           unit tests, workflow lint, dry runs, SLURM smoke run and preemption check, and the
-#                       rehearsal of the paper DAG on stand-in weights (what CI runs)
-#   make rehearsal      the paper DAG on stand-in weights (config/paper_fsig_rehearsal.yaml), SLURM when root
+#   make test           unit tests, workflow lint, dry runs, SLURM smoke run and preemption check, then the
+#                       rehearsal of the paper DAG on stand-in weights through SLURM (what CI runs)
+#   make rehearsal      the paper DAG on stand-in weights (config/paper_fsig_rehearsal.yaml: the paper's
+#                       methods and the seed methods on two targets), SLURM when root, else locally
 # `make help` lists every target.
 
 SHELL := /bin/bash
@@ -40,9 +41,10 @@ PREEMPT_DIR ?= $(CURDIR)/.slurm-ci/preempt
 REHEARSAL_CONFIG ?= config/paper_fsig_rehearsal.yaml
 REHEARSAL_STAGE := .rehearsal
 REHEARSAL_DIR ?= $(CURDIR)/.slurm-ci/rehearsal
-# Images of the source (FFHQ) folder and of each target's full set the preparation writes.
-REHEARSAL_FFHQ ?= 1000
-REHEARSAL_FULL ?= 100
+# Images of the source (FFHQ) folder and of each target's full set the preparation writes: CI's sizes, the
+# least that runs every code path in CI's time (make rehearsal REHEARSAL_FFHQ=3000 for a few thousand).
+REHEARSAL_FFHQ ?= 300
+REHEARSAL_FULL ?= 50
 
 # Checks a test step skipped on this machine (pytest's skips, e.g. the LaTeX compile check without
 # pdflatex; the SLURM smoke run when not root): one file per step, one line per check and why.
@@ -100,7 +102,7 @@ demo: install ## run the embedded demo on this machine (FSIG: config/config.yaml
 	.venv/bin/unidad timing config/config.yaml
 	.venv/bin/unidad timing $(SDP_DEMO_CONFIG)
 
-test: install test-unit test-lint test-dry-run test-slurm ## everything CI checks, in order (the rehearsal: make test-rehearsal)
+test: install test-unit test-lint test-dry-run test-slurm test-rehearsal ## everything CI checks, in order
 	@if [ -z "$$(cat $(SKIPS_DIR)/* 2>/dev/null)" ]; then echo "make test: all steps passed"; exit 0; fi; \
 	echo "###################################################################"; \
 	echo "### make test: all steps passed, but these checks were SKIPPED:"; \

@@ -40,6 +40,7 @@ from unidad.results import (  # noqa: E402
     select_rows,
 )
 from unidad.results.methods import catalogue as method_catalogue  # noqa: E402
+from unidad.results.render import STANDIN_CAPTION  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,11 @@ def _note(fig: plt.Figure, sentences: Iterable[str]) -> None:
                         fontsize=NOTE_FONT_PT, color="#333333", linespacing=1.3)
 
 
+def _standin_sentence(rows: pd.DataFrame) -> str:
+    """The stand-in stamp (a rehearsal's numbers), first in the note of every figure that plots one."""
+    return STANDIN_CAPTION if "standin" in rows.columns and rows["standin"].fillna(False).astype(bool).any() else ""
+
+
 def _protocol_sentence(metric: str, protocol: str) -> str:
     name = value_info(metric).label
     return f"{name}: {protocol}." if protocol else ""
@@ -304,7 +310,7 @@ def metric_vs_iteration(tidy: pd.DataFrame, metric: str, out_base: str | Path, *
         ax.grid(True, alpha=0.3)
     _legend_below(fig, styles, shown)
     stages = "Iterations count every stage of two-stage methods." if x == "iterations" else ""
-    _note(fig, [_protocol_sentence(metric, protocol), _nfe_sentence(rows), stages,
+    _note(fig, [_standin_sentence(rows), _protocol_sentence(metric, protocol), _nfe_sentence(rows), stages,
                 _seeds_sentence(rows, "band")])
     return _save(fig, out_base)
 
@@ -344,7 +350,8 @@ def quality_diversity_scatter(tidy: pd.DataFrame, out_base: str | Path, *, selec
         ax.margins(0.15)
     _legend_below(fig, styles, shown, line=False)
     both = pd.concat([fid_rows, lpips_rows])
-    _note(fig, [_protocol_sentence("fid", fid_protocol), _protocol_sentence("intra_lpips", lpips_protocol),
+    _note(fig, [_standin_sentence(both), _protocol_sentence("fid", fid_protocol),
+                _protocol_sentence("intra_lpips", lpips_protocol),
                 f"{SELECTION_TEXT.get(selection, selection).capitalize()}, {_nfe_sentence(both)}",
                 _seeds_sentence(both, "error bars")])
     return _save(fig, out_base)
@@ -403,7 +410,8 @@ def fid_vs_nfe(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "fi
     per_nfe = (f"'{TRAINED_PER_NFE.strip()}': a student trained for each NFE (ablation 'nfe'); the other lines "
                "sample one student with each number of steps." if any(m.endswith(TRAINED_PER_NFE) for m in shown)
                else "")
-    _note(fig, [_protocol_sentence(metric, protocol), "NFE = network evaluations per image.", per_nfe,
+    _note(fig, [_standin_sentence(rows), _protocol_sentence(metric, protocol), "NFE = network evaluations per image.",
+                per_nfe,
                 f"{SELECTION_TEXT.get(selection, selection).capitalize()}.", _seeds_sentence(rows, "error bars")])
     return _save(fig, out_base)
 
@@ -446,7 +454,8 @@ def fid_vs_a(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "fina
         ax.set_xlim(-0.05, 1.05)
         ax.grid(True, alpha=0.3)
     _legend_below(fig, styles, shown)
-    _note(fig, [_protocol_sentence(metric, protocol), "a = 0: source teacher only; a = 1: target teacher only.",
+    _note(fig, [_standin_sentence(rows), _protocol_sentence(metric, protocol),
+                "a = 0: source teacher only; a = 1: target teacher only.",
                 f"{SELECTION_TEXT.get(selection, selection).capitalize()}, {_nfe_sentence(rows)}",
                 _seeds_sentence(rows, "error bars")])
     return _save(fig, out_base)

@@ -171,6 +171,15 @@ def test_write_all_figures_legibly_with_provenance_in_one_note(tidy, tmp_path, d
     assert fid_axis.get_ylabel() == "FID ↓" and fid_axis.get_xlabel() == "training iteration"
 
 
+def test_every_figure_of_standin_numbers_says_so_in_its_note(tidy, tmp_path, drawn_figures):
+    write_all_figures(tidy.assign(standin=True), tmp_path / "standin")
+    notes = [" ".join(_assert_legible(fig).split()) for fig in drawn_figures]
+    assert len(notes) == 6 and all(note.startswith("STAND-IN weights (rehearsal)") for note in notes)
+    drawn_figures.clear()
+    write_all_figures(tidy, tmp_path / "real")
+    assert not any("STAND-IN" in _assert_legible(fig) for fig in drawn_figures)
+
+
 def test_single_panel_and_many_panels_stay_legible(tidy, tmp_path, drawn_figures):
     four = pd.concat([tidy[tidy["dataset"] == d].assign(dataset=f"{d}_{i}") for i in (0, 1) for d in ("near", "far")])
     metric_vs_iteration(tidy[tidy["dataset"] == "near"], "fid", tmp_path / "one")

@@ -134,6 +134,7 @@ def test_lpips_builds_offline_from_local_files(random_vgg_file, lpips_images):
     for i in range(5):
         assert torch.equal(model.lins[i].model[1].weight, package_lin[f"lin{i}.model.1.weight"])
     assert provenance["vgg_weights_sha256"] == weights.file_sha256(random_vgg_file)
+    assert provenance["weights_sha256"] == provenance["vgg_weights_sha256"]  # the metric record's extractor_sha256
     assert provenance["lin_weights_sha256"] == weights.get_entry("lpips_vgg_lin_v01").sha256
 
     distance = lpips_vgg_distance(random_vgg_file)

@@ -272,6 +272,7 @@ def build_lpips_vgg(vgg_weights_path: str | Path | None = None, weights_dir: str
     model = model.to(device).eval().requires_grad_(False)
     provenance = {
         "id": LPIPS_VGG_ID,
+        "weights_sha256": vgg_sha256,  # the file the metric's record names (its extractor_sha256)
         "vgg_weights_sha256": vgg_sha256,
         "lin_weights_sha256": lin_report.sha256,
         **({"standin": True} if standin else {}),
