@@ -5,6 +5,7 @@
 #   make test           unit tests, workflow lint, dry runs, SLURM smoke run and preemption check, and the
 #                       rehearsal of the paper DAG on stand-in weights (what CI runs)
 #   make rehearsal      the paper DAG on stand-in weights (config/paper_fsig_rehearsal.yaml), SLURM when root
+#   make rehearsal-sdp  the SDP paper DAG on stand-in weights (config/paper_sdp_rehearsal.yaml), locally
 # `make help` lists every target.
 
 SHELL := /bin/bash
@@ -44,6 +45,13 @@ REHEARSAL_DIR ?= $(CURDIR)/.slurm-ci/rehearsal
 REHEARSAL_FFHQ ?= 1000
 REHEARSAL_FULL ?= 100
 
+# The SDP rehearsal (config/paper_sdp_rehearsal.yaml; its DreamBench folders are under
+# $(REHEARSAL_STAGE)/data/dreambench) keeps its stand-ins apart from the FSIG ones, each folder with its
+# own standins.json.
+REHEARSAL_SDP_CONFIG ?= config/paper_sdp_rehearsal.yaml
+REHEARSAL_SDP_WEIGHTS := $(REHEARSAL_STAGE)/sdp-weights
+REHEARSAL_SDP_DIR ?= $(CURDIR)/.slurm-ci/rehearsal-sdp
+
 # Checks a test step skipped on this machine (pytest's skips, e.g. the LaTeX compile check without
 # pdflatex; the SLURM smoke run when not root): one file per step, one line per check and why.
 # `make test` prints them all as its last word, so a skip on a developer's machine is never silent.
@@ -52,7 +60,7 @@ SKIPS_DIR := .make-test-skips
 export HF_HUB_OFFLINE := 1
 
 .PHONY: help install lock demo report test test-unit test-lint test-dry-run test-slurm \
-        rehearsal rehearsal-prepare test-rehearsal slurm-start slurm-stop clean-results
+        rehearsal rehearsal-prepare test-rehearsal rehearsal-sdp rehearsal-sdp-prepare slurm-start slurm-stop clean-results
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
@@ -191,6 +199,26 @@ test-rehearsal: install ## `make rehearsal` through SLURM (root only, as test-sl
 	    exit 0; \
 	fi
 	$(MAKE) rehearsal
+
+rehearsal-sdp-prepare: install ## stand-in weights and DreamBench folders for the SDP rehearsal, in .rehearsal/
+	rm -rf $(REHEARSAL_SDP_WEIGHTS) $(REHEARSAL_STAGE)/data/dreambench
+	$(PYTHON) ci/rehearsal/make_standins.py --config $(REHEARSAL_SDP_CONFIG) --weights-dir $(REHEARSAL_SDP_WEIGHTS)
+
+# Locally (profiles/local). The export job writes weights/dmd2_sd15_1step.safetensors into the working
+# tree, as in a real run: a stand-in export there is removed before and after (a real one stops it).
+rehearsal-sdp: rehearsal-sdp-prepare ## the SDP paper DAG end to end on stand-in weights, locally; each job's peak memory
+	rm -rf $(REHEARSAL_SDP_DIR) && mkdir -p $(REHEARSAL_SDP_DIR)
+	$(PYTHON) ci/rehearsal/clear_exports.py --config $(REHEARSAL_SDP_CONFIG)
+	@start=$$(date +%s); export UNIDAD_WEIGHTS_DIR=$(CURDIR)/$(REHEARSAL_SDP_WEIGHTS); \
+	echo "== SDP rehearsal on this machine: $(REHEARSAL_SDP_CONFIG) in $(REHEARSAL_SDP_DIR)"; \
+	$(SNAKEMAKE) all --profile profiles/local --configfile $(REHEARSAL_SDP_CONFIG) \
+	    --config results_dir=$(REHEARSAL_SDP_DIR)/results </dev/null 2>&1 | tee $(REHEARSAL_SDP_DIR)/snakemake.log; \
+	$(PYTHON) ci/rehearsal/clear_exports.py --config $(REHEARSAL_SDP_CONFIG); \
+	echo "== SDP rehearsal: every job's peak memory (Snakemake benchmark files)"; \
+	python3 ci/rehearsal/peak_memory.py $(REHEARSAL_SDP_DIR)/results; \
+	grep -q "STAND-IN" $(REHEARSAL_SDP_DIR)/results/*/tables/compiled/paper_comparison.md \
+	    || { echo "SDP rehearsal: the paper comparison is not stamped STAND-IN" >&2; exit 1; }; \
+	echo "SDP rehearsal: done in $$(( $$(date +%s) - start )) s"
 
 slurm-start: ## start the single-node CI SLURM on this machine (root)
 	bash ci/slurm/start_slurm.sh
