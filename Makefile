@@ -211,9 +211,11 @@ rehearsal-sdp: rehearsal-sdp-prepare ## the SDP paper DAG end to end on stand-in
 	$(PYTHON) ci/rehearsal/clear_exports.py --config $(REHEARSAL_SDP_CONFIG)
 	@start=$$(date +%s); export UNIDAD_WEIGHTS_DIR=$(CURDIR)/$(REHEARSAL_SDP_WEIGHTS); \
 	echo "== SDP rehearsal on this machine: $(REHEARSAL_SDP_CONFIG) in $(REHEARSAL_SDP_DIR)"; \
-	$(SNAKEMAKE) all --profile profiles/local --configfile $(REHEARSAL_SDP_CONFIG) \
-	    --config results_dir=$(REHEARSAL_SDP_DIR)/results </dev/null 2>&1 | tee $(REHEARSAL_SDP_DIR)/snakemake.log; \
+	status=0; { $(SNAKEMAKE) all --profile profiles/local --configfile $(REHEARSAL_SDP_CONFIG) \
+	    --config results_dir=$(REHEARSAL_SDP_DIR)/results </dev/null 2>&1 | tee $(REHEARSAL_SDP_DIR)/snakemake.log; } \
+	    || status=$$?; \
 	$(PYTHON) ci/rehearsal/clear_exports.py --config $(REHEARSAL_SDP_CONFIG); \
+	[ $$status -eq 0 ] || { echo "SDP rehearsal: the DAG failed (log: $(REHEARSAL_SDP_DIR)/snakemake.log)" >&2; exit $$status; }; \
 	echo "== SDP rehearsal: every job's peak memory (Snakemake benchmark files)"; \
 	python3 ci/rehearsal/peak_memory.py $(REHEARSAL_SDP_DIR)/results; \
 	grep -q "STAND-IN" $(REHEARSAL_SDP_DIR)/results/*/tables/compiled/paper_comparison.md \
