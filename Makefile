@@ -2,10 +2,11 @@
 #   make install        Python venv in .venv with the project and its dev tools (versions of requirements.lock)
 #   make lock           regenerate requirements.lock from a clean install
 #   make demo           the embedded demo, end to end, on this machine
-#   make test           unit tests, workflow lint, dry runs, SLURM smoke run and preemption check, then the
-#                       rehearsal of the paper DAG on stand-in weights through SLURM (what CI runs)
+#   make test           unit tests, workflow lint, dry runs, SLURM smoke runs (FSIG, SDP) and preemption check,
+#                       then the rehearsals of the paper DAGs on stand-in weights (what CI runs)
 #   make rehearsal      the paper DAG on stand-in weights (config/paper_fsig_rehearsal.yaml: the paper's
 #                       methods and the seed methods on two targets), SLURM when root, else locally
+#   make rehearsal-sdp  the SDP paper DAG on stand-in weights (config/paper_sdp_rehearsal.yaml), locally
 # `make help` lists every target.
 
 SHELL := /bin/bash
@@ -46,6 +47,13 @@ REHEARSAL_DIR ?= $(CURDIR)/.slurm-ci/rehearsal
 REHEARSAL_FFHQ ?= 300
 REHEARSAL_FULL ?= 50
 
+# The SDP rehearsal (config/paper_sdp_rehearsal.yaml; its DreamBench folders are under
+# $(REHEARSAL_STAGE)/data/dreambench) keeps its stand-ins apart from the FSIG ones, each folder with its
+# own standins.json.
+REHEARSAL_SDP_CONFIG ?= config/paper_sdp_rehearsal.yaml
+REHEARSAL_SDP_WEIGHTS := $(REHEARSAL_STAGE)/sdp-weights
+REHEARSAL_SDP_DIR ?= $(CURDIR)/.slurm-ci/rehearsal-sdp
+
 # Checks a test step skipped on this machine (pytest's skips, e.g. the LaTeX compile check without
 # pdflatex; the SLURM smoke run when not root): one file per step, one line per check and why.
 # `make test` prints them all as its last word, so a skip on a developer's machine is never silent.
@@ -54,7 +62,7 @@ SKIPS_DIR := .make-test-skips
 export HF_HUB_OFFLINE := 1
 
 .PHONY: help install lock demo report test test-unit test-lint test-dry-run test-slurm \
-        rehearsal rehearsal-prepare test-rehearsal slurm-start slurm-stop clean-results
+        rehearsal rehearsal-prepare test-rehearsal rehearsal-sdp rehearsal-sdp-prepare slurm-start slurm-stop clean-results
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) \
@@ -184,7 +192,7 @@ rehearsal: rehearsal-prepare ## the paper DAG end to end on stand-in weights: th
 	    || { echo "rehearsal: the paper comparison is not stamped STAND-IN" >&2; exit 1; }; \
 	echo "rehearsal: done in $$(( $$(date +%s) - start )) s"
 
-test-rehearsal: install ## `make rehearsal` through SLURM (root only, as test-slurm)
+test-rehearsal: install ## `make rehearsal` and `make rehearsal-sdp` through SLURM (root only, as test-slurm)
 	@mkdir -p $(SKIPS_DIR) && rm -f $(SKIPS_DIR)/rehearsal
 	@if [ "$$(id -u)" -ne 0 ]; then \
 	    echo "### SKIPPED: the rehearsal through SLURM needs root ('make rehearsal' runs it locally)."; \
@@ -193,6 +201,42 @@ test-rehearsal: install ## `make rehearsal` through SLURM (root only, as test-sl
 	    exit 0; \
 	fi
 	$(MAKE) rehearsal
+	$(MAKE) rehearsal-sdp
+
+rehearsal-sdp-prepare: install ## stand-in weights and DreamBench folders for the SDP rehearsal, in .rehearsal/
+	rm -rf $(REHEARSAL_SDP_WEIGHTS) $(REHEARSAL_STAGE)/data/dreambench
+	$(PYTHON) ci/rehearsal/make_standins.py --config $(REHEARSAL_SDP_CONFIG) --weights-dir $(REHEARSAL_SDP_WEIGHTS)
+
+# Through SLURM when root, else locally, as `make rehearsal`. Every compiled table (the SDP paper
+# comparison among them) must be stamped STAND-IN. The export job writes
+# weights/dmd2_sd15_1step.safetensors into the working tree, as in a real run: a stand-in export there
+# is removed before and after (a real one stops it).
+rehearsal-sdp: rehearsal-sdp-prepare ## the SDP paper DAG end to end on stand-in weights: through SLURM when root, else locally; each job's peak memory
+	rm -rf $(REHEARSAL_SDP_DIR) && mkdir -p $(REHEARSAL_SDP_DIR)
+	$(PYTHON) ci/rehearsal/clear_exports.py --config $(REHEARSAL_SDP_CONFIG)
+	@start=$$(date +%s); export UNIDAD_WEIGHTS_DIR=$(CURDIR)/$(REHEARSAL_SDP_WEIGHTS); \
+	if [ "$$(id -u)" -eq 0 ]; then \
+	    echo "== SDP rehearsal through SLURM: $(REHEARSAL_SDP_CONFIG) with profiles/slurm-ci in $(REHEARSAL_SDP_DIR)"; \
+	    bash ci/slurm/start_slurm.sh; \
+	    where="--profile profiles/slurm-ci --slurm-logdir $(REHEARSAL_SDP_DIR)/logs/slurm"; \
+	else \
+	    echo "== SDP rehearsal on this machine (not root: no SLURM): $(REHEARSAL_SDP_CONFIG) in $(REHEARSAL_SDP_DIR)"; \
+	    where="--profile profiles/local"; \
+	fi; \
+	status=0; { $(SNAKEMAKE) all $$where --configfile $(REHEARSAL_SDP_CONFIG) \
+	    --config results_dir=$(REHEARSAL_SDP_DIR)/results </dev/null 2>&1 | tee $(REHEARSAL_SDP_DIR)/snakemake.log; } \
+	    || status=$$?; \
+	$(PYTHON) ci/rehearsal/clear_exports.py --config $(REHEARSAL_SDP_CONFIG); \
+	[ $$status -eq 0 ] || { echo "SDP rehearsal: the DAG failed (log: $(REHEARSAL_SDP_DIR)/snakemake.log)" >&2; exit $$status; }; \
+	if [ "$$(id -u)" -eq 0 ]; then \
+	    python3 ci/slurm/check_jobs_went_through_slurm.py $(REHEARSAL_SDP_DIR)/snakemake.log $(REHEARSAL_SDP_DIR)/logs/slurm; \
+	fi; \
+	echo "== SDP rehearsal: every job's peak memory (Snakemake benchmark files)"; \
+	python3 ci/rehearsal/peak_memory.py $(REHEARSAL_SDP_DIR)/results; \
+	for table in $(REHEARSAL_SDP_DIR)/results/*/tables/compiled/*.md; do \
+	    grep -q "STAND-IN" "$$table" || { echo "SDP rehearsal: $$table is not stamped STAND-IN" >&2; exit 1; }; \
+	done; \
+	echo "SDP rehearsal: done in $$(( $$(date +%s) - start )) s"
 
 slurm-start: ## start the single-node CI SLURM on this machine (root)
 	bash ci/slurm/start_slurm.sh
@@ -206,4 +250,4 @@ report: install ## the demo's Snakemake reports again ($(DEMO_REPORT), $(SDP_DEM
 
 clean-results: ## delete workflow outputs: results/ (keeps its README.md), logs/, the SLURM smoke, preemption and rehearsal runs
 	if [ -d results ]; then find results -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +; fi
-	rm -rf logs $(foreach c,$(SMOKE_CONFIGS),$(SMOKE_ROOT)/$(basename $(notdir $(c)))) $(PREEMPT_DIR) $(REHEARSAL_DIR) $(REHEARSAL_STAGE)
+	rm -rf logs $(foreach c,$(SMOKE_CONFIGS),$(SMOKE_ROOT)/$(basename $(notdir $(c)))) $(PREEMPT_DIR) $(REHEARSAL_DIR) $(REHEARSAL_SDP_DIR) $(REHEARSAL_STAGE)

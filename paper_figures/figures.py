@@ -475,9 +475,11 @@ def write_all_figures(tidy: pd.DataFrame, out_dir: str | Path, *, nfe: int = DEF
         if metric in present:
             made.append(metric_vs_iteration(frame, metric, out_dir / f"{metric}_vs_iteration", nfe=nfe,
                                             methods=methods))
-    # FID's figures only where FID was measured (the SDP benchmark reports other values)
-    if "fid" in present:
+    # FID figures need FID: a text-conditioned (SDP) benchmark measures none, and its methods' NFEs (1, 2,
+    # 2x50) need not include the FID figures' NFE
+    if {"fid", "intra_lpips"} <= present:
         made.append(quality_diversity_scatter(frame, out_dir / "fid_vs_intra_lpips", nfe=nfe, methods=methods))
+    if "fid" in present:
         made.append(fid_vs_nfe(frame, out_dir / "fid_vs_nfe", methods=methods))
         made.append(fid_vs_a(frame, out_dir / "fid_vs_a", nfe=nfe, methods=methods))
     from paper_figures.sdp import sdp_fidelity_vs_nfe, sdp_values_present

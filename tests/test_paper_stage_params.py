@@ -10,7 +10,8 @@ from unidad.config import load_config_file
 from unidad.plan import Plan
 
 ROOT = Path(__file__).resolve().parent.parent
-PAPER_CONFIGS = ["paper_fsig.yaml", "paper_fsig_official.yaml", "paper_fsig_rehearsal.yaml", "paper_sdp.yaml"]
+PAPER_CONFIGS = ["paper_fsig.yaml", "paper_fsig_official.yaml", "paper_fsig_rehearsal.yaml", "paper_sdp.yaml",
+                 "paper_sdp_rehearsal.yaml"]
 
 
 def _stage_params(name):

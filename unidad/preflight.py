@@ -102,7 +102,8 @@ def refuse_in_config(config: dict, weights_dir: str | os.PathLike | None = None)
     if found:
         raise StandinError(
             f"stand-in weights found for a config that is not a rehearsal: {', '.join(found)}; stage the real "
-            f"files (unidad weights fetch NAME) or point UNIDAD_WEIGHTS_DIR elsewhere")
+            f"files (unidad weights fetch NAME) or point UNIDAD_WEIGHTS_DIR elsewhere (a rehearsal's export in "
+            f"weights/: python ci/rehearsal/clear_exports.py --config config/paper_sdp_rehearsal.yaml)")
 
 
 @dataclass(frozen=True)

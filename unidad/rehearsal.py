@@ -8,6 +8,8 @@
                 in the user's registry. (LPIPS's linear layers ship inside the lpips package: real.)
   DIR/data/fsig/<dataset>/...  the folders the config's datasets name, as generated PNGs at the size
                 a user stages them (256x256), which the jobs resize to the working resolution.
+The SDP rehearsal's stand-ins (SD1.5 and DINO folders, the DMD2 UNet, CLIP) and DreamBench folders
+come from unidad.rehearsal_sdp.
 Nothing else in the project writes a stand-in.
 """
 from __future__ import annotations
@@ -80,6 +82,7 @@ def write_standin_weights(folder: str | os.PathLike, config: dict[str, Any], see
     import torch
 
     from unidad.preflight import required_weights
+    from unidad.rehearsal_sdp import WRITERS, exported_requirements
     from unidad.standins import record
     from unidad.weights import file_sha256, get_entry
 
@@ -94,19 +97,24 @@ def write_standin_weights(folder: str | os.PathLike, config: dict[str, Any], see
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
-    for req in required_weights(config):
+    for req in required_weights(config) + exported_requirements(config):
         if req.name is None or get_entry(req.name).kind == "package_file":
             continue  # a path the config names, or a file shipped in a pip package (real)
-        if req.name not in makers:
+        if req.name not in makers and req.name not in WRITERS:
             raise ValueError(f"no stand-in maker for weights '{req.name}' (needed by {', '.join(req.needed_by)})")
         torch.manual_seed(seed)
         entry = get_entry(req.name)
         path = folder / entry.filename
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(makers[req.name](), tmp)
-        os.replace(tmp, path)
-        files[entry.filename] = {"name": req.name, "sha256": file_sha256(path), "size": path.stat().st_size,
-                                 "needed_by": list(req.needed_by)}
+        if req.name in WRITERS:  # folders and safetensors files, stamped inside (unidad.rehearsal_sdp)
+            rec = WRITERS[req.name](path, config, NOTE, seed)
+        else:
+            tmp = path.with_name(f".{path.name}.tmp")
+            torch.save(makers[req.name](), tmp)
+            os.replace(tmp, path)
+            rec = {}
+        if path.is_file():
+            rec = {"sha256": file_sha256(path), "size": path.stat().st_size, **rec}
+        files[entry.filename] = {"name": req.name, **rec, "needed_by": list(req.needed_by)}
     record(folder, files, NOTE)
     return files
 
@@ -137,9 +145,11 @@ def write_folders(config: dict[str, Any], counts: dict[str, int], seed: int = 0)
     """Every folder the config's datasets name (path, full_path, val_path), with generated 256x256 PNGs:
     `counts[<dataset>]` for a source set, `counts["shots"]` in a few-shot folder, `counts["full"]` in a
     full set. Returns images per folder."""
-    written = {}
+    from unidad.rehearsal_sdp import write_subject_folders
+
+    written = write_subject_folders(config, seed)  # DreamBench subjects (datasets with a class noun)
     for i, (name, ds) in enumerate(sorted(config["datasets"].items())):
-        if ds["kind"] != "folder":
+        if ds["kind"] != "folder" or ds.get("class_noun"):
             continue
         is_source = name == config["source"].get("dataset")
         for key in ("path", "full_path", "val_path"):

@@ -28,7 +28,7 @@ def main() -> None:
         print(f"stand-in {rec['name']:<16} {args.weights_dir}/{name}  sha256 {rec['sha256'][:16]}...  "
               f"{rec['size'] / 2**20:.1f} MiB")
     for folder, n in out["folders"].items():
-        print(f"folder {folder}: {n} PNGs")
+        print(f"folder {folder}: {n} images")
     print(f"prepared in {time.perf_counter() - t0:.0f} s")
 
 

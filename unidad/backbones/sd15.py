@@ -217,6 +217,9 @@ def load_sd15(model_dir: str | Path, dtype: torch.dtype = torch.float32) -> SD15
     for sub in SD15_SUBFOLDERS:
         if not (model_dir / sub).is_dir():
             raise _missing_weights_error(model_dir / sub, f"'{sub}' subfolder")
+    from unidad import standins
+
+    standins.check(model_dir, None, "SD1.5 folder")  # a stamped stand-in only in a rehearsal config
     alphas_cumprod = _staged_schedule(model_dir)  # validate before the slow weight loading
 
     def load_part(loader, sub: str, **kwargs):

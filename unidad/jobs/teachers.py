@@ -28,7 +28,7 @@ def export_source_teacher(backbone: Mapping[str, Any], out: str | Path, *, train
         model.load_state_dict(read_weights(trained)[module], strict=True)
     else:
         path = Path(staged) if is_path_ref(str(staged)) else resolve(str(staged))
-        standins.check(path, file_sha256(path), f"source model {staged}")
+        standins.check(path, file_sha256(path) if path.is_file() else None, f"source model {staged}")
         model = load_source_weights(dict(backbone), path)
     export_weights(out, {"model": model})
 
@@ -109,15 +109,21 @@ def export_sd15_unet(unet: str, out: str | Path, model_dir: str | Path | None = 
                      weights_dir: str | Path | None = None) -> None:
     """SD1.5 (the staged `sd15`, or `model_dir`) with the UNet weights `unet` (a manifest name or a
     path) as one unidad weights file (module 'model'): what a method's role reads."""
+    from unidad import standins
     from unidad.backbones.sd15 import load_sd15, replace_unet
-    from unidad.weights import WeightsError, is_path_ref, resolve
+    from unidad.weights import WeightsError, file_sha256, is_path_ref, resolve
     from unidad.weights_file import export_weights
 
     model_dir = Path(model_dir) if model_dir else resolve("sd15", weights_dir)
     path = Path(unet) if is_path_ref(unet) or Path(unet).is_file() else resolve(unet, weights_dir)
+    standin = standins.check(path, file_sha256(path), f"SD1.5 UNet {unet}") if path.is_file() else False
     try:
         model = replace_unet(load_sd15(model_dir), path)
     except (ValueError, FileNotFoundError) as err:
         raise WeightsError(str(err)) from None
-    export_weights(out, {"model": model}, metadata={"unet": str(path), "model_dir": str(model_dir)})
+    # made from a stand-in (UNet or folder): the export is one too, marked in its header, so a config
+    # that is not a rehearsal refuses it wherever it is copied
+    standin = standin or standins.stamp_of(model_dir) is not None
+    export_weights(out, {"model": model}, metadata={"unet": str(path), "model_dir": str(model_dir),
+                                                    **({standins.HEADER_KEY: "true"} if standin else {})})
     log(f"{out}: SD1.5 ({model_dir}) with the UNet of {path}")

@@ -42,11 +42,14 @@ def load_clip(path: str | Path, device="cpu") -> ClipEmbed:
     import open_clip
     from safetensors.torch import load_file
 
+    from unidad import standins
     from unidad.weights import file_sha256
 
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"{path} is not a .safetensors file; stage it with: unidad weights fetch {WEIGHTS}")
+    sha256 = file_sha256(path)
+    standins.check(path, sha256, WEIGHTS)
     # open_clip logs "initialized randomly" for a model built without its downloader; the weights are
     # loaded just below, so the warning would only mislead the job's log
     previous = logging.root.manager.disable
@@ -62,7 +65,7 @@ def load_clip(path: str | Path, device="cpu") -> ClipEmbed:
         raise ValueError(f"{path} does not fit open_clip {ARCH} ({', '.join(wrong[:3])}); "
                          f"stage it with: unidad weights fetch {WEIGHTS}")
     model.load_state_dict(state, strict=True)
-    provenance = {"id": f"clip_vit_b32_openai/{ARCH}", "weights_sha256": file_sha256(path)}
+    provenance = {"id": f"clip_vit_b32_openai/{ARCH}", "weights_sha256": sha256}
     return ClipEmbed(model, open_clip.get_tokenizer(ARCH), provenance, device)
 
 

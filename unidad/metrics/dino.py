@@ -50,9 +50,11 @@ def load_dino(folder: str | Path, expected: dict[str, int] = VITS16, device="cpu
     checkpoint's older key names). Every parameter must come from the file."""
     from transformers import ViTConfig, ViTModel
 
+    from unidad import standins
     from unidad.weights import file_sha256
 
     folder = Path(folder)
+    standins.check(folder, None, WEIGHTS)
     config = ViTConfig.from_pretrained(folder, local_files_only=True)
     check_architecture(config, expected, str(folder))
     # facebook/dino-vits16's config.json says 1e-12 (the converter's default); DINO's own network, the one
@@ -68,7 +70,9 @@ def load_dino(folder: str | Path, expected: dict[str, int] = VITS16, device="cpu
     if unset:
         raise ValueError(f"{file} does not fit DINO ViT-S/16 (parameters not in the file: {sorted(unset)[:3]}); "
                          f"stage facebook/dino-vits16 with: unidad weights fetch {WEIGHTS}")
-    return DinoEmbed(model.float().to(device), {"id": "dino_vits16/cls", "weights_sha256": file_sha256(file),
+    sha256 = file_sha256(file)
+    standins.check(file, sha256, WEIGHTS)  # a copy of a stand-in's weight file, known by its checksum
+    return DinoEmbed(model.float().to(device), {"id": "dino_vits16/cls", "weights_sha256": sha256,
                                                       "layer_norm_eps": LAYER_NORM_EPS})
 
 

@@ -93,6 +93,8 @@ rule export_sd15_unet:
         "weights/{unet}.safetensors",
     wildcard_constraints:
         unet="|".join(SD15_UNETS) or "no-exportable-unet",
+    params:
+        **job_params(),
     log:
         f"{R}/logs/weights/{{unet}}_export.log",
     benchmark:
