@@ -156,10 +156,15 @@ def test_sdp_controls_teacher_follows_prompts_lacks_the_subject_and_dreambooth_s
 
 
 def test_sdp_controls_fail_when_the_teacher_shows_the_subject_or_dreambooth_does_not():
-    teacher = {"subject_oracle": {s: {"subject_present_rate": 0.5, "context_follows_rate": 0.2} for s in SUBJECTS}}
+    teacher = {"subject_oracle": {s: {"subject_present_rate": 0.5, "context_follows_rate": 0.2} for s in SUBJECTS},
+               "captions": {"n": 108, "all_rate": 0.1}}
     weak = dict(BASE, ft=(0.1, 0.3, 0.2))
     controls = _sdp_controls(make_sdp_tidy(weak), teacher)
     assert (controls["status"] == FAIL).all()
+    assert controls.loc[controls["metric"] == "caption_followed", "value"].tolist() == [0.1]
+    teacher["captions"]["all_rate"] = 0.6
+    caption = _sdp_controls(make_sdp_tidy(weak), teacher).query("metric == 'caption_followed'")
+    assert caption["status"].tolist() == [PASS] and caption["dataset"].tolist() == ["source"]
     missing = _sdp_controls(make_sdp_tidy()[lambda t: t["method"] != "ft"])
     assert set(missing.loc[missing["control"] == "ft", "status"]) == {NOT_MEASURED}
 

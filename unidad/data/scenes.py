@@ -325,6 +325,11 @@ def parse_caption(text: str) -> tuple[int, int, int]:
     return kind, colour, context_of_prompt(text)
 
 
+def every_caption() -> list[str]:
+    """One caption per (kind, colour, context) of the captioned source set: what its teacher must draw."""
+    return [caption(c, k, x) for k in SHAPE_NOUNS for c in SOURCE_COLOURS for x in CONTEXT_NAMES]
+
+
 def caption_report(images, captions) -> dict:
     """JSON-ready rates at which images follow their captions: the object valid and of the named
     kind, of the named colour (over captions that name one), in the named context (over captions
@@ -354,6 +359,7 @@ __all__ = [
     "SOURCE_COLOURS",
     "caption",
     "caption_report",
+    "every_caption",
     "classify_context",
     "context_follows",
     "context_index",

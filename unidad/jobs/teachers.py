@@ -10,6 +10,9 @@ import numpy as np
 from unidad.atomic import write_json_atomic
 from unidad.runtime import log, resolve_device, set_threads
 
+# first per-image seed of the teacher's caption-following samples (apart from the evaluation seeds)
+CAPTION_SEED = 3_000_000
+
 
 def export_source_teacher(backbone: Mapping[str, Any], out: str | Path, *, trained: str | Path | None = None,
                           module: str = "model", staged: str | Path | None = None) -> None:
@@ -81,19 +84,37 @@ def teacher_report(backbone: Mapping[str, Any], weights: str | Path, sampling: M
 
 def _subject_teacher_report(backbone, weights, sampling, batch_size, out_json, out_grid, subject_prompts,
                             device, threads, module) -> dict:
+    """The text-to-image teacher's report: each subject target's token-free prompts judged by the subject's
+    oracle (`subject_oracle`), and, where the teacher is the demo's, one sample per caption of its
+    captioned source set (every kind x colour x context) judged by the scene judge (`captions`: does it
+    draw what a caption names?). The model is built once (a text backbone's tokenizer dominates)."""
+    from unidad.backbones import build_backbone
+    from unidad.data import scenes
     from unidad.data.sdp_demo import SubjectOracle
     from unidad.imageio import save_grid
+    from unidad.sampling import generate
+    from unidad.weights_file import read_weights
+
+    set_threads(threads)
+    model = build_backbone(dict(backbone))
+    model.load_state_dict(read_weights(weights)[module], strict=True)
+    device = resolve_device(device)
+
+    def draw(seeds, prompts):
+        return generate(model, dict(sampling), list(seeds), batch_size=batch_size, device=device, log=log,
+                        prompts=list(prompts))
 
     report: dict[str, Any] = {"sampling": dict(sampling), "module": module, "subject_oracle": {}, "timing": {}}
     rows = []
     for target, spec in subject_prompts.items():
-        images, timing = sample_product(backbone, weights, module, sampling, spec["seeds"], batch_size, device,
-                                        threads, prompts=spec["prompts"])
+        images, report["timing"][target] = draw(spec["seeds"], spec["prompts"])
         report["subject_oracle"][target] = SubjectOracle(spec["subject"]).report(images, spec["prompts"])
-        report["timing"][target] = timing
         rows.append(images[:8])
     report["n"] = sum(r["n"] for r in report["subject_oracle"].values())
-    save_grid(np.concatenate(rows), out_grid, nrow=8)
+    captions = scenes.every_caption()
+    images, report["timing"]["captions"] = draw(range(CAPTION_SEED, CAPTION_SEED + len(captions)), captions)
+    report["captions"] = scenes.caption_report(images, captions)
+    save_grid(np.concatenate(rows + [images[:16]]), out_grid, nrow=8)
     write_json_atomic(out_json, report)
     return report
 

@@ -15,7 +15,9 @@ every demo run measures three things whose answer is known (issue 18), against t
 
 On the text-conditioned demo (a teacher report with `subject_oracle`: the source teacher sampled with
 each subject's prompts without the unique token, judged by the subject oracle) the checks are SDP's,
-per subject: the source teacher follows the prompts (context-follows rate >= sdp_teacher_min_context),
+the source teacher draws what its source captions name (kind, colour and context, one sample per caption:
+share >= sdp_teacher_min_caption), and per subject: it follows the prompts (context-follows rate >=
+sdp_teacher_min_context),
 the source teacher does not show the subject (subject-present rate <= sdp_teacher_max_subject: the
 subject is absent from the source, else personalization shows nothing), and DreamBooth (`ft_method`)
 shows it (subject-present rate, mean over seeds, >= sdp_ft_min_subject).
@@ -57,6 +59,7 @@ class Thresholds:
     ft_min_in_target: float = 0.8
     max_seed_std: float = 0.10
     claims_min_se: float = 2.0
+    sdp_teacher_min_caption: float = 0.5
     sdp_teacher_min_context: float = 0.5
     sdp_teacher_max_subject: float = 0.1
     sdp_ft_min_subject: float = 0.5
@@ -180,6 +183,11 @@ def _sdp_checks(tidy: pd.DataFrame | None, report: Mapping[str, Any], t: Thresho
         if len(frame):
             ft = select_normalised(frame, "final", DEFAULT_NFE, methods=methods)
     out = []
+    captions = report.get("captions")
+    if captions is not None:  # the demo's teacher: does it draw the kind, colour and context its captions name?
+        out.append(_check("sdp_teacher", "source", "caption_followed", "source teacher (source captions)",
+                          [captions["all_rate"]], low=t.sdp_teacher_min_caption,
+                          requirement=f">= {t.sdp_teacher_min_caption:g} (kind, colour and context as captioned)"))
     teacher = "source teacher (token-free prompts)"
     for target in list(dict.fromkeys([*(targets or ()), *oracle])):
         verdict = oracle.get(target) or {}
