@@ -195,7 +195,7 @@ def test_bad_inputs_fail_with_clear_errors(trained, extractor, distance, tmp_pat
 
     foreign = tmp_path / "foreign.safetensors"
     save_file({"w": torch.zeros(2)}, str(foreign))
-    with pytest.raises(ValueError, match="not a demo extractor weights file"):
+    with pytest.raises(ValueError, match="not a weights file of the demo extractor"):
         DemoPerceptualDistance(foreign)
     with pytest.raises(ValueError, match="iterations must be a positive integer"):
         train_demo_extractor(tmp_path / "x.safetensors", iterations=0)

@@ -72,7 +72,7 @@ def test_file_summary_and_reproducible_bytes(tiny, tmp_path):
     from safetensors.torch import save_file
 
     save_file({"x": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
-    with pytest.raises(ValueError, match="not an SDP demo embedding file"):
+    with pytest.raises(ValueError, match="not a weights file of the SDP demo embedding"):
         SdpEmbedding(tmp_path / "other.safetensors")
     with pytest.raises(FileNotFoundError, match="rule demo_sdp_embedding"):
         read_summary(tmp_path / "missing.safetensors")

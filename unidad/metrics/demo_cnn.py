@@ -12,7 +12,6 @@ and perceptual distance.
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unidad.atomic import atomic_path
 from unidad.data.domains import DOMAINS, get_domain
+from unidad.metrics.network_file import read_network_summary, write_network
 from unidad.weights import file_sha256
 from unidad.weights_file import load_weights
 
@@ -296,38 +295,14 @@ def _train(out_path: str | Path, image_size: int, iterations: int, batch_size: i
 
 
 def _write_weights(out_path: str | Path, model: DemoCNN, summary: dict) -> Path:
-    """Atomic write (temp file in the same folder, then rename) that is byte-reproducible.
-
-    Same settings give the same bytes and so the same sha256: timings stay out of the file, and the
-    header holds a single metadata entry because safetensors writes several in an arbitrary order.
-    Keys carry the '<module>.' prefix of unidad.weights_file, so its load_weights() reads the file.
-    """
-    from safetensors.torch import save_file
-
-    path = Path(out_path)
-    tensors = {f"{_MODULE_NAME}.{key}": t.detach().cpu().contiguous() for key, t in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"demo_extractor": json.dumps(summary)})
-    return path
+    return write_network(out_path, model, _MODULE_NAME, "demo_extractor", summary)
 
 
 # ------------------------------------------------------------------------------------------- loading
 def read_summary(path: str | Path) -> dict:
     """The training summary stored in a demo extractor weights file."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"demo extractor weights not found at {path}; train them with train_demo_extractor()")
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-    if "demo_extractor" not in metadata:
-        raise ValueError(f"{path} is not a demo extractor weights file (no 'demo_extractor' metadata); "
-                         "write one with train_demo_extractor()")
-    summary = json.loads(metadata["demo_extractor"])
-    if summary.get("format") != _FORMAT:
-        raise ValueError(f"{path} has format {summary.get('format')!r}, this code reads {_FORMAT!r}; retrain it")
-    return summary
+    return read_network_summary(path, "demo_extractor", _FORMAT, "demo extractor",
+                                "train it with train_demo_extractor() (rule demo_extractor)")
 
 
 def load_demo_cnn(path: str | Path, device: str | torch.device) -> tuple[DemoCNN, dict, str]:

@@ -16,7 +16,6 @@ Numbers from it compare runs of the demo with each other only; they are on no pu
 from __future__ import annotations
 
 import functools
-import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch import nn
 
 from unidad.metrics.demo_extractor import DemoPerceptualDistance
 from unidad.metrics.extractors import DAG_TRAINED, DISTANCES
+from unidad.metrics.network_file import read_network_summary, write_network
 from unidad.weights import file_sha256
 from unidad.weights_file import load_weights
 
@@ -122,33 +122,14 @@ class SdpEmbedNet(nn.Module):
 
 # -------------------------------------------------------------------------------------------- file
 def write_embedding(out_path: str | Path, model: SdpEmbedNet, summary: dict) -> Path:
-    """Atomic, byte-reproducible write (one metadata entry, no timings), keys '<module>.' prefixed as
-    unidad.weights_file reads them."""
-    from safetensors.torch import save_file
-
-    from unidad.atomic import atomic_path
-
-    path = Path(out_path)
-    tensors = {f"{MODULE_NAME}.{k}": t.detach().cpu().contiguous() for k, t in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(summary)})
-    return path
+    return write_network(out_path, model, MODULE_NAME, METADATA_KEY, summary)
 
 
 def read_summary(path: str | Path) -> dict:
     """The training summary stored in the embedding's weights file."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"SDP demo embedding not found at {path}; the DAG's rule demo_sdp_embedding trains it")
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = handle.metadata() or {}
-    summary = json.loads(metadata[METADATA_KEY]) if METADATA_KEY in metadata else {}
-    if summary.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an SDP demo embedding file of format {FORMAT!r}; retrain it with "
-                         "unidad.metrics.demo_sdp_train.train_sdp_embedding (rule demo_sdp_embedding)")
-    return summary
+    return read_network_summary(path, METADATA_KEY, FORMAT, "SDP demo embedding",
+                                "retrain it with unidad.metrics.demo_sdp_train.train_sdp_embedding "
+                                "(rule demo_sdp_embedding)")
 
 
 def model_from_summary(summary: dict) -> SdpEmbedNet:
