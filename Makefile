@@ -3,7 +3,7 @@
 #   make lock           regenerate requirements.lock from a clean install
 #   make demo           the embedded demo, end to end, on this machine
 #   make test           unit tests, workflow lint, dry runs, SLURM smoke runs (FSIG, SDP) and preemption check,
-#                       then the rehearsals of the paper DAGs on stand-in weights (what CI runs)
+#                       then the rehearsal of the paper FSIG DAG on stand-in weights (what CI runs)
 #   make rehearsal      the paper DAG on stand-in weights (config/paper_fsig_rehearsal.yaml: the paper's
 #                       methods and the seed methods on two targets), SLURM when root, else locally
 #   make rehearsal-sdp  the SDP paper DAG on stand-in weights (config/paper_sdp_rehearsal.yaml), locally
@@ -192,7 +192,7 @@ rehearsal: rehearsal-prepare ## the paper DAG end to end on stand-in weights: th
 	    || { echo "rehearsal: the paper comparison is not stamped STAND-IN" >&2; exit 1; }; \
 	echo "rehearsal: done in $$(( $$(date +%s) - start )) s"
 
-test-rehearsal: install ## `make rehearsal` and `make rehearsal-sdp` through SLURM (root only, as test-slurm)
+test-rehearsal: install ## `make rehearsal` through SLURM (root only, as test-slurm); `make rehearsal-sdp` is not in CI yet (its time)
 	@mkdir -p $(SKIPS_DIR) && rm -f $(SKIPS_DIR)/rehearsal
 	@if [ "$$(id -u)" -ne 0 ]; then \
 	    echo "### SKIPPED: the rehearsal through SLURM needs root ('make rehearsal' runs it locally)."; \
@@ -201,7 +201,6 @@ test-rehearsal: install ## `make rehearsal` and `make rehearsal-sdp` through SLU
 	    exit 0; \
 	fi
 	$(MAKE) rehearsal
-	$(MAKE) rehearsal-sdp
 
 rehearsal-sdp-prepare: install ## stand-in weights and DreamBench folders for the SDP rehearsal, in .rehearsal/
 	rm -rf $(REHEARSAL_SDP_WEIGHTS) $(REHEARSAL_STAGE)/data/dreambench
