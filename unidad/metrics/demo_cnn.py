@@ -42,17 +42,23 @@ class DemoCNNConfig:
     pooled_size: int = 4  # adaptive pooling grid before the feature layer: any input size works
 
 
+def conv_trunk(widths) -> tuple[nn.ModuleList, int]:
+    """The demo networks' trunk: 3x3 convolutions of these widths, all but the first stride 2; and its
+    output channels."""
+    convs, in_channels = [], 3
+    for i, width in enumerate(widths):
+        convs.append(nn.Conv2d(in_channels, width, 3, stride=1 if i == 0 else 2, padding=1))
+        in_channels = width
+    return nn.ModuleList(convs), in_channels
+
+
 class DemoCNN(nn.Module):
     """Three 3x3 conv layers (the last two stride 2), adaptive average pooling, a feature layer, a classifier."""
 
     def __init__(self, config: DemoCNNConfig):
         super().__init__()
         self.config = config
-        convs, in_channels = [], 3
-        for i, width in enumerate(config.widths):
-            convs.append(nn.Conv2d(in_channels, width, 3, stride=1 if i == 0 else 2, padding=1))
-            in_channels = width
-        self.convs = nn.ModuleList(convs)
+        self.convs, in_channels = conv_trunk(config.widths)
         self.feature = nn.Linear(in_channels * config.pooled_size**2, config.feature_dim)
         self.classifier = nn.Linear(config.feature_dim, config.n_classes)
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unidad.metrics.demo_cnn import conv_trunk
 from unidad.metrics.demo_extractor import DemoPerceptualDistance
 from unidad.metrics.extractors import DAG_TRAINED, DISTANCES
 from unidad.metrics.network_file import read_network_summary, write_network
@@ -75,11 +76,7 @@ class SdpEmbedNet(nn.Module):
     def __init__(self, config: SdpEmbedConfig):
         super().__init__()
         self.config = config
-        convs, c = [], 3
-        for i, w in enumerate(config.widths):
-            convs.append(nn.Conv2d(c, w, 3, stride=1 if i == 0 else 2, padding=1))
-            c = w
-        self.convs = nn.ModuleList(convs)
+        self.convs, c = conv_trunk(config.widths)
         self.subject_head = _mlp(2 * c, config.hidden, config.dim)
         self.image_head = _mlp(4 * c, config.hidden, config.dim)
         self.word_embedding = nn.EmbeddingBag(len(config.vocabulary), config.word_dim, mode="mean")
