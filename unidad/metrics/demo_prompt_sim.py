@@ -12,10 +12,9 @@ import numpy as np
 
 import unidad.metrics.sdp_common as sdp
 from unidad.metrics.clip_t import prompt_fidelity
-from unidad.metrics.demo_sdp_embed import MEAN, STD, load_embedding
+from unidad.metrics.demo_sdp_embed import MEAN, STD, embedding_protocol, load_embedding, preparation
 from unidad.metrics.inputs import MetricInputs
 from unidad.metrics.registry import Metric, Value, register_metric
-from unidad.weights import file_sha256
 
 
 def _prompt_sim(inputs: MetricInputs, nfe: int, images: np.ndarray) -> dict[str, Any]:
@@ -32,13 +31,11 @@ def _prompt_sim(inputs: MetricInputs, nfe: int, images: np.ndarray) -> dict[str,
             "params": {"unique_token_removed": inputs.unique_token, "texts": res["texts"],
                        "unknown_words": embedding.unknown_words(list(res["texts"].values())),
                        "per_prompt": res["per_prompt"],
-                       "preparation": f"central square, PIL bicubic resize to {size} (the embedding's training size)"}}
+                       "preparation": preparation(size)}}
 
 
 def _protocol(inputs: MetricInputs) -> dict[str, Any]:
-    weights = inputs.extractor_file
-    return {"unique_token": inputs.unique_token,
-            "embedding_sha256": file_sha256(weights) if weights is not None and weights.exists() else None}
+    return {"unique_token": inputs.unique_token} | embedding_protocol(inputs)
 
 
 register_metric(Metric(

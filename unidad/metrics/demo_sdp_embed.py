@@ -129,6 +129,16 @@ def read_summary(path: str | Path) -> dict:
                                 "(rule demo_sdp_embedding)")
 
 
+def embedding_protocol(inputs) -> dict:
+    """What a demo SDP metric's number depends on besides the samples: the embedding file's sha256."""
+    weights = inputs.extractor_file
+    return {"embedding_sha256": file_sha256(weights) if weights is not None and weights.exists() else None}
+
+
+def preparation(size: int) -> str:
+    return f"central square, PIL bicubic resize to {size} (the embedding's training size)"
+
+
 def model_from_summary(summary: dict) -> SdpEmbedNet:
     arch = {k: v for k, v in summary["architecture"].items() if k != "name"}
     arch["vocabulary"], arch["widths"] = tuple(arch["vocabulary"]), tuple(arch["widths"])

@@ -10,10 +10,9 @@ from typing import Any
 import numpy as np
 
 import unidad.metrics.sdp_common as sdp
-from unidad.metrics.demo_sdp_embed import MEAN, STD, load_embedding
+from unidad.metrics.demo_sdp_embed import MEAN, STD, embedding_protocol, load_embedding, preparation
 from unidad.metrics.inputs import MetricInputs
 from unidad.metrics.registry import Metric, Value, register_metric
-from unidad.weights import file_sha256
 
 
 def _subject_sim(inputs: MetricInputs, nfe: int, images: np.ndarray) -> dict[str, Any]:
@@ -22,14 +21,12 @@ def _subject_sim(inputs: MetricInputs, nfe: int, images: np.ndarray) -> dict[str
     size = embedding.image_size
     rec = sdp.image_similarity_record(embedding.subject, embedding.provenance, MEAN, STD,
                                       sdp.reference_images(inputs, size), images, prompts, "demo_subject_sim", size)
-    rec["params"]["preparation"] = f"central square, PIL bicubic resize to {size} (the embedding's training size)"
+    rec["params"]["preparation"] = preparation(size)
     return rec
 
 
 def _protocol(inputs: MetricInputs) -> dict[str, Any]:
-    weights = inputs.extractor_file
-    return {"shots_dir": str(inputs.shots_dir), "shots": inputs.shots,
-            "embedding_sha256": file_sha256(weights) if weights is not None and weights.exists() else None}
+    return {"shots_dir": str(inputs.shots_dir), "shots": inputs.shots} | embedding_protocol(inputs)
 
 
 register_metric(Metric(
