@@ -10,13 +10,8 @@ apart in greyscale too), and methods appear in the tables' order.
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
-import math
-import textwrap
-import weakref
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import matplotlib
 
@@ -24,7 +19,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.gridspec import GridSpec  # noqa: E402
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator, ScalarFormatter  # noqa: E402
 
 from unidad.metrics import value_info  # noqa: E402
@@ -33,7 +27,6 @@ from unidad.results import (  # noqa: E402
     MethodCatalogue,
     aggregate,
     load_tidy,
-    metric_label,
     normalise_tidy,
     ordered_datasets,
     protocol_text,
@@ -42,136 +35,16 @@ from unidad.results import (  # noqa: E402
 from unidad.results.methods import catalogue as method_catalogue  # noqa: E402
 from unidad.results.render import STANDIN_CAPTION  # noqa: E402
 
+from paper_figures.layout import (  # noqa: E402
+    facets, legend_below, method_styles, metric_axis_label, note, paper_style, save_figure,
+)
+
 log = logging.getLogger(__name__)
 
-OKABE_ITO = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#D55E00", "#0072B2", "#CC79A7", "#F0E442")
-MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")
-LINE_STYLES = ("-", "--", "-.", ":")
-REFERENCE_STYLE = {"color": "#7F7F7F", "marker": "x", "linestyle": ":"}
-PANEL_SIZE = (3.5, 2.7)  # inches per facet: two facets fill a two-column paper width at true size
-PNG_DPI = 200
-NOTE_FONT_PT = 8
-GRID_WIDTH_INCHES = 7.0  # qualitative grid: about a two-column paper's text width
-# Sizes are set for the figure's saved size, so no text ends up under 8 pt in print.
-PAPER_STYLE = {
-    "font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9, "xtick.labelsize": 8, "ytick.labelsize": 8,
-    "legend.fontsize": 8.5, "figure.constrained_layout.h_pad": 0.06, "figure.constrained_layout.w_pad": 0.06,
-}
-# the panels/footer grid of each faceted figure, for refitting the footer just before saving
-_FOOTER_GRIDS: "weakref.WeakKeyDictionary[plt.Figure, GridSpec]" = weakref.WeakKeyDictionary()
 DUAL_WEIGHT_OPTION = "dual_weight"  # Uni-DAD's target-teacher weight a (the x axis of FID vs a)
 TRAINED_PER_NFE = " (trained per NFE)"  # label suffix of the nfe ablation's line in FID vs NFE
 SELECTION_TEXT = {"final": "final checkpoint", "best_val": "checkpoint picked on the validation split",
                   "best_test": "best checkpoint on the test split (oracle)", "all": "every checkpoint"}
-
-
-# ------------------------------------------------------------------------------ style
-def method_styles(names: Iterable[str], methods: MethodCatalogue | None = None) -> dict[str, dict]:
-    """Colour, marker and line style per method; the methods file's methods keep fixed slots (their
-    order there), so a method looks the same in every figure whichever other methods are present."""
-    known = method_catalogue(methods)
-    listed = known.runnable
-    present = known.ordered(names)
-    others = [m for m in present if m not in listed and not known.is_reference(m)]
-    styles = {}
-    for method in present:
-        if known.is_reference(method):
-            styles[method] = dict(REFERENCE_STYLE)
-            continue
-        slot = listed.index(method) if method in listed else len(listed) + others.index(method)
-        styles[method] = {"color": OKABE_ITO[slot % len(OKABE_ITO)], "marker": MARKERS[slot % len(MARKERS)],
-                          "linestyle": LINE_STYLES[(slot // len(OKABE_ITO)) % len(LINE_STYLES)]}
-    return styles
-
-
-def metric_axis_label(metric: str) -> str:
-    """Short axis label: the metric's name with an arrow to the better direction ("FID ↓"); how it was
-    measured goes into the figure's note, so labels stay one short line."""
-    return metric_label(metric)
-
-
-def _paper_style(draw):
-    """Draw the figure under the paper's font sizes (and nowhere else change matplotlib's state)."""
-    @functools.wraps(draw)
-    def wrapped(*args, **kwargs):
-        with plt.rc_context(PAPER_STYLE):
-            return draw(*args, **kwargs)
-    return wrapped
-
-
-# ------------------------------------------------------------------------------ helpers
-def _save(fig: plt.Figure, out_base: str | Path) -> tuple[Path, Path]:
-    base = Path(out_base)
-    if base.suffix.lower() in (".pdf", ".png"):
-        base = base.with_suffix("")
-    base.parent.mkdir(parents=True, exist_ok=True)
-    pdf, png = base.with_suffix(".pdf"), base.with_suffix(".png")
-    if fig in _FOOTER_GRIDS:
-        _fit_footer(fig)
-    # "tight" trims the margins and keeps any label near an edge inside the canvas
-    fig.savefig(pdf, bbox_inches="tight", pad_inches=0.05)
-    fig.savefig(png, dpi=PNG_DPI, bbox_inches="tight", pad_inches=0.05)
-    plt.close(fig)
-    return pdf, png
-
-
-def _facets(datasets: list[str], max_columns: int = 3) -> tuple[plt.Figure, list[plt.Axes]]:
-    """One panel per dataset above a footer for the shared legend and the note.
-
-    The footer is a subfigure of its own rather than artists outside the axes: constrained layout
-    and bbox_inches="tight" move artists outside the canvas around, so legend and note collided.
-    """
-    n = len(datasets)
-    rows = math.ceil(n / max_columns)
-    columns = math.ceil(n / rows)  # balanced rows: 4 panels as 2x2, not 3+1
-    panels_inches = PANEL_SIZE[1] * rows
-    footer_inches = 0.8  # refitted to the legend and note by _fit_footer before saving
-    fig = plt.figure(figsize=(PANEL_SIZE[0] * columns, panels_inches + footer_inches), layout="constrained")
-    grid = fig.add_gridspec(2, 1, height_ratios=(panels_inches, footer_inches))
-    panels, _footer = fig.add_subfigure(grid[0]), fig.add_subfigure(grid[1])
-    _FOOTER_GRIDS[fig] = grid
-    # no shared y: datasets differ in scale (FID near ~1000 vs far ~300), a shared axis would flatten one
-    axes = panels.subplots(rows, columns, squeeze=False)
-    flat = list(axes.ravel())
-    for ax in flat[n:]:
-        ax.set_visible(False)
-    return fig, flat[:n]
-
-
-def _fit_footer(fig: plt.Figure) -> None:
-    """Resize the footer subfigure to exactly hold its legend (top) and note (bottom)."""
-    grid, footer = _FOOTER_GRIDS.pop(fig), fig.subfigs[1]
-    ratios = grid.get_height_ratios()
-    panels_inches = fig.get_figheight() * ratios[0] / sum(ratios)
-    fig.draw_without_rendering()
-    dpi = fig.dpi
-    parts = [artist.get_window_extent().height / dpi for artist in (*footer.legends, *footer.texts)]
-    footer_inches = sum(parts) + 0.06 * len(parts) + 0.04
-    grid.set_height_ratios((panels_inches, footer_inches))
-    fig.set_figheight(panels_inches + footer_inches)
-
-
-def _legend_below(fig: plt.Figure, styles: Mapping[str, dict], methods: list[str], *, line: bool = True) -> None:
-    """One legend for all facets, in the footer under them (so it never covers data), with as many
-    columns as fit the figure's width."""
-    handles = [plt.Line2D([], [], color=styles[m]["color"], marker=styles[m]["marker"],
-                          linestyle=styles[m]["linestyle"] if line else "none", markersize=6)
-               for m in methods]
-    entry_inches = 0.75 + 0.075 * max(len(m) for m in methods)
-    fitting = max(1, min(len(methods), int(fig.get_figwidth() // entry_inches)))
-    columns = math.ceil(len(methods) / math.ceil(len(methods) / fitting))  # balanced rows: 3+3, not 4+2
-    fig.subfigs[1].legend(handles, methods, loc="upper center", ncol=columns, frameon=False,
-                          handlelength=2.2, columnspacing=1.4, borderaxespad=0.1)
-
-
-def _note(fig: plt.Figure, sentences: Iterable[str]) -> None:
-    """The figure's one provenance note (extractors, protocol, seeds, NFE), wrapped, at the bottom."""
-    text = " ".join(s.strip() for s in sentences if s and s.strip())
-    if not text:
-        return
-    characters_per_line = int(fig.get_figwidth() * 72 / (NOTE_FONT_PT * 0.52))
-    fig.subfigs[1].text(0.5, 0.0, textwrap.fill(text, characters_per_line), ha="center", va="bottom",
-                        fontsize=NOTE_FONT_PT, color="#333333", linespacing=1.3)
 
 
 def _standin_sentence(rows: pd.DataFrame) -> str:
@@ -269,7 +142,7 @@ def _checkpoint_iterations(rows: pd.DataFrame) -> pd.Series:
 
 
 # ------------------------------------------------------------------------------ figures
-@_paper_style
+@paper_style
 def metric_vs_iteration(tidy: pd.DataFrame, metric: str, out_base: str | Path, *,
                         nfe: int = DEFAULT_NFE, methods: MethodCatalogue | None = None) -> tuple[Path, Path] | None:
     """The metric at every checkpoint against training iterations (method totals), one line per
@@ -288,7 +161,7 @@ def metric_vs_iteration(tidy: pd.DataFrame, metric: str, out_base: str | Path, *
     stats = aggregate(rows, by=["method", "dataset", "step", x] if x != "step" else ["method", "dataset", "step"])
     datasets = _panel_order(frame, rows)
     shown = known.ordered(stats["method"])
-    fig, axes = _facets(datasets)
+    fig, axes = facets(datasets)
     for ax, dataset in zip(axes, datasets):
         for method in shown:
             line = stats[(stats["method"] == method) & (stats["dataset"] == dataset)].sort_values(x)
@@ -308,14 +181,14 @@ def metric_vs_iteration(tidy: pd.DataFrame, metric: str, out_base: str | Path, *
         if value_info(metric).bounded:
             _keep_within_unit_interval(ax)
         ax.grid(True, alpha=0.3)
-    _legend_below(fig, styles, shown)
+    legend_below(fig, styles, shown)
     stages = "Iterations count every stage of two-stage methods." if x == "iterations" else ""
-    _note(fig, [_standin_sentence(rows), _protocol_sentence(metric, protocol), _nfe_sentence(rows), stages,
+    note(fig, [_standin_sentence(rows), _protocol_sentence(metric, protocol), _nfe_sentence(rows), stages,
                 _seeds_sentence(rows, "band")])
-    return _save(fig, out_base)
+    return save_figure(fig, out_base)
 
 
-@_paper_style
+@paper_style
 def quality_diversity_scatter(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "final",
                               nfe: int = DEFAULT_NFE,
                               methods: MethodCatalogue | None = None) -> tuple[Path, Path] | None:
@@ -332,7 +205,7 @@ def quality_diversity_scatter(tidy: pd.DataFrame, out_base: str | Path, *, selec
     stats = aggregate(pd.concat([fid_rows, lpips_rows]), by=["method", "dataset", "metric"])
     datasets = _panel_order(frame, stats)
     shown = known.ordered(stats["method"])
-    fig, axes = _facets(datasets)
+    fig, axes = facets(datasets)
     for ax, dataset in zip(axes, datasets):
         here = stats[stats["dataset"] == dataset].set_index(["method", "metric"])
         for method in shown:
@@ -348,13 +221,13 @@ def quality_diversity_scatter(tidy: pd.DataFrame, out_base: str | Path, *, selec
         ax.set_ylabel(metric_axis_label("fid"))
         ax.grid(True, alpha=0.3)
         ax.margins(0.15)
-    _legend_below(fig, styles, shown, line=False)
+    legend_below(fig, styles, shown, line=False)
     both = pd.concat([fid_rows, lpips_rows])
-    _note(fig, [_standin_sentence(both), _protocol_sentence("fid", fid_protocol),
+    note(fig, [_standin_sentence(both), _protocol_sentence("fid", fid_protocol),
                 _protocol_sentence("intra_lpips", lpips_protocol),
                 f"{SELECTION_TEXT.get(selection, selection).capitalize()}, {_nfe_sentence(both)}",
                 _seeds_sentence(both, "error bars")])
-    return _save(fig, out_base)
+    return save_figure(fig, out_base)
 
 
 def nfe_curves(rows: pd.DataFrame, methods: MethodCatalogue | None = None) -> pd.DataFrame:
@@ -374,7 +247,7 @@ def nfe_curves(rows: pd.DataFrame, methods: MethodCatalogue | None = None) -> pd
     return pd.concat([sweep, trained.assign(method=trained["method"] + TRAINED_PER_NFE)])
 
 
-@_paper_style
+@paper_style
 def fid_vs_nfe(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "final",
                metric: str = "fid", methods: MethodCatalogue | None = None) -> tuple[Path, Path] | None:
     """FID against the number of sampling steps (NFE, log scale), one line per method, one panel per dataset."""
@@ -388,7 +261,7 @@ def fid_vs_nfe(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "fi
     stats = aggregate(rows, by=["method", "dataset", "nfe"])
     datasets = _panel_order(frame, rows)
     shown = known.ordered(stats["method"])
-    fig, axes = _facets(datasets)
+    fig, axes = facets(datasets)
     ticks = sorted({int(v) for v in stats["nfe"]})
     for ax, dataset in zip(axes, datasets):
         for method in shown:
@@ -406,17 +279,17 @@ def fid_vs_nfe(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "fi
         ax.set_xlabel("NFE (log scale)")
         ax.set_ylabel(metric_axis_label(metric))
         ax.grid(True, alpha=0.3)
-    _legend_below(fig, styles, shown)
+    legend_below(fig, styles, shown)
     per_nfe = (f"'{TRAINED_PER_NFE.strip()}': a student trained for each NFE (ablation 'nfe'); the other lines "
                "sample one student with each number of steps." if any(m.endswith(TRAINED_PER_NFE) for m in shown)
                else "")
-    _note(fig, [_standin_sentence(rows), _protocol_sentence(metric, protocol), "NFE = network evaluations per image.",
+    note(fig, [_standin_sentence(rows), _protocol_sentence(metric, protocol), "NFE = network evaluations per image.",
                 per_nfe,
                 f"{SELECTION_TEXT.get(selection, selection).capitalize()}.", _seeds_sentence(rows, "error bars")])
-    return _save(fig, out_base)
+    return save_figure(fig, out_base)
 
 
-@_paper_style
+@paper_style
 def fid_vs_a(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "final", nfe: int = DEFAULT_NFE,
              metric: str = "fid", methods: MethodCatalogue | None = None) -> tuple[Path, Path] | None:
     """FID against the target-teacher weight a (the ablation of Uni-DAD's option `dual_weight`, whatever its
@@ -439,7 +312,7 @@ def fid_vs_a(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "fina
     stats = aggregate(rows, by=["method", "dataset", "a"])
     datasets = _panel_order(frame, rows)
     shown = known.ordered(stats["method"])
-    fig, axes = _facets(datasets)
+    fig, axes = facets(datasets)
     for ax, dataset in zip(axes, datasets):
         for method in shown:
             line = stats[(stats["method"] == method) & (stats["dataset"] == dataset)].sort_values("a")
@@ -453,12 +326,12 @@ def fid_vs_a(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "fina
         ax.set_ylabel(metric_axis_label(metric))
         ax.set_xlim(-0.05, 1.05)
         ax.grid(True, alpha=0.3)
-    _legend_below(fig, styles, shown)
-    _note(fig, [_standin_sentence(rows), _protocol_sentence(metric, protocol),
+    legend_below(fig, styles, shown)
+    note(fig, [_standin_sentence(rows), _protocol_sentence(metric, protocol),
                 "a = 0: source teacher only; a = 1: target teacher only.",
                 f"{SELECTION_TEXT.get(selection, selection).capitalize()}, {_nfe_sentence(rows)}",
                 _seeds_sentence(rows, "error bars")])
-    return _save(fig, out_base)
+    return save_figure(fig, out_base)
 
 
 # ------------------------------------------------------------------------------ all of them

@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from paper_figures.figures import GRID_WIDTH_INCHES, _paper_style, _save, plt
+from paper_figures.layout import GRID_WIDTH_INCHES, paper_style, plt, save_figure
 from unidad.imageio import to_uint8_hwc
 from unidad.results import MethodCatalogue
 from unidad.results.methods import catalogue as method_catalogue
@@ -40,7 +40,7 @@ def _strip(batch: np.ndarray, columns: int, gap: int) -> np.ndarray:
     return strip
 
 
-@_paper_style
+@paper_style
 def column_legend(prompts: Sequence[str]) -> list[str]:
     """"columns 1-2: a prt circle in the snow; ..." wrapped into lines: runs of one prompt share an entry."""
     runs: list[tuple[int, int, str]] = []
@@ -97,6 +97,6 @@ def qualitative_grid(shots_images, samples: Mapping[str, object], out_base: str 
     if legend:
         fig.text(0.1 / fig_w, (pad_in + legend_in - 0.05) / fig_h, "\n".join(legend), ha="left", va="top",
                  fontsize=7.5)
-    return _save(fig, out_base)
+    return save_figure(fig, out_base)
 
 

@@ -8,10 +8,8 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
-from paper_figures.figures import (
-    SELECTION_TEXT, _facets, _keep_within_unit_interval, _legend_below, _note, _paper_style, _save, _seeds_sentence,
-    _skip, metric_axis_label, method_styles,
-)
+from paper_figures.figures import SELECTION_TEXT, _keep_within_unit_interval, _seeds_sentence, _skip
+from paper_figures.layout import facets, legend_below, method_styles, metric_axis_label, note, paper_style, save_figure
 from unidad.metrics import value_info
 from unidad.results.methods import MethodCatalogue
 from unidad.results.methods import catalogue as method_catalogue
@@ -30,7 +28,7 @@ def sdp_values_present(tidy: pd.DataFrame) -> list[str]:
     return [v for v in FIDELITY_VALUES if v in present]
 
 
-@_paper_style
+@paper_style
 def sdp_fidelity_vs_nfe(tidy: pd.DataFrame, out_base: str | Path, *, selection: str = "final",
                         methods: MethodCatalogue | None = None) -> tuple[Path, Path] | None:
     """Each SDP fidelity value measured against the method's own NFE (log scale), one point per method."""
@@ -46,7 +44,7 @@ def sdp_fidelity_vs_nfe(tidy: pd.DataFrame, out_base: str | Path, *, selection: 
     stats["nfe"] = stats["method"].map(own_nfe)
     styles = method_styles(stats["method"], known)
     shown = known.ordered(stats["method"])
-    fig, axes = _facets(values)
+    fig, axes = facets(values)
     ticks = sorted({int(v) for v in stats["nfe"].dropna()})
     for ax, value in zip(axes, values):
         for method in shown:
@@ -66,9 +64,9 @@ def sdp_fidelity_vs_nfe(tidy: pd.DataFrame, out_base: str | Path, *, selection: 
         if value_info(value).bounded:
             _keep_within_unit_interval(ax)
         ax.grid(True, alpha=0.3)
-    _legend_below(fig, styles, shown, line=False)
+    legend_below(fig, styles, shown, line=False)
     subjects = rows["dataset"].nunique()
-    _note(fig, [f"Each point: the mean over {subjects} subject{'s' if subjects != 1 else ''} per seed, then over seeds.",
+    note(fig, [f"Each point: the mean over {subjects} subject{'s' if subjects != 1 else ''} per seed, then over seeds.",
                 "NFE = network evaluations per image (CFG counts twice per step).",
                 f"{SELECTION_TEXT.get(selection, selection).capitalize()}.", _seeds_sentence(rows, "error bars")])
-    return _save(fig, out_base)
+    return save_figure(fig, out_base)

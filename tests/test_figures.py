@@ -15,7 +15,6 @@ import pytest
 from PIL import Image
 
 from paper_figures.figures import (
-    OKABE_ITO,
     fid_vs_a,
     fid_vs_nfe,
     method_styles,
@@ -23,6 +22,7 @@ from paper_figures.figures import (
     quality_diversity_scatter,
     write_all_figures,
 )
+from paper_figures.layout import OKABE_ITO
 from paper_figures.qualitative import qualitative_grid
 from test_tables import METHODS, make_tidy
 
@@ -110,7 +110,7 @@ import paper_figures.figures as figures  # noqa: E402
 def drawn_figures(monkeypatch):
     """The Figure objects the figure functions save, kept for layout checks after saving."""
     kept = []
-    original_save = figures._save
+    original_save = figures.save_figure
 
     def keep_and_save(fig, out_base):
         paths = original_save(fig, out_base)
@@ -118,7 +118,7 @@ def drawn_figures(monkeypatch):
         kept.append(fig)
         return paths
 
-    monkeypatch.setattr(figures, "_save", keep_and_save)
+    monkeypatch.setattr(figures, "save_figure", keep_and_save)
     return kept
 
 
@@ -154,7 +154,7 @@ def _assert_legible(fig):
     return note.get_text()
 
 
-def test_write_all_figures_legibly_with_provenance_in_one_note(tidy, tmp_path, drawn_figures):
+def test_write_all_figures_legibly_with_provenance_in_onenote(tidy, tmp_path, drawn_figures):
     paths = write_all_figures(tidy, tmp_path)
     names = {p.name for p in paths}
     assert {"fid_vs_iteration.pdf", "fid_vs_iteration.png", "intra_lpips_vs_iteration.png",
@@ -171,7 +171,7 @@ def test_write_all_figures_legibly_with_provenance_in_one_note(tidy, tmp_path, d
     assert fid_axis.get_ylabel() == "FID ↓" and fid_axis.get_xlabel() == "training iteration"
 
 
-def test_every_figure_of_standin_numbers_says_so_in_its_note(tidy, tmp_path, drawn_figures):
+def test_every_figure_of_standin_numbers_says_so_in_itsnote(tidy, tmp_path, drawn_figures):
     write_all_figures(tidy.assign(standin=True), tmp_path / "standin")
     notes = [" ".join(_assert_legible(fig).split()) for fig in drawn_figures]
     assert len(notes) == 6 and all(note.startswith("STAND-IN weights (rehearsal)") for note in notes)
