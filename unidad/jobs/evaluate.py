@@ -7,6 +7,7 @@ the numbers of generated and reference images and the checkpoint it came from (m
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -124,6 +125,7 @@ def compute_metrics(inputs, outputs: Mapping[str, str | Path], slug: str, step: 
                "samples_sha256": samples_hash, "protocol": protocol,
                "evaluation_protocol": inputs.evaluation_protocol, "environment": environment_record(),
                "per_nfe": {}}
+        started = time.perf_counter()
         for nfe, images in inputs.images.items():
             record = {"n_generated": int(len(images)), "variant": "", "extractor": "", "extractor_sha256": "",
                       "n_reference": 0, "values": {}, "values_val": {}, "params": {}}
@@ -133,7 +135,8 @@ def compute_metrics(inputs, outputs: Mapping[str, str | Path], slug: str, step: 
         rec["standin"] = standins.active()
         write_json_atomic(cached, rec)
         write_json_atomic(out, rec)
-        log(f"[metrics] {name}: computed for NFE {sorted(inputs.images, key=str)}")
+        log(f"[metrics] {name}: computed for NFE {sorted(inputs.images, key=str)} in "
+            f"{time.perf_counter() - started:.1f} s")
 
 
 def tidy_results(benchmark: str, units: Sequence[Mapping[str, Any]], references: Mapping[str, Any] | None,
