@@ -2,11 +2,12 @@
 #   make install        Python venv in .venv with the project and its dev tools (versions of requirements.lock)
 #   make lock           regenerate requirements.lock from a clean install
 #   make demo           the embedded demo, end to end, on this machine
-#   make test           unit tests, workflow lint, dry runs, SLURM smoke runs (FSIG, SDP) and preemption check,
-#                       then the rehearsal of the paper FSIG DAG on stand-in weights (what CI runs)
+#   make test           unit tests, workflow lint, dry runs, then through SLURM at once the smoke runs (FSIG, SDP)
+#                       and the rehearsals of the paper DAGs (FSIG, SDP) on stand-in weights, then a preemption
+#                       check (what CI runs)
 #   make rehearsal      the paper DAG on stand-in weights (config/paper_fsig_rehearsal.yaml: the paper's
 #                       methods and the seed methods on two targets), SLURM when root, else locally
-#   make rehearsal-sdp  the SDP paper DAG on stand-in weights (config/paper_sdp_rehearsal.yaml), locally
+#   make rehearsal-sdp  the SDP paper DAG on stand-in weights (config/paper_sdp_rehearsal.yaml), SLURM when root
 # `make help` lists every target.
 
 SHELL := /bin/bash
@@ -61,7 +62,7 @@ SKIPS_DIR := .make-test-skips
 
 export HF_HUB_OFFLINE := 1
 
-.PHONY: help install lock demo report test test-unit test-lint test-dry-run test-slurm \
+.PHONY: help install lock demo report test test-unit test-lint test-dry-run test-slurm test-cluster smoke-run \
         rehearsal rehearsal-prepare test-rehearsal rehearsal-sdp rehearsal-sdp-prepare slurm-start slurm-stop clean-results
 
 help: ## list the targets
@@ -110,7 +111,7 @@ demo: install ## run the embedded demo on this machine (FSIG: config/config.yaml
 	.venv/bin/unidad timing config/config.yaml
 	.venv/bin/unidad timing $(SDP_DEMO_CONFIG)
 
-test: install test-unit test-lint test-dry-run test-slurm test-rehearsal ## everything CI checks, in order
+test: install test-unit test-lint test-dry-run test-cluster ## everything CI checks, in order
 	@if [ -z "$$(cat $(SKIPS_DIR)/* 2>/dev/null)" ]; then echo "make test: all steps passed"; exit 0; fi; \
 	echo "###################################################################"; \
 	echo "### make test: all steps passed, but these checks were SKIPPED:"; \
@@ -130,42 +131,64 @@ test-lint: install ## snakemake --lint (fails on any lint)
 	@echo "== snakemake --lint"
 	$(SNAKEMAKE) --lint
 
+# Two at a time (the machines have 2 cores and a dry run is one Python process); each run's output is
+# kept in DRY_RUN_LOGS and printed when it fails.
+DRY_RUN_JOBS ?= 2
+DRY_RUN_LOGS := .dry-runs
+
 test-dry-run: install ## snakemake -n for every config/*.yaml under the local and slurm profiles
 	@test -n "$(CONFIGS)" || { echo "no config/*.yaml to dry-run" >&2; exit 1; }
-	@for config in $(CONFIGS); do \
-	    for profile in $(DRY_RUN_PROFILES); do \
-	        echo "== dry run: $$config with profiles/$$profile"; \
-	        $(SNAKEMAKE) all --dry-run --quiet host rules --profile profiles/$$profile --configfile $$config; \
-	    done; \
-	done
+	@rm -rf $(DRY_RUN_LOGS) && mkdir -p $(DRY_RUN_LOGS)
+	@for config in $(CONFIGS); do for profile in $(DRY_RUN_PROFILES); do echo "$$config $$profile"; done; done \
+	    | xargs -P $(DRY_RUN_JOBS) -L 1 bash -c 'log=$(DRY_RUN_LOGS)/$$(basename $$0 .yaml)-$$1.log; \
+	        if $(SNAKEMAKE) all --dry-run --quiet host rules --profile profiles/$$1 --configfile $$0 >$$log 2>&1; \
+	        then echo "== dry run ok: $$0 with profiles/$$1"; \
+	        else cat $$log; echo "== dry run FAILED: $$0 with profiles/$$1 (log: $$log)"; exit 1; fi'
 
-test-slurm: install ## real run of config/smoke.yaml through SLURM (profiles/slurm-ci), then a preemption check; starts SLURM if needed
-	@mkdir -p $(SKIPS_DIR) && rm -f $(SKIPS_DIR)/slurm
+# Not root: the SLURM checks are skipped, and `make test` says so in its last word.
+define skip_unless_root
+	@mkdir -p $(SKIPS_DIR) && rm -f $(SKIPS_DIR)/$(1)
 	@if [ "$$(id -u)" -ne 0 ]; then \
-	    echo "###################################################################"; \
-	    echo "### SKIPPED: the SLURM smoke run needs root to start SLURM.     ###"; \
-	    echo "### Run 'sudo make test-slurm', or let CI (root) run it.        ###"; \
-	    echo "###################################################################"; \
-	    echo "make test-slurm: the SLURM smoke run needs root to start SLURM (run 'sudo make test-slurm', or let CI run it)" \
-	        > $(SKIPS_DIR)/slurm; \
+	    echo "### SKIPPED: $(2) needs root to start SLURM (run 'sudo make $(1)', or let CI run it)."; \
+	    echo "make $(1): $(2) needs root to start SLURM (run 'sudo make $(1)', or let CI run it)" > $(SKIPS_DIR)/$(1); \
 	    exit 0; \
 	fi
+endef
+
+# The commands run_together starts at once: one SLURM smoke run per SMOKE_CONFIGS entry (named after it).
+SMOKE_RUNS = $(foreach c,$(SMOKE_CONFIGS),$(basename $(notdir $(c)))='$(MAKE) --no-print-directory smoke-run SMOKE_CONFIG=$(c)')
+PREEMPTION_CHECK = $(PYTHON) ci/slurm/check_preemption.py --snakemake $(SNAKEMAKE) --workdir $(PREEMPT_DIR)
+
+smoke-run: install ## one SLURM smoke run: SMOKE_CONFIG through profiles/slurm-ci into $(SMOKE_ROOT)/<config name>, then the job check
+	@test -n "$(SMOKE_CONFIG)" || { echo "smoke-run needs SMOKE_CONFIG=config/<name>.yaml" >&2; exit 1; }
+	@# It runs in the checkout (config paths stay valid); only results_dir moves to its smoke dir.
+	@dir=$(SMOKE_ROOT)/$$(basename $(SMOKE_CONFIG) .yaml); \
+	echo "== SLURM smoke run: $(SMOKE_CONFIG) with profiles/slurm-ci in $$dir"; \
+	rm -rf $$dir && mkdir -p $$dir; \
+	$(SNAKEMAKE) all --profile profiles/slurm-ci --slurm-logdir $$dir/logs/slurm \
+	    --configfile $(SMOKE_CONFIG) --config results_dir=$$dir/results </dev/null 2>&1 | tee $$dir/snakemake.log; \
+	python3 ci/slurm/check_jobs_went_through_slurm.py $$dir/snakemake.log $$dir/logs/slurm
+
+test-slurm: install ## the SLURM smoke runs of SMOKE_CONFIGS (FSIG, SDP) at once, then a preemption check; starts SLURM if needed
+	$(call skip_unless_root,test-slurm,the SLURM smoke run)
 	bash ci/slurm/start_slurm.sh
-	@# Each runs in the checkout (config paths stay valid); only results_dir moves to its smoke dir.
-	@for config in $(SMOKE_CONFIGS); do \
-	    dir=$(SMOKE_ROOT)/$$(basename $$config .yaml); \
-	    echo "== SLURM smoke run: $$config with profiles/slurm-ci in $$dir"; \
-	    rm -rf $$dir && mkdir -p $$dir; \
-	    $(SNAKEMAKE) all --profile profiles/slurm-ci --slurm-logdir $$dir/logs/slurm \
-	        --configfile $$config --config results_dir=$$dir/results </dev/null 2>&1 | tee $$dir/snakemake.log; \
-	    python3 ci/slurm/check_jobs_went_through_slurm.py $$dir/snakemake.log $$dir/logs/slurm; \
-	done
+	python3 ci/run_together.py --log-dir $(SMOKE_ROOT)/together $(SMOKE_RUNS)
 	@echo "== SLURM preemption check: scancel --signal=USR1 a running training job; it must resume to the same weights"
-	$(PYTHON) ci/slurm/check_preemption.py --snakemake $(SNAKEMAKE) --workdir $(PREEMPT_DIR)
+	$(PREEMPTION_CHECK)
+
+# What CI runs on its SLURM node: the smoke runs and both rehearsals queued at once (ci/run_together.py:
+# one DAG's jobs fill the node while another waits for its status poll), then the preemption check.
+test-cluster: install ## every SLURM check at once: smoke runs, `make rehearsal`, `make rehearsal-sdp`; then the preemption check
+	$(call skip_unless_root,test-cluster,the SLURM smoke runs and rehearsals)
+	bash ci/slurm/start_slurm.sh
+	python3 ci/run_together.py --log-dir $(SMOKE_ROOT)/together $(SMOKE_RUNS) \
+	    rehearsal='$(MAKE) --no-print-directory rehearsal' rehearsal-sdp='$(MAKE) --no-print-directory rehearsal-sdp'
+	@echo "== SLURM preemption check: scancel --signal=USR1 a running training job; it must resume to the same weights"
+	$(PREEMPTION_CHECK)
 	@echo "SLURM is still running; stop it with: make slurm-stop"
 
 rehearsal-prepare: install ## stand-in weights and staged folders for the rehearsal (unidad.rehearsal), in .rehearsal/
-	rm -rf $(REHEARSAL_STAGE)
+	rm -rf $(REHEARSAL_STAGE)/weights $(REHEARSAL_STAGE)/data/fsig
 	$(PYTHON) ci/rehearsal/make_standins.py --config $(REHEARSAL_CONFIG) --weights-dir $(REHEARSAL_STAGE)/weights \
 	    --ffhq $(REHEARSAL_FFHQ) --full $(REHEARSAL_FULL)
 
@@ -192,15 +215,11 @@ rehearsal: rehearsal-prepare ## the paper DAG end to end on stand-in weights: th
 	    || { echo "rehearsal: the paper comparison is not stamped STAND-IN" >&2; exit 1; }; \
 	echo "rehearsal: done in $$(( $$(date +%s) - start )) s"
 
-test-rehearsal: install ## `make rehearsal` through SLURM (root only, as test-slurm); `make rehearsal-sdp` is not in CI yet (its time)
-	@mkdir -p $(SKIPS_DIR) && rm -f $(SKIPS_DIR)/rehearsal
-	@if [ "$$(id -u)" -ne 0 ]; then \
-	    echo "### SKIPPED: the rehearsal through SLURM needs root ('make rehearsal' runs it locally)."; \
-	    echo "make test-rehearsal: the SLURM rehearsal needs root (run 'make rehearsal' locally, or let CI run it)" \
-	        > $(SKIPS_DIR)/rehearsal; \
-	    exit 0; \
-	fi
-	$(MAKE) rehearsal
+test-rehearsal: install ## `make rehearsal` and `make rehearsal-sdp` through SLURM, at once (root only, as test-slurm)
+	$(call skip_unless_root,test-rehearsal,the SLURM rehearsal)
+	bash ci/slurm/start_slurm.sh
+	python3 ci/run_together.py --log-dir $(SMOKE_ROOT)/together \
+	    rehearsal='$(MAKE) --no-print-directory rehearsal' rehearsal-sdp='$(MAKE) --no-print-directory rehearsal-sdp'
 
 rehearsal-sdp-prepare: install ## stand-in weights and DreamBench folders for the SDP rehearsal, in .rehearsal/
 	rm -rf $(REHEARSAL_SDP_WEIGHTS) $(REHEARSAL_STAGE)/data/dreambench
