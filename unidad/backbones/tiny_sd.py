@@ -105,7 +105,7 @@ def build_tiny_sd(
     image_size: int = 32,
     vae_channels: Sequence[int] = (16, 32),
     vae_mid_attention: bool = False,
-    latent_channels: int = 8,
+    latent_channels: int = 12,
     unet_channels: Sequence[int] = (32, 64),
     cross_attention: Sequence[bool] = (False, True),
     layers_per_block: int = 1,
@@ -123,10 +123,11 @@ def build_tiny_sd(
     """A random-weight miniature SD1.5 (the VAE from `vae_dir` when given, e.g. fit_tiny_vae's output).
 
     image_size: pixels; the VAE downsamples by 2**(len(vae_channels) - 1), the UNet works at that
-    latent size. The VAE defaults (8 latent channels at /2, no mid attention) keep the demo
-    subjects' 3-px patterns through the round trip at a CPU fit's budget (docs/demo_tuning.md). cross_attention: per UNet level, whether its blocks attend to the text (the mid block
-    always does); the default leaves the full-resolution level without attention, which costs most
-    on a CPU. Leaves the global RNG untouched.
+    latent size. The VAE defaults (12 latent channels at /2, as many numbers as pixels, no mid
+    attention) keep the demo subjects' 3-px patterns through the round trip at a CPU fit's budget
+    (docs/demo_tuning.md, "SDP demo codec"). cross_attention: per UNet level, whether its blocks
+    attend to the text (the mid block always does); the default leaves the full-resolution level
+    without attention, which costs most on a CPU. Leaves the global RNG untouched.
     """
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -207,24 +208,29 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, l1: float = 1
     return loss
 
 
-def fit_tiny_vae(vae, images: np.ndarray, steps: int = 1200, batch_size: int = 8, lr: float = 2e-3,
+def fit_tiny_vae(vae, images: np.ndarray, steps: int = 1000, batch_size: int = 8, lr: float = 2e-3,
                  kl_weight: float = 1e-6, posterior_noise: float = 0.0, seed: int = 0, ema_decay: float = 0.0,
-                 l1_weight: float = 1.0, mse_weight: float = 0.0, edge_weight: float = 0.0,
-                 zero_residuals: bool = False, log: Callable[[str], Any] | None = None) -> dict:
+                 l1_weight: float = 1.0, mse_weight: float = 1.0, edge_weight: float = 3.0,
+                 zero_residuals: bool = True, log: Callable[[str], Any] | None = None) -> dict:
     """Train an AutoencoderKL in place to reconstruct `images` (uint8 [N,H,W,3]), then set its
     scaling_factor to 1/std of the latents (SD's recipe for 0.18215). Returns a JSON-ready summary
-    with the held-out reconstruction error (mean absolute, in [0, 255] pixel units).
+    with the held-out reconstruction error (mean absolute, in [0, 255] pixel units) and the fit's
+    wall and CPU seconds.
 
-    The learning rate follows one cycle (10% warm-up, cosine down to ~0). ema_decay > 0 keeps an
-    exponential moving average of the weights, and the VAE ends with the average (what is saved):
-    at batch 8 single steps still move the weights enough to cost a subject's pattern, the average
-    does not. zero_residuals zeroes the last conv of every residual block first, so each block starts
-    as its shortcut and the fit starts from a short, well-conditioned path through the codec (as
-    residual networks are often initialised). The loss is reconstruction_loss (l1/mse/edge weights) plus kl_weight x KL.
-    posterior_noise scales the posterior's sampling noise in training: the adapter encodes with the
-    posterior mean, and a freshly built VAE's unit std drowns its latents, so at a CPU budget the
-    noise-free fit (0, with the small KL term keeping the latents tame) learns fine patterns sooner;
-    many small batches beat fewer large ones at equal time (docs/demo_tuning.md)."""
+    The defaults are the demo codec's measured recipe (docs/demo_tuning.md, "SDP demo codec"):
+    - zero_residuals: the last conv of every residual block starts at zero, so each block starts as
+      its shortcut and the fit starts from a short path through the codec (a common residual-network
+      initialisation); it learns the subjects' bands sooner.
+    - the loss (reconstruction_loss) adds MSE, which weighs the large errors of a blurred two-colour
+      pattern more than L1, and the L1 of pixel differences (`edge_weight`), which a blurred band
+      edge costs most: the edge term is what sharpens the 3-px checkerboard.
+    - the learning rate follows one cycle (10% warm-up, cosine down to ~0); many small batches beat
+      fewer large ones at equal time; posterior_noise scales the posterior's sampling noise in
+      training (0: the adapter encodes with the posterior mean, and the small KL term keeps the
+      latents tame).
+    - ema_decay > 0 ends the fit with an exponential moving average of the weights (what is saved);
+      measured no better than the last weights under the annealed rate, so off by default.
+    """
     if steps < 1 or batch_size < 1 or len(images) < 2:
         raise ValueError(f"fit_tiny_vae needs steps, batch_size >= 1 and >= 2 images; got {steps}, {batch_size}, "
                          f"{len(images)} images")

@@ -213,7 +213,8 @@ def vivid_colours(u: np.ndarray) -> np.ndarray:
 
 
 def sample_codec_images(n: int, seed: int, image_size: int = BASE_SIZE, vivid_share: float = 0.0,
-                        avoid: Sequence[tuple[str, tuple[RGB, RGB]]] = (), avoid_distance: float = 0.3) -> np.ndarray:
+                        avoid: Sequence[tuple[str, tuple[RGB, RGB]]] = (), avoid_distance: float = 0.3,
+                        pattern_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0)) -> np.ndarray:
     """Scenes for fitting the demo's VAE, broader than the captioned set (as SD's VAE was trained on
     broader data than any prompt asks for): any shape, solid or in a random two-colour pattern, in any
     context. uint8 [n,S,S,3]; no captions (the VAE reads none).
@@ -221,14 +222,20 @@ def sample_codec_images(n: int, seed: int, image_size: int = BASE_SIZE, vivid_sh
     Colours are uniform in RGB, except for `vivid_share` of the objects, whose two colours are both
     vivid (`vivid_colours`). `avoid` lists (pattern, (colour, colour)) pairs the codec must never show:
     an object in that pattern whose two colours are both within `avoid_distance` of the pair (either
-    order) takes the next pattern instead (the demo passes its subjects, which stay unseen)."""
+    order) takes the next pattern instead (the demo passes its subjects, which stay unseen).
+    pattern_weights: relative frequencies of PATTERNS and of solid fills, in that order."""
     s = check_scene_size(image_size)
     if not 0.0 <= vivid_share <= 1.0:
         raise ValueError(f"vivid_share is a share of the codec scenes, in [0, 1]; got {vivid_share}")
+    weights = np.asarray(pattern_weights, np.float64)
+    if weights.shape != (len(PATTERNS) + 1,) or (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError(f"pattern_weights needs {len(PATTERNS) + 1} non-negative weights ({', '.join(PATTERNS)}, "
+                         f"solid), not all zero; got {list(pattern_weights)}")
     u = scene_uniforms(n, seed, "codec")
     extra = np.random.default_rng(np.random.SeedSequence([zlib.crc32(b"codec-colours"), int(seed)])).random((n, 8))
     contexts, kinds = pick(u[:, 0], len(CONTEXTS)), pick(u[:, 1], len(SHAPE_KINDS))
-    patterns = pick(u[:, 2], len(PATTERNS) + 1)  # the last: solid
+    bounds = np.cumsum(weights) / weights.sum()
+    patterns = np.minimum(np.searchsorted(bounds, u[:, 2], side="right"), len(PATTERNS))  # the last: solid
     colours = extra[:, :6].reshape(n, 2, 3).astype(np.float32)
     vivid = extra[:, 7] < vivid_share
     colours[vivid] = vivid_colours(colours[vivid])

@@ -19,7 +19,7 @@ def write_captioned_source(n: int, seed: int, image_size: int, out_dir: str | Pa
 
 
 def fit_demo_vae(backbone_params: Mapping[str, Any], out_dir: str | Path, n_images: int = 4000, seed: int = 0,
-                 vivid_share: float = 0.0, fit_params: Mapping[str, Any] | None = None,
+                 vivid_share: float = 0.8, fit_params: Mapping[str, Any] | None = None,
                  log: Callable[[str], Any] | None = print) -> dict:
     """The tiny text-to-image backbone's VAE, trained on the demo's codec scenes (broader than the
     captioned set: random colours and patterns, unidad.data.scenes.sample_codec_images, `vivid_share` of
