@@ -23,9 +23,10 @@ def test_demo_vae_job_writes_a_folder_the_backbone_loads(tmp_path):
     from unidad.backbones.tiny_sd import build_tiny_sd
 
     params = dict(image_size=32, vae_channels=(8, 16), unet_channels=(16, 32), text_width=16, text_heads=2)
-    summary = sdp_data.fit_demo_vae(params, tmp_path / "vae", n_images=30, fit_params={"steps": 2, "batch_size": 4},
-                                    log=None)
+    summary = sdp_data.fit_demo_vae(params, tmp_path / "vae", n_images=30, vivid_share=0.5,
+                                    fit_params={"steps": 2, "batch_size": 4}, log=None)
     assert json.loads((tmp_path / "vae" / "fit.json").read_text()) == summary
+    assert summary["vivid_share"] == 0.5 and summary["zero_residuals"] and summary["edge_weight"] > 0
     model = build_tiny_sd(**params, vae_dir=str(tmp_path / "vae"))
     assert model.vae.config.scaling_factor == summary["scaling_factor"]
 
@@ -38,12 +39,19 @@ def test_the_sdp_demo_config_is_a_valid_backbone_vae_fit_and_pretrain_stage():
     config = load_config_file("config/sdp_demo.yaml")
     model = build_backbone({"kind": "tiny_sd", "params": config["backbone"]["params"]})
     vae = model.vae.config
-    # 8 latent channels at /2 and no mid attention: the codec that keeps the subjects' 3-px patterns
-    assert vae.latent_channels == 8 and len(vae.block_out_channels) == 2 and not vae.mid_block_add_attention
-    assert model.latent_shape == (8, 16, 16) and model.image_shape == (3, 32, 32)
+    # 12 latent channels at /2 and no mid attention: the codec that keeps the subjects' 3-px patterns
+    assert vae.latent_channels == 12 and len(vae.block_out_channels) == 2 and not vae.mid_block_add_attention
+    assert model.latent_shape == (12, 16, 16) and model.image_shape == (3, 32, 32)
     pretrain = PretrainConfig.from_dict(config["source"]["params"])
     assert pretrain.caption_dropout > 0 and pretrain.sigma_sampling == "grid"  # CFG needs the empty prompt trained
     assert config["source"]["sample_guidance"] > 1 and config["backbone"]["vae_fit"]["posterior_noise"] == 0.0
+    # every vae_fit key is an option of the job or of the fit (a misspelt key would fail the DAG's VAE rule)
+    import inspect
+
+    from unidad.backbones.tiny_sd import fit_tiny_vae
+
+    options = set(inspect.signature(fit_tiny_vae).parameters) | set(inspect.signature(sdp_data.fit_demo_vae).parameters)
+    assert set(config["backbone"]["vae_fit"]) <= options
 
 
 def test_the_text_teachers_report_judges_subjects_and_captions(tmp_path):

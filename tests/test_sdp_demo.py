@@ -151,6 +151,29 @@ def test_codec_images_are_broader_than_the_captioned_set():
         scenes.pattern_labels("dots", np.zeros((1, 20)), 32, 3.0)
 
 
+def test_codec_images_draw_vivid_colours_and_never_a_subjects_pattern_in_its_colours():
+    import colorsys
+
+    u = np.random.default_rng(0).random((50, 3))
+    assert np.allclose(scenes.vivid_colours(u), [colorsys.hsv_to_rgb(h, 0.75 + 0.25 * s, 0.8 + 0.2 * v)
+                                                 for h, s, v in u], atol=1e-6)
+    plain, vivid = scenes.sample_codec_images(400, seed=0), scenes.sample_codec_images(400, seed=0, vivid_share=1.0)
+    saturation = lambda images: np.ptp(images[:, 12:20, 12:20].astype(int), axis=-1).mean()
+    assert saturation(vivid) > saturation(plain) + 40
+    # a subject's pattern in (nearly) its colours is drawn with the next pattern instead; the rest is unchanged
+    sub = demo.SUBJECTS["striped_circle"]
+    avoid = [(sub.pattern, sub.colours)]
+    wide = scenes.sample_codec_images(400, seed=0, vivid_share=1.0, avoid=avoid, avoid_distance=0.8)
+    changed = (wide != vivid).any((1, 2, 3))
+    assert 0 < changed.sum() < 100
+    kept = scenes.sample_codec_images(400, seed=0, vivid_share=1.0, avoid=avoid, avoid_distance=0.0)
+    assert np.array_equal(kept, vivid)
+    with pytest.raises(ValueError, match="unknown pattern"):
+        scenes.sample_codec_images(4, seed=0, avoid=[("dots", sub.colours)])
+    with pytest.raises(ValueError, match="vivid_share"):
+        scenes.sample_codec_images(4, seed=0, vivid_share=1.5)
+
+
 def test_scene_judge_reads_kind_colour_and_context_of_source_scenes():
     images, captions, factors = scenes.sample_source(120, seed=5)
     seen = scenes.judge_scenes(images)

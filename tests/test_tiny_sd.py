@@ -14,6 +14,7 @@ from unidad.backbones.tiny_sd import (
     default_vocabulary,
     fit_tiny_vae,
     load_tiny_sd,
+    reconstruction_loss,
     whole_word_merges,
     word_level_clip_tokenizer,
 )
@@ -64,7 +65,7 @@ def test_built_offline_with_the_sd15_classes(monkeypatch):
     assert isinstance(model, SD15Denoiser)
     assert [type(m).__name__ for m in (model.unet, model.vae, model.text_encoder, model.tokenizer)] == [
         "UNet2DConditionModel", "AutoencoderKL", "CLIPTextModel", "CLIPTokenizer"]
-    assert model.latent_shape == (8, 16, 16) and model.image_shape == (3, 32, 32)  # 8 latent channels at /2
+    assert model.latent_shape == (12, 16, 16) and model.image_shape == (3, 32, 32)  # 12 latent channels at /2
     again = build_tiny_sd(**SMALL, seed=3)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     with pytest.raises(ValueError, match="does not divide"):
@@ -110,6 +111,47 @@ def test_vae_fit_learns_to_reconstruct_and_sets_the_scaling_factor():
     with pytest.raises(ValueError, match="needs steps"):
         fit_tiny_vae(vae, images[:1], steps=5)
     assert np.isfinite(summary["train_seconds"])
+
+
+def test_vae_fit_saves_the_weight_average_and_can_start_from_zeroed_residual_branches():
+    from diffusers.models.resnet import ResnetBlock2D
+
+    from unidad.data.scenes import sample_source
+
+    images, _, _ = sample_source(40, seed=0)
+    start = build_tiny_sd(**SMALL).vae.state_dict()
+    fits = {}
+    for decay in (0.0, 0.5):
+        vae = build_tiny_sd(**SMALL).vae
+        fits[decay] = (vae, fit_tiny_vae(vae, images, steps=1, batch_size=4, lr=1e-2, ema_decay=decay,
+                                         zero_residuals=False))
+    trained, averaged = fits[0.0][0].state_dict(), fits[0.5][0].state_dict()
+    # one step of decay 0.5 from the initial weights: the saved weights are halfway, not the last step's
+    for key in start:
+        assert torch.allclose(averaged[key], 0.5 * (start[key] + trained[key]), atol=1e-6), key
+    assert not torch.equal(trained["decoder.conv_out.weight"], start["decoder.conv_out.weight"])
+    assert fits[0.5][1]["ema_decay"] == 0.5 and fits[0.5][1]["train_cpu_seconds"] >= 0
+    with pytest.raises(ValueError, match="ema_decay"):
+        fit_tiny_vae(build_tiny_sd(**SMALL).vae, images, steps=1, ema_decay=1.0)
+
+    vae = build_tiny_sd(**SMALL).vae
+    fit_tiny_vae(vae, images, steps=1, batch_size=4, lr=1e-12, zero_residuals=True)
+    blocks = [m for m in vae.modules() if isinstance(m, ResnetBlock2D)]
+    assert blocks and all(float(b.conv2.weight.abs().max()) < 1e-9 for b in blocks)
+    with torch.no_grad():  # each block is its shortcut: identity where the channels stay
+        x = torch.randn(2, blocks[0].in_channels, 8, 8)
+        assert torch.allclose(blocks[0](x, None), x, atol=1e-5)
+
+
+def test_reconstruction_loss_weights_pixels_and_their_differences():
+    target = torch.zeros(1, 3, 4, 4)
+    shifted = target + 0.5  # a uniform error has no differences
+    assert reconstruction_loss(shifted, target, l1=1.0, mse=0.0, edge=5.0).item() == pytest.approx(0.5)
+    assert reconstruction_loss(shifted, target, l1=0.0, mse=2.0).item() == pytest.approx(0.5)
+    edge = target.clone()
+    edge[..., 2:] = 1.0  # a step the reconstruction missed: 1/2 of the pixels, 1/3 of the row differences
+    assert reconstruction_loss(edge, target, l1=1.0, edge=0.0).item() == pytest.approx(0.5)
+    assert reconstruction_loss(edge, target, l1=0.0, edge=1.0).item() == pytest.approx(1 / 3)
 
 
 def test_registered_as_a_backbone_kind(tiny, tmp_path):

@@ -105,7 +105,7 @@ def build_tiny_sd(
     image_size: int = 32,
     vae_channels: Sequence[int] = (16, 32),
     vae_mid_attention: bool = False,
-    latent_channels: int = 8,
+    latent_channels: int = 12,
     unet_channels: Sequence[int] = (32, 64),
     cross_attention: Sequence[bool] = (False, True),
     layers_per_block: int = 1,
@@ -123,10 +123,11 @@ def build_tiny_sd(
     """A random-weight miniature SD1.5 (the VAE from `vae_dir` when given, e.g. fit_tiny_vae's output).
 
     image_size: pixels; the VAE downsamples by 2**(len(vae_channels) - 1), the UNet works at that
-    latent size. The VAE defaults (8 latent channels at /2, no mid attention) keep the demo
-    subjects' 3-px patterns through the round trip at a CPU fit's budget (docs/demo_tuning.md). cross_attention: per UNet level, whether its blocks attend to the text (the mid block
-    always does); the default leaves the full-resolution level without attention, which costs most
-    on a CPU. Leaves the global RNG untouched.
+    latent size. The VAE defaults (12 latent channels at /2, as many numbers as pixels, no mid
+    attention) keep the demo subjects' 3-px patterns through the round trip at a CPU fit's budget
+    (docs/demo_tuning.md, "SDP demo codec"). cross_attention: per UNet level, whether its blocks
+    attend to the text (the mid block always does); the default leaves the full-resolution level
+    without attention, which costs most on a CPU. Leaves the global RNG untouched.
     """
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -196,58 +197,101 @@ def load_tiny_sd(path: str | Path, **unused: Any) -> SD15Denoiser:
 
 
 # ------------------------------------------------------------------------------------ VAE fitting
-def fit_tiny_vae(vae, images: np.ndarray, steps: int = 1200, batch_size: int = 8, lr: float = 2e-3,
-                 kl_weight: float = 1e-6, posterior_noise: float = 0.0, seed: int = 0,
-                 log: Callable[[str], Any] | None = None) -> dict:
+def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor, l1: float = 1.0, mse: float = 0.0,
+                        edge: float = 0.0) -> torch.Tensor:
+    """Weighted L1 + MSE of the pixels, plus the L1 of their horizontal and vertical differences
+    (`edge`): a blurred band edge costs the pixel loss little, its difference loss a lot."""
+    error = recon - target
+    loss = l1 * error.abs().mean() + mse * error.square().mean()
+    if edge:
+        loss = loss + edge * (error.diff(dim=-1).abs().mean() + error.diff(dim=-2).abs().mean())
+    return loss
+
+
+def fit_tiny_vae(vae, images: np.ndarray, steps: int = 1000, batch_size: int = 8, lr: float = 2e-3,
+                 kl_weight: float = 1e-6, posterior_noise: float = 0.0, seed: int = 0, ema_decay: float = 0.0,
+                 l1_weight: float = 1.0, mse_weight: float = 1.0, edge_weight: float = 3.0,
+                 zero_residuals: bool = True, log: Callable[[str], Any] | None = None) -> dict:
     """Train an AutoencoderKL in place to reconstruct `images` (uint8 [N,H,W,3]), then set its
     scaling_factor to 1/std of the latents (SD's recipe for 0.18215). Returns a JSON-ready summary
-    with the held-out reconstruction error (mean absolute, in [0, 255] pixel units).
+    with the held-out reconstruction error (mean absolute, in [0, 255] pixel units) and the fit's
+    wall and CPU seconds.
 
-    posterior_noise scales the posterior's sampling noise in training: the adapter encodes with the
-    posterior mean, and a freshly built VAE's unit std drowns its latents, so at a CPU budget the
-    noise-free fit (0, with the small KL term keeping the latents tame) learns fine patterns sooner;
-    many small batches beat fewer large ones at equal time (docs/demo_tuning.md)."""
+    The defaults are the demo codec's measured recipe (docs/demo_tuning.md, "SDP demo codec"):
+    - zero_residuals: the last conv of every residual block starts at zero, so each block starts as
+      its shortcut and the fit starts from a short path through the codec (a common residual-network
+      initialisation); it learns the subjects' bands sooner.
+    - the loss (reconstruction_loss) adds MSE, which weighs the large errors of a blurred two-colour
+      pattern more than L1, and the L1 of pixel differences (`edge_weight`), which a blurred band
+      edge costs most: the edge term is what sharpens the 3-px checkerboard.
+    - the learning rate follows one cycle (10% warm-up, cosine down to ~0); many small batches beat
+      fewer large ones at equal time; posterior_noise scales the posterior's sampling noise in
+      training (0: the adapter encodes with the posterior mean, and the small KL term keeps the
+      latents tame).
+    - ema_decay > 0 ends the fit with an exponential moving average of the weights (what is saved);
+      measured no better than the last weights under the annealed rate, so off by default.
+    """
     if steps < 1 or batch_size < 1 or len(images) < 2:
         raise ValueError(f"fit_tiny_vae needs steps, batch_size >= 1 and >= 2 images; got {steps}, {batch_size}, "
                          f"{len(images)} images")
+    if not 0.0 <= ema_decay < 1.0:
+        raise ValueError(f"fit_tiny_vae needs 0 <= ema_decay < 1 (0 = no average), got {ema_decay}")
     data = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     held = max(1, len(data) // 20)
     train, heldout = data[held:], data[:held]
     generator = torch.Generator().manual_seed(int(seed))
-    optimizer = torch.optim.Adam(vae.parameters(), lr=lr)
+    if zero_residuals:
+        from diffusers.models.resnet import ResnetBlock2D
+
+        with torch.no_grad():
+            for block in (m for m in vae.modules() if isinstance(m, ResnetBlock2D)):
+                block.conv2.weight.zero_()
+                block.conv2.bias.zero_()
+    params = list(vae.parameters())
+    optimizer = torch.optim.Adam(params, lr=lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    average = [p.detach().clone() for p in params] if ema_decay else []
     vae.requires_grad_(True).train()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for step in range(steps):
         x = train[torch.randint(len(train), (batch_size,), generator=generator)]
         posterior = vae.encode(x).latent_dist
         noise = torch.randn(posterior.mean.shape, generator=generator)
         z = posterior.mean + posterior_noise * posterior.std * noise
         recon = vae.decode(z).sample
-        loss = (recon - x).abs().mean() + kl_weight * posterior.kl().mean()
+        loss = reconstruction_loss(recon, x, l1_weight, mse_weight, edge_weight) + kl_weight * posterior.kl().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
+        if average:
+            with torch.no_grad():
+                torch._foreach_lerp_(average, [p.detach() for p in params], 1.0 - ema_decay)
         if log and ((step + 1) % 100 == 0 or step + 1 == steps):
             log(f"vae step {step + 1}/{steps}: loss {loss.item():.4f}, {time.perf_counter() - started:.1f} s")
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     vae.requires_grad_(False).eval()
     with torch.no_grad():
+        for p, a in zip(params, average):
+            p.copy_(a)
         latents = torch.cat([vae.encode(train[i:i + 256]).latent_dist.mean for i in range(0, min(len(train), 2048), 256)])
         scaling = float(1.0 / latents.std())
         recon = vae.decode(vae.encode(heldout).latent_dist.mean).sample.clamp(-1, 1)
         error = float((recon - heldout).abs().mean() * 127.5)
     vae.register_to_config(scaling_factor=scaling)
     return {"steps": steps, "batch_size": batch_size, "lr": lr, "kl_weight": kl_weight,
-            "posterior_noise": posterior_noise, "seed": seed,
+            "posterior_noise": posterior_noise, "seed": seed, "ema_decay": ema_decay,
+            "l1_weight": l1_weight, "mse_weight": mse_weight, "edge_weight": edge_weight,
+            "zero_residuals": bool(zero_residuals),
             "scaling_factor": scaling, "heldout_mae_pixels": error, "heldout_images": held,
-            "train_seconds": round(time.perf_counter() - started, 2)}
+            "train_seconds": round(seconds, 2), "train_cpu_seconds": round(cpu_seconds, 2)}
 
 
 __all__ = [
     "build_tiny_sd",
     "default_vocabulary",
     "fit_tiny_vae",
+    "reconstruction_loss",
     "load_tiny_sd",
     "tiny_sd_image_size",
     "whole_word_merges",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -198,16 +199,54 @@ def sample_source(n: int, seed: int, image_size: int = BASE_SIZE) -> tuple[np.nd
     return images, captions, {"kind": kinds, "colour": colours, "context": contexts}
 
 
-def sample_codec_images(n: int, seed: int, image_size: int = BASE_SIZE) -> np.ndarray:
+def vivid_colours(u: np.ndarray) -> np.ndarray:
+    """Saturated, bright colours [...,3] from uniforms [...,3]: any hue, HSV saturation 0.75-1, value 0.8-1
+    (the kind of colour the demo subjects' patterns pair, which uniform RGB draws seldom reach)."""
+    hue, sat, val = u[..., 0] * 6.0, 0.75 + 0.25 * u[..., 1], 0.8 + 0.2 * u[..., 2]
+    chroma = val * sat
+    second = chroma * (1.0 - np.abs(hue % 2.0 - 1.0))
+    sector = np.minimum(hue.astype(np.int64), 5)[..., None]
+    # (R, G, B) per hue sector as (chroma, second, 0) permuted
+    order = np.array([(0, 1, 2), (1, 0, 2), (2, 0, 1), (2, 1, 0), (1, 2, 0), (0, 2, 1)])
+    parts = np.stack([chroma, second, np.zeros_like(chroma)], -1)
+    return (np.take_along_axis(parts, order[sector[..., 0]], -1) + (val - chroma)[..., None]).astype(np.float32)
+
+
+def sample_codec_images(n: int, seed: int, image_size: int = BASE_SIZE, vivid_share: float = 0.0,
+                        avoid: Sequence[tuple[str, tuple[RGB, RGB]]] = (), avoid_distance: float = 0.3,
+                        pattern_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0)) -> np.ndarray:
     """Scenes for fitting the demo's VAE, broader than the captioned set (as SD's VAE was trained on
-    broader data than any prompt asks for): any shape with random colours, solid or in a random
-    two-colour pattern, in any context. uint8 [n,S,S,3]; no captions (the VAE reads none)."""
+    broader data than any prompt asks for): any shape, solid or in a random two-colour pattern, in any
+    context. uint8 [n,S,S,3]; no captions (the VAE reads none).
+
+    Colours are uniform in RGB, except for `vivid_share` of the objects, whose two colours are both
+    vivid (`vivid_colours`). `avoid` lists (pattern, (colour, colour)) pairs the codec must never show:
+    an object in that pattern whose two colours are both within `avoid_distance` of the pair (either
+    order) takes the next pattern instead (the demo passes its subjects, which stay unseen).
+    pattern_weights: relative frequencies of PATTERNS and of solid fills, in that order."""
     s = check_scene_size(image_size)
+    if not 0.0 <= vivid_share <= 1.0:
+        raise ValueError(f"vivid_share is a share of the codec scenes, in [0, 1]; got {vivid_share}")
+    weights = np.asarray(pattern_weights, np.float64)
+    if weights.shape != (len(PATTERNS) + 1,) or (weights < 0).any() or weights.sum() <= 0:
+        raise ValueError(f"pattern_weights needs {len(PATTERNS) + 1} non-negative weights ({', '.join(PATTERNS)}, "
+                         f"solid), not all zero; got {list(pattern_weights)}")
     u = scene_uniforms(n, seed, "codec")
     extra = np.random.default_rng(np.random.SeedSequence([zlib.crc32(b"codec-colours"), int(seed)])).random((n, 8))
     contexts, kinds = pick(u[:, 0], len(CONTEXTS)), pick(u[:, 1], len(SHAPE_KINDS))
-    patterns = pick(u[:, 2], len(PATTERNS) + 1)  # the last: solid
+    bounds = np.cumsum(weights) / weights.sum()
+    patterns = np.minimum(np.searchsorted(bounds, u[:, 2], side="right"), len(PATTERNS))  # the last: solid
     colours = extra[:, :6].reshape(n, 2, 3).astype(np.float32)
+    vivid = extra[:, 7] < vivid_share
+    colours[vivid] = vivid_colours(colours[vivid])
+    for pattern, pair in avoid:
+        if pattern not in PATTERNS:
+            raise ValueError(f"unknown pattern '{pattern}' to avoid; use one of: {', '.join(PATTERNS)}")
+        pair = np.asarray(pair, np.float32)
+        same = (np.linalg.norm(colours - pair[None], axis=-1) <= avoid_distance).all(1)
+        swapped = (np.linalg.norm(colours - pair[None, ::-1], axis=-1) <= avoid_distance).all(1)
+        hit = (patterns == PATTERNS.index(pattern)) & (same | swapped)
+        patterns[hit] = (patterns[hit] + 1) % len(PATTERNS)
     widths = 2.0 + 3.0 * extra[:, 6]
     images = np.empty((n, s, s, 3), np.uint8)
     for p, pattern in enumerate(PATTERNS + ("solid",)):

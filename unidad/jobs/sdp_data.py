@@ -19,30 +19,28 @@ def write_captioned_source(n: int, seed: int, image_size: int, out_dir: str | Pa
 
 
 def fit_demo_vae(backbone_params: Mapping[str, Any], out_dir: str | Path, n_images: int = 4000, seed: int = 0,
-                 fit_params: Mapping[str, Any] | None = None, log: Callable[[str], Any] | None = print) -> dict:
+                 vivid_share: float = 0.8, fit_params: Mapping[str, Any] | None = None,
+                 log: Callable[[str], Any] | None = print) -> dict:
     """The tiny text-to-image backbone's VAE, trained on the demo's codec scenes (broader than the
-    captioned set: random colours and patterns, unidad.data.scenes.sample_codec_images) and written
-    as a diffusers AutoencoderKL folder (`vae_dir` of unidad.backbones.tiny_sd.build_tiny_sd), with
-    its fit summary in fit.json.
-
-    Still not reliable at demo budget (docs/demo_tuning.md, "SDP demo codec"): with config/sdp_demo.yaml's
-    VAE (8 latent channels at /2, no mid attention) and fit_tiny_vae's defaults (1200 steps of batch
-    8, lr 2e-3, no posterior noise; about 90 s on 2 unloaded cores, estimated from the loaded runs) one
-    fit reached a held-out error of 7.0 px and kept the subjects in 23% / 83% / 90% of round-tripped
-    ground truths (checker_square / striped_circle / banded_triangle), contexts in 100%; a 1600-step
-    fit of the same recipe reached 7.7 px but only 18% / 0% / 3%. The old recipe (4 latent channels,
-    mid attention, 400 x 32 steps) kept 0-5%.
+    captioned set: random colours and patterns, unidad.data.scenes.sample_codec_images, `vivid_share` of
+    them in saturated colours; never a demo subject's pattern in its colours) and written as a diffusers
+    AutoencoderKL folder (`vae_dir` of unidad.backbones.tiny_sd.build_tiny_sd), with its fit summary in
+    fit.json. config/sdp_demo.yaml's `backbone.vae_fit` is the measured recipe (docs/demo_tuning.md,
+    "SDP demo codec").
     """
     import json
 
     from unidad.backbones.tiny_sd import build_tiny_sd, fit_tiny_vae
     from unidad.data.scenes import sample_codec_images
+    from unidad.data.sdp_demo import SUBJECTS
 
     params = {k: v for k, v in dict(backbone_params).items() if k != "vae_dir"}
-    images = sample_codec_images(int(n_images), seed=int(seed), image_size=int(params.get("image_size", 32)))
+    images = sample_codec_images(int(n_images), seed=int(seed), image_size=int(params.get("image_size", 32)),
+                                 vivid_share=float(vivid_share),
+                                 avoid=[(subject.pattern, subject.colours) for subject in SUBJECTS.values()])
     vae = build_tiny_sd(**params).vae
     summary = fit_tiny_vae(vae, images, log=log, **{"seed": int(seed), **dict(fit_params or {})})
-    summary["n_images"] = int(n_images)
+    summary.update(n_images=int(n_images), vivid_share=float(vivid_share))
     with atomic_dir(out_dir) as staging:
         vae.save_pretrained(staging)
         (staging / "fit.json").write_text(json.dumps(summary, indent=1))
