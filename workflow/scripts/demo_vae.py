@@ -5,5 +5,5 @@ with job_log(snakemake):
     p = snakemake.params
     set_threads(snakemake.threads)
     fit = dict(p.fit)
-    data = {key: fit.pop(key) for key in ("n_images", "seed", "vivid_share") if key in fit}  # the codec scenes
+    data = {key: fit.pop(key) for key in ("n_images", "seed", "vivid_share", "pattern_weights") if key in fit}  # the codec scenes
     fit_demo_vae(p.backbone_params, snakemake.output[0], **data, fit_params=fit)
