@@ -23,12 +23,12 @@ def fit_demo_vae(backbone_params: Mapping[str, Any], out_dir: str | Path, n_imag
                  fit_params: Mapping[str, Any] | None = None,
                  log: Callable[[str], Any] | None = print) -> dict:
     """The tiny text-to-image backbone's VAE, trained on the demo's codec scenes (broader than the
-    captioned set: random colours and patterns, unidad.data.scenes.sample_codec_images, `vivid_share` of
-    them in saturated colours, patterns drawn by `pattern_weights` (checker, hstripes, vstripes, solid;
-    more checkerboards measured no better); never a demo subject's pattern in its colours) and written as a diffusers
-    AutoencoderKL folder (`vae_dir` of unidad.backbones.tiny_sd.build_tiny_sd), with its fit summary in
-    fit.json. config/sdp_demo.yaml's `backbone.vae_fit` is the measured recipe (docs/demo_tuning.md,
-    "SDP demo codec").
+    captioned set: random colours and patterns, unidad.data.scenes.sample_codec_images, `vivid_share`
+    of them in saturated colours, patterns drawn by `pattern_weights` (checker, hstripes, vstripes,
+    solid; more checkerboards measured no better); never a demo subject's pattern in its colours) and
+    written as a diffusers AutoencoderKL folder (`vae_dir` of unidad.backbones.tiny_sd.build_tiny_sd),
+    with its fit summary in fit.json. config/sdp_demo.yaml's `backbone.vae_fit` is the measured recipe
+    (docs/demo_tuning.md, "SDP demo codec").
     """
     import json
 
