@@ -172,6 +172,18 @@ def test_codec_images_draw_vivid_colours_and_never_a_subjects_pattern_in_its_col
         scenes.sample_codec_images(4, seed=0, avoid=[("dots", sub.colours)])
     with pytest.raises(ValueError, match="vivid_share"):
         scenes.sample_codec_images(4, seed=0, vivid_share=1.5)
+    # pattern_weights: (checker, hstripes, vstripes, solid); equal weights are the plain draw
+    assert np.array_equal(scenes.sample_codec_images(50, seed=0, pattern_weights=(2, 2, 2, 2)), plain[:50])
+    solid = scenes.sample_codec_images(100, seed=0, vivid_share=1.0, pattern_weights=(0, 0, 0, 1))
+    checker = scenes.sample_codec_images(100, seed=0, vivid_share=1.0, pattern_weights=(1, 0, 0, 0))
+    def changes_both_ways(images):  # colour steps down the rows and along them near the centre (object edges too)
+        centre = images[:, 13:19, 13:19].astype(int)
+        steps = [(np.abs(np.diff(centre, axis=axis)).max(-1) > 60).mean((1, 2)) > 0.1 for axis in (1, 2)]
+        return (steps[0] & steps[1]).mean()
+
+    assert changes_both_ways(solid) < 0.3 and changes_both_ways(checker) > 0.8
+    with pytest.raises(ValueError, match="pattern_weights"):
+        scenes.sample_codec_images(4, seed=0, pattern_weights=(1, 1, 1))
 
 
 def test_scene_judge_reads_kind_colour_and_context_of_source_scenes():

@@ -5,5 +5,6 @@ with job_log(snakemake):
     p = snakemake.params
     set_threads(snakemake.threads)
     fit = dict(p.fit)
-    data = {key: fit.pop(key) for key in ("n_images", "seed", "vivid_share") if key in fit}  # the codec scenes
+    # the keys that choose the codec scenes go to the job; the rest are fit_tiny_vae's options
+    data = {key: fit.pop(key) for key in ("n_images", "seed", "vivid_share", "pattern_weights") if key in fit}
     fit_demo_vae(p.backbone_params, snakemake.output[0], **data, fit_params=fit)
