@@ -2,7 +2,7 @@
 side by side on the same ADM backbone and weights.
 
     .venv/bin/python benchmarks/bench_side_by_side.py --official ~/src/uni-DAD [--rounds 5 --iters 10]
-    .venv/bin/python benchmarks/bench_side_by_side.py --scale adm256 --device cuda --precision bf16 ...
+    .venv/bin/python benchmarks/bench_side_by_side.py --scale adm256 --device cuda --precision bf16 [--batch 1]
 
 --official is a local checkout of github.com/yaramohamadi/uni-DAD (its 1_FSIG folder is put on the
 path) with github.com/openai/guided-diffusion importable (on PYTHONPATH, or in the checkout's
@@ -12,14 +12,17 @@ train_one_step (generator turn, guidance turn, both optimiser steps, then the ta
 accelerate's bf16 autocast as a plain autocast around the turns. Without --official only the project
 side runs.
 
-Configuration (both sides): batch 2, ratio 5, K = 3, online target teacher, 13 global heads on every
+Configuration (both sides): batch 2 (--batch), ratio 5, K = 3, online target teacher, 13 global heads on every
 encoder tap, BCE GAN with weights 0.015 (G) / 0.05 (D); --scale reduced is ADM 64x64 with 64
 channels, 2 res blocks, attention at 16 and 8, scale-shift norm, learn_sigma (what the official
 adapter builds at 256, shrunk); adm256 is the FFHQ-256 ADM. Weights are random (one file, loaded
 by both sides). Each side lives in its own process (so its peak memory is its own); the sides run
 alternately, round by round, after one untimed warm-up round each. Prints the network passes per
 iteration of each side (forward hooks on the UNets), per-update times, the official / project ratio of
-the mean time per iteration (median over rounds, with min-max) and peak memory. Nothing is asserted.
+the mean time per iteration (median over rounds, with min-max), peak memory, and the floating-point
+work of an iteration (torch.utils.flop_counter: matrix products, convolutions and attention, forward and
+backward) with the achieved TFLOP/s and its share of the device's dense peak at the precision
+(--peak-tflops, or the datasheet figure of a GPU in PEAK_TFLOPS). Nothing is asserted.
 """
 from __future__ import annotations
 
@@ -35,18 +38,36 @@ from pathlib import Path
 from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
-BATCH, RATIO, K, GAN_G, GAN_D = 2, 5, 3, 0.015, 0.05
+RATIO, K, GAN_G, GAN_D = 5, 3, 0.015, 0.05
 ROLES = ("generator", "fake score", "source teacher", "target teacher")
+# dense (no sparsity) datasheet peaks in TFLOP/s: bf16 tensor cores, TF32 tensor cores, plain fp32
+PEAK_TFLOPS = {"H100": {"bf16": 989.4, "tf32": 494.7, "fp32": 66.9},
+               "H200": {"bf16": 989.4, "tf32": 494.7, "fp32": 66.9},
+               "A100": {"bf16": 312.0, "tf32": 156.0, "fp32": 19.5}}
+
+
+def device_peak(device: str, precision: str, tf32: bool) -> tuple[str, float | None]:
+    """The device's name and its dense peak for the precision (None where the GPU is not in the table)."""
+    import torch
+
+    if not device.startswith("cuda"):
+        return "cpu", None
+    name = torch.cuda.get_device_name(torch.device(device))
+    mode = precision if precision == "bf16" else ("tf32" if tf32 else "fp32")
+    return name, next((peaks[mode] for key, peaks in PEAK_TFLOPS.items() if key in name), None)
+
+
+SCALES = {"adm256": dict(image_size=256, num_channels=256, attention_resolutions="32,16,8"),
+          "reduced": dict(image_size=64, num_channels=64, attention_resolutions="16,8"),
+          "tiny": dict(image_size=64, num_channels=32, attention_resolutions="8")}  # the tests' size
 
 
 def arch(scale: str) -> dict:
-    """guided-diffusion script_util flags of the backbone (the official adapter's, shrunk for `reduced`)."""
-    if scale == "adm256":
-        return dict(image_size=256, num_channels=256, attention_resolutions="32,16,8")
-    return dict(image_size=64, num_channels=64, attention_resolutions="16,8")
+    """guided-diffusion script_util flags of the backbone (the official adapter's, shrunk below adm256)."""
+    return SCALES[scale]
 
 
-def _adm_config(scale: str) -> dict:
+def adm_config(scale: str) -> dict:
     a = arch(scale)
     return dict(image_size=a["image_size"], num_channels=a["num_channels"], num_res_blocks=2,
                 attention_resolutions=a["attention_resolutions"], num_head_channels=64,
@@ -62,7 +83,7 @@ def write_weights(scale: str, folder: Path) -> tuple[Path, Path]:
     from unidad.weights_file import export_weights
 
     torch.manual_seed(0)
-    model = build_backbone({"kind": "adm", "params": {"config": _adm_config(scale)}})
+    model = build_backbone({"kind": "adm", "params": {"config": adm_config(scale)}})
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn_like(p) * (0.02 if p.ndim > 1 else 0.01))
@@ -70,6 +91,28 @@ def write_weights(scale: str, folder: Path) -> tuple[Path, Path]:
     torch.save(model.unet.state_dict(), pt)
     export_weights(st, {"model": model})
     return pt, st
+
+
+def flop_counter():
+    """A dispatch mode adding up the FLOPs of every matrix product, convolution and attention op it
+    sees (torch.utils.flop_counter's formulas). FlopCounterMode itself cannot be used: its module tracker
+    fails inside guided-diffusion's own checkpoint function, which the official UNet's attention uses.
+    Ops recomputed by checkpointing are counted: this is the work the device executes."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry
+
+    class FlopCount(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            formula = flop_registry.get(func._overloadpacket)
+            if formula is not None:
+                self.total += formula(*args, **kwargs, out_val=out)
+            return out
+
+    return FlopCount()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -106,7 +149,7 @@ def _sync(device):
 # ------------------------------------------------------------------------------------------------
 # the official side
 class OfficialSide:
-    def __init__(self, checkout: Path, scale: str, pt: Path, device, precision: str, real):
+    def __init__(self, checkout: Path, scale: str, pt: Path, device, precision: str, real, batch: int):
         for extra in (checkout / "1_FSIG", checkout / "third_party" / "dhariwal", checkout):
             if extra.is_dir():
                 sys.path.insert(0, str(extra))
@@ -132,7 +175,7 @@ class OfficialSide:
             reverse_dmd=False, diffusion_gan=True, diffusion_gan_max_timestep=1000, num_train_timesteps=1000,
             min_step_percent=0.02, max_step_percent=0.98, initialie_generator=True, denoising=True,
             num_denoising_step=K, denoising_sigma_end=0.5)
-        self.device, self.precision, self.real = device, precision, real
+        self.device, self.precision, self.real, self.batch = device, precision, real, batch
         self.model = dhariwalUniModel(args, SimpleNamespace(device=device)).to(device)
         gm = self.model.guidance_model
         lr = 2e-6
@@ -148,10 +191,10 @@ class OfficialSide:
 
         m, dev, times = self.model, self.device, {}
         m.train()
-        real = self.real[torch.randint(0, len(self.real), (BATCH,))].to(dev)
+        real = self.real[torch.randint(0, len(self.real), (self.batch,))].to(dev)
         real_train = {"real_image": real, "real_label": None}
-        noise = torch.randn(BATCH, *real.shape[1:], device=dev) * 80.0
-        sigma = torch.full((BATCH,), 80.0, device=dev)
+        noise = torch.randn(self.batch, *real.shape[1:], device=dev) * 80.0
+        sigma = torch.full((self.batch,), 80.0, device=dev)
         gen = it % RATIO == 0
         t0 = time.perf_counter()
         with _autocast(dev, self.precision):
@@ -187,23 +230,22 @@ class OfficialSide:
 # ------------------------------------------------------------------------------------------------
 # the project side: the unidad stage through the training loop's own update step
 class ProjectSide:
-    def __init__(self, scale: str, st: Path, device, precision: str, real, perf: dict):
-        import torch
-
+    def __init__(self, scale: str, st: Path, device, precision: str, real, perf: dict, batch: int):
         from unidad.backbones import build_backbone
         from unidad.stages import StageContext, get_stage
-        from unidad.train.loop import build_optimizers, seed_everything
+        from unidad.train.loop import apply_speed_options, build_optimizers, seed_everything
 
         cls = get_stage("unidad")
-        params = dict(iterations=10**6, batch_size=BATCH, ratio=RATIO, gen_steps=K, target_teacher="online",
+        params = dict(iterations=10**6, batch_size=batch, ratio=RATIO, gen_steps=K, target_teacher="online",
                       gan_weight_g=GAN_G, gan_weight_d=GAN_D, gan_loss="bce", head_type="global", head_taps="all",
                       discriminator="multi", lr=2e-6, precision=precision, **perf)
-        spec = {"kind": "adm", "params": {"config": _adm_config(scale)}}
+        spec = {"kind": "adm", "params": {"config": adm_config(scale)}}
         ctx = StageContext(backbone_factory=lambda: build_backbone(spec), weights={r: (st, "model") for r in cls.roles},
                            real_images=real, device=device, seed=0)
         self.stage = cls(cls.config_cls.from_dict(params), ctx)
         seed_everything(0)
         self.stage.build()
+        apply_speed_options(self.stage)  # tf32 / channels_last / compile, as train() applies them
         self.optims = build_optimizers(self.stage)
         self.device = device
         for name in self.stage.trainable_modules():
@@ -255,9 +297,9 @@ def child(args) -> None:
     real = torch.from_numpy(to_float_nchw(images))
     torch.manual_seed(0)
     if args.child == "official":
-        side = OfficialSide(Path(args.official), args.scale, Path(args.pt), device, args.precision, real)
+        side = OfficialSide(Path(args.official), args.scale, Path(args.pt), device, args.precision, real, args.batch)
     else:
-        side = ProjectSide(args.scale, Path(args.st), device, args.precision, real, json.loads(args.perf))
+        side = ProjectSide(args.scale, Path(args.st), device, args.precision, real, json.loads(args.perf), args.batch)
     counter = PassCounter(side.unets)
     it = 0
     for line in sys.stdin:
@@ -271,6 +313,13 @@ def child(args) -> None:
             other = counter.take()
             out["other iteration"] = {r: {k: v / (RATIO - 1) for k, v in c.items()} for r, c in other.items()}
             it += RATIO
+        elif "flops" in req:  # one generator iteration and the other iterations of its cycle
+            out = {}
+            for j in range(RATIO):
+                with flop_counter() as fc:
+                    side.iteration(it)
+                out["gen" if j == 0 else "other"] = fc.total
+                it += 1
         elif "iters" in req:
             out = []
             for _ in range(req["iters"]):
@@ -321,10 +370,13 @@ def _summary(rows: list[dict]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--official", default="", help="local checkout of yaramohamadi/uni-DAD (guided-diffusion importable)")
-    ap.add_argument("--scale", choices=("reduced", "adm256"), default="reduced")
+    ap.add_argument("--scale", choices=tuple(SCALES), default="reduced")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=2, help="images per update on both sides (the paper trains at 1)")
+    ap.add_argument("--peak-tflops", type=float, default=0.0, help="the device's dense peak at the precision, "
+                    "for the share of peak (default: PEAK_TFLOPS by GPU name)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--iters", type=int, default=2 * RATIO, help="timed iterations per round (a multiple of 5)")
     ap.add_argument("--tf32", action="store_true", help="allow TF32 matmuls/convolutions on both sides")
@@ -345,11 +397,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="side_by_side_"))
     pt, st = write_weights(args.scale, tmp)
     common = ["--scale", args.scale, "--device", args.device, "--precision", args.precision, "--threads",
-              str(args.threads), "--pt", str(pt), "--st", str(st), "--perf", args.perf] + (["--tf32"] if args.tf32 else [])
+              str(args.threads), "--batch", str(args.batch), "--pt", str(pt), "--st", str(st), "--perf", args.perf] + (["--tf32"] if args.tf32 else [])
     procs = {"project": Proc("project", common)}
     if args.official:
         procs = {"official": Proc("official", common + ["--official", str(Path(args.official).resolve())]), **procs}
     counts = {s: p.ask({"counts": 1}) for s, p in procs.items()}  # also the warm-up round
+    flops = {s: p.ask({"flops": 1}) for s, p in procs.items()}
     rounds: dict[str, list[dict]] = {s: [] for s in procs}
     order = list(procs)
     for r in range(args.rounds):
@@ -359,7 +412,7 @@ def main() -> None:
     for p in procs.values():
         p.close()
 
-    print(f"{args.scale} ADM, {args.device} ({args.threads} thread(s)), {args.precision}, batch {BATCH}, ratio {RATIO}, "
+    print(f"{args.scale} ADM, {args.device} ({args.threads} thread(s)), {args.precision}, batch {args.batch}, ratio {RATIO}, "
           f"K {K}, online target teacher, 13 heads; {args.rounds} alternating rounds of {args.iters} iterations")
     print("\nnetwork passes per iteration (full forward / encoder-only), forward hooks on the UNets")
     sides = list(procs)
@@ -368,7 +421,10 @@ def main() -> None:
         for role in ROLES:
             cells = [f"{counts[s][kind][role]['full']:g} / {counts[s][kind][role]['encoder_only']:g}" for s in sides]
             print(f"{kind:18s} {role:15s} " + " ".join(f"{c:>16s}" for c in cells))
-    print("\nseconds (median over rounds of each round's mean)")
+    device_name, peak = device_peak(args.device, args.precision, args.tf32)
+    peak = args.peak_tflops or peak
+    mode = args.precision if args.precision == "bf16" else ("tf32" if args.tf32 else "fp32")
+    print(f"\ndevice {device_name}; seconds (median over rounds of each round's mean)")
     med = {s: {k: statistics.median(x[k] for x in rounds[s]) for k in ("mean", "gen", "other")} for s in sides}
     for s in sides:
         parts = {k: statistics.median(x["parts"].get(k, 0.0) for x in rounds[s]) for k in rounds[s][0]["parts"]}
@@ -376,6 +432,11 @@ def main() -> None:
               f"other {med[s]['other']:.3f}  peak {peaks[s]:.2f} GB "
               f"({'CUDA max allocated' if args.device.startswith('cuda') else 'max RSS'})")
         print("          per update: " + ", ".join(f"{k} {v:.3f}" for k, v in parts.items()))
+        work = (flops[s]["gen"] + (RATIO - 1) * flops[s]["other"]) / RATIO
+        achieved = work / med[s]["mean"] / 1e12
+        print(f"          work per iteration {work / 1e12:.2f} TFLOP (generator iterations "
+              f"{flops[s]['gen'] / 1e12:.2f}, other {flops[s]['other'] / 1e12:.2f}); achieved {achieved:.3g} TFLOP/s"
+              + (f", {100 * achieved / peak:.1f}% of the {device_name}'s {peak:g} TFLOP/s {mode} peak" if peak else ""))
     if "official" in procs:
         ratios = [o["mean"] / p["mean"] for o, p in zip(rounds["official"], rounds["project"])]
         print(f"\nofficial / project per iteration: {statistics.median(ratios):.2f} "
