@@ -280,16 +280,17 @@ def test_sample_checkpoint_stores_the_corrected_sets_apart(tmp_path, tiny_factor
 
 
 # ------------------------------------------------------------------------------------------ claims 5-7
-def _claim_frame(with_new_methods=True):
+def _claim_frame(with_new_methods=True, dataset="near"):
     import pandas as pd
 
     rows = []
 
     def add(method, nfe, metric, value, seed, ablation=""):
         param, _, val = ablation.partition("=")
-        rows.append({"benchmark": "demo", "dataset": "near", "shots": 10, "method": method, "seed": seed,
+        extractor = f"oracle:{dataset}" if metric.startswith("oracle") else "demo-cnn-v1-lpips-style"
+        rows.append({"benchmark": "demo", "dataset": dataset, "shots": 10, "method": method, "seed": seed,
                      "slug": f"{method}{ablation}{seed}", "step": 400, "nfe": nfe, "method_nfe": 3, "final": True,
-                     "selection": "final", "metric": metric, "value": value, "extractor": "oracle:near",
+                     "selection": "final", "metric": metric, "value": value, "extractor": extractor,
                      "variant": "rule-based", "ablation": ablation, "ablation_param": param, "ablation_value": val})
 
     for seed, noise in ((0, -0.01), (1, 0.01)):
@@ -320,3 +321,19 @@ def test_claims_of_dp_dmd_and_imagine_flash():
     assert list(seven["dataset"]) == ["near (ft_iflash)"] and list(seven["held"]) == ["held"]
     # where the methods did not run, the claims table has no rows for them (the default demo's is unchanged)
     assert not evaluate_claims(_claim_frame(False))["claim_id"].isin([5, 6, 7]).any()
+
+
+def test_claims_compare_each_target_under_its_own_oracle():
+    # each demo target has its own oracle (extractor oracle:near, oracle:far): a claim on near must not
+    # look for near's numbers under far's oracle and call them missing
+    import pandas as pd
+
+    from unidad.results.claims import evaluate_claims
+
+    claims = evaluate_claims(pd.concat([_claim_frame(dataset="near"), _claim_frame(dataset="far")]))
+    for claim_id in (5, 6, 7):
+        rows = claims[claims["claim_id"] == claim_id]
+        assert len(rows) and "not tested" not in set(rows["held"]), rows[["dataset", "held", "evidence"]].to_dict("records")
+    five = claims[claims["claim_id"] == 5].set_index("dataset")
+    assert five["held"].to_dict() == {"near": "held", "far": "held"}
+    assert "oracle:far" in five.loc["far", "evidence"] and "oracle:near" not in five.loc["far", "evidence"]

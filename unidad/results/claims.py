@@ -129,8 +129,11 @@ class _Stats:
         self.rows = rows
         self.table = aggregate(rows, by=_KEY) if not rows.empty else pd.DataFrame(columns=_KEY + ["mean", "std", "count"])
 
-    def protocols(self, metric: str) -> list[tuple[str, str]]:
+    def protocols(self, metric: str, dataset: str | None = None) -> list[tuple[str, str]]:
+        """The (extractor, variant) pairs that measured `metric` (on `dataset`: an oracle is its domain's own)."""
         sub = self.table[self.table["metric"] == metric]
+        if dataset is not None:
+            sub = sub[sub["dataset"] == dataset]
         return list(dict.fromkeys(zip(sub["extractor"], sub["variant"])))
 
     def group(self, method: str, dataset: str, metric: str, protocol: tuple[str, str],
@@ -193,7 +196,7 @@ def _claim_beats_two_stage(stats: _Stats, datasets: list[str], nfe: int, min_se:
     for dataset in datasets:
         comparisons, missing = [], []
         for metric in ("fid", "intra_lpips"):
-            protocols = stats.protocols(metric)
+            protocols = stats.protocols(metric, dataset)
             if not protocols:
                 missing.append(f"{metric} not measured")
             for protocol in protocols:
@@ -281,7 +284,7 @@ def _ablation_vs_reference(stats: _Stats, claim_id: int, param: str, is_ablated,
             reference_label = f"{method}[{param}={reference_values[0]}]" if reference_values else f"{method} (main grid)"
             comparisons, missing = [], []
             for metric in metrics:
-                for protocol in stats.protocols(metric):
+                for protocol in stats.protocols(metric, dataset):
                     changed = stats.group(method, dataset, metric, protocol, (param, ablated_value),
                                           f"{method}[{param}={ablated_value}]")
                     reference = stats.group(method, dataset, metric, protocol, reference_key, reference_label)
@@ -365,7 +368,7 @@ def _compare(stats: _Stats, dataset: str, metrics: Sequence[str], better: tuple[
     """`better` beats `worse` on every protocol of `metrics`; each side is (method, ablation, label)."""
     comparisons, missing = [], []
     for metric in metrics:
-        for protocol in stats.protocols(metric):
+        for protocol in stats.protocols(metric, dataset):
             a = stats.group(better[0], dataset, metric, protocol, better[1], better[2])
             b = stats.group(worse[0], dataset, metric, protocol, worse[1], worse[2])
             if a is None or b is None:
