@@ -67,6 +67,11 @@ def test_every_control_passes_when_the_models_do_what_they_should(tidy):
     student = controls[(controls["control"] == "source_student") & (controls["metric"] == "oracle_in_domain")].iloc[0]
     assert student["value"] == pytest.approx(0.95) and student["n"] == 2 and student["reference"] == 0.98
     assert student["values"] == "0.9600;0.9400" and "seed 0: 0.960" in student["detail"]
+    # students of several distillation stages are told apart by stage
+    mixed = [dict(r, about=dict(r["about"], stage=stage)) for r, stage in zip(STUDENTS, ("dpdmd", "dmd2"))]
+    detail = measure_controls(tidy, TEACHER, mixed, targets=["near", "far"])
+    detail = detail[(detail["control"] == "source_student") & (detail["metric"] == "oracle_in_domain")].iloc[0]["detail"]
+    assert detail.startswith("dmd2 seed 1: 0.940, dpdmd seed 0: 0.960"), detail
     ft = controls[(controls["control"] == "ft") & (controls["dataset"] == "far")].set_index("metric")
     assert ft.loc["oracle_in_domain", "value"] == pytest.approx(0.825)
     # FT's mode coverage is shown beside the shots' own, without a threshold

@@ -113,7 +113,8 @@ def _student_checks(teacher: Mapping[str, Any] | None, students: Sequence[Mappin
                     t: Thresholds) -> list[dict]:
     oracle = (teacher or {}).get("oracle")
     domain = (teacher or {}).get("oracle_domain", "source")
-    judged = sorted((s for s in students if s.get("oracle")), key=lambda s: s.get("about", {}).get("seed", 0))
+    judged = sorted((s for s in students if s.get("oracle")),
+                    key=lambda s: (s.get("about", {}).get("stage", ""), s.get("about", {}).get("seed", 0)))
     if not judged:
         reason = ("no few-step student distilled from the source teacher on source data in this config's "
                   "methods (dmd2_ft and unidad_pre distil one)") if not students else "no oracle verdict"
@@ -127,8 +128,14 @@ def _student_checks(teacher: Mapping[str, Any] | None, students: Sequence[Mappin
         reason = "its teacher fails its own control: being close to it shows little"
     nfe = judged[0].get("timing", {}).get("nfe", "") if judged else ""
     subject = f"source student (NFE {nfe})" if nfe else "source student"
-    seeds = ", ".join(f"seed {s.get('about', {}).get('seed', '?')}: {s['oracle']['in_domain_rate']:.3f}"
-                      for s in judged)
+    # several distillation stages (dmd2, dpdmd, ...) may each distil a source student: name the stage then
+    named = len({s.get("about", {}).get("stage") for s in judged}) > 1
+
+    def label(s):
+        about = s.get("about", {})
+        return f"{about.get('stage', '?')} seed {about.get('seed', '?')}" if named else f"seed {about.get('seed', '?')}"
+
+    seeds = ", ".join(f"{label(s)}: {s['oracle']['in_domain_rate']:.3f}" for s in judged)
     values = {m: [s["oracle"][_REPORT_KEYS[m]] for s in judged] if oracle else [] for m in _REPORT_KEYS}
     ref = {m: oracle[_REPORT_KEYS[m]] if oracle else float("nan") for m in _REPORT_KEYS}
     gap, ratio = t.student_max_in_domain_gap, t.student_min_coverage_ratio
