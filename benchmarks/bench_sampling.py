@@ -7,10 +7,9 @@ Random ADM weights (sampling time does not depend on them). One untimed warm-up 
 (the student's: both samplers run the same network on the same shapes), then `--images` images per
 sampler at the evaluation batch size (50, as the paper configs); the 5000-image time is projected from
 the measured rate (batches run one after another at a fixed size, so the time is linear in the number
-of batches; the projection is labelled as one). bf16 runs `generate`
-under autocast; fp32 is what the sample job runs today (with --tf32, TF32 matrix products). Prints
-images/s, the seconds for 5000 images, the FT / student ratio, and the peak memory. Nothing is
-asserted.
+of batches; the projection is labelled as one). bf16 runs `generate` under autocast; fp32 is what the
+sample job runs today (with --tf32, TF32 matrix products). Prints images/s, the seconds for 5000
+images, the FT / student ratio, and the peak memory. Nothing is asserted.
 """
 from __future__ import annotations
 
@@ -22,20 +21,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PAPER_IMAGES = 5000
 SAMPLERS = {"student, 3 NFE": {"kind": "few_step", "steps": 3},
             "FT, Euler 25 NFE": {"kind": "many_step", "sampler": "euler", "steps": 25}}
-
-
-def random_adm(scale: str):
-    import torch
-
-    from bench_side_by_side import adm_config
-    from unidad.backbones import build_backbone
-
-    torch.manual_seed(0)
-    model = build_backbone({"kind": "adm", "params": {"config": adm_config(scale)}})
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn_like(p) * (0.02 if p.ndim > 1 else 0.01))
-    return model
 
 
 def measure(model, sampling: dict, precision: str, seeds, batch: int, device) -> dict:
@@ -60,7 +45,7 @@ def main() -> None:
     sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
     import torch
 
-    from bench_side_by_side import SCALES, device_peak
+    from bench_side_by_side import SCALES, device_peak, random_adm
 
     if args.scale not in SCALES:
         raise SystemExit(f"bench_sampling: --scale {args.scale} is not one of {', '.join(SCALES)}")
@@ -68,7 +53,7 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
     device = torch.device(args.device)
     model = random_adm(args.scale).to(device)
-    name, _ = device_peak(args.device, "fp32", args.tf32)
+    name, _, _ = device_peak(args.device, "fp32", args.tf32)
     print(f"{args.scale} ADM sampling on {name}, batch {args.batch}, {args.images} timed images per row"
           f"{', TF32 allowed' if args.tf32 else ''}; {PAPER_IMAGES} images projected from the measured rate")
     for precision in args.precision:

@@ -46,15 +46,16 @@ PEAK_TFLOPS = {"H100": {"bf16": 989.4, "tf32": 494.7, "fp32": 66.9},
                "A100": {"bf16": 312.0, "tf32": 156.0, "fp32": 19.5}}
 
 
-def device_peak(device: str, precision: str, tf32: bool) -> tuple[str, float | None]:
-    """The device's name and its dense peak for the precision (None where the GPU is not in the table)."""
+def device_peak(device: str, precision: str, tf32: bool) -> tuple[str, str, float | None]:
+    """The device's name, the matrix mode the precision runs in (bf16, tf32, fp32) and the device's dense
+    peak for it (None on a CPU or a GPU not in the table)."""
     import torch
 
-    if not device.startswith("cuda"):
-        return "cpu", None
-    name = torch.cuda.get_device_name(torch.device(device))
     mode = precision if precision == "bf16" else ("tf32" if tf32 else "fp32")
-    return name, next((peaks[mode] for key, peaks in PEAK_TFLOPS.items() if key in name), None)
+    if not device.startswith("cuda"):
+        return "cpu", mode, None
+    name = torch.cuda.get_device_name(torch.device(device))
+    return name, mode, next((peaks[mode] for key, peaks in PEAK_TFLOPS.items() if key in name), None)
 
 
 SCALES = {"adm256": dict(image_size=256, num_channels=256, attention_resolutions="32,16,8"),
@@ -74,19 +75,28 @@ def adm_config(scale: str) -> dict:
                 use_scale_shift_norm=True, resblock_updown=True, learn_sigma=True)
 
 
-def write_weights(scale: str, folder: Path) -> tuple[Path, Path]:
-    """Random ADM weights (every parameter drawn, zero-initialised layers included, so no branch is
-    trivially zero) as a guided-diffusion .pt state_dict and as the project's weights file."""
+def random_adm(scale: str):
+    """The project's ADM at `scale` with random weights: every parameter drawn, zero-initialised layers
+    included, so no branch is trivially zero."""
     import torch
 
     from unidad.backbones import build_backbone
-    from unidad.weights_file import export_weights
 
     torch.manual_seed(0)
     model = build_backbone({"kind": "adm", "params": {"config": adm_config(scale)}})
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn_like(p) * (0.02 if p.ndim > 1 else 0.01))
+    return model
+
+
+def write_weights(scale: str, folder: Path) -> tuple[Path, Path]:
+    """`random_adm` as a guided-diffusion .pt state_dict and as the project's weights file."""
+    import torch
+
+    from unidad.weights_file import export_weights
+
+    model = random_adm(scale)
     pt, st = folder / "adm.pt", folder / "adm.safetensors"
     torch.save(model.unet.state_dict(), pt)
     export_weights(st, {"model": model})
@@ -397,7 +407,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="side_by_side_"))
     pt, st = write_weights(args.scale, tmp)
     common = ["--scale", args.scale, "--device", args.device, "--precision", args.precision, "--threads",
-              str(args.threads), "--batch", str(args.batch), "--pt", str(pt), "--st", str(st), "--perf", args.perf] + (["--tf32"] if args.tf32 else [])
+              str(args.threads), "--batch", str(args.batch), "--pt", str(pt), "--st", str(st), "--perf", args.perf]
+    common += ["--tf32"] if args.tf32 else []
     procs = {"project": Proc("project", common)}
     if args.official:
         procs = {"official": Proc("official", common + ["--official", str(Path(args.official).resolve())]), **procs}
@@ -421,9 +432,8 @@ def main() -> None:
         for role in ROLES:
             cells = [f"{counts[s][kind][role]['full']:g} / {counts[s][kind][role]['encoder_only']:g}" for s in sides]
             print(f"{kind:18s} {role:15s} " + " ".join(f"{c:>16s}" for c in cells))
-    device_name, peak = device_peak(args.device, args.precision, args.tf32)
+    device_name, mode, peak = device_peak(args.device, args.precision, args.tf32)
     peak = args.peak_tflops or peak
-    mode = args.precision if args.precision == "bf16" else ("tf32" if args.tf32 else "fp32")
     print(f"\ndevice {device_name}; seconds (median over rounds of each round's mean)")
     med = {s: {k: statistics.median(x[k] for x in rounds[s]) for k in ("mean", "gen", "other")} for s in sides}
     for s in sides:
