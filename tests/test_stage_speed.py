@@ -84,3 +84,24 @@ def test_channels_last_and_tf32_keep_the_losses_and_gradients(tiny_factory, sour
     assert train(stage, tmp_path / "fast", log=lambda *_: None)["complete"]
     for tensors in read_weights(tmp_path / "fast" / "checkpoints" / "step00000004").values():
         assert all(torch.isfinite(t).all() for t in tensors.values())
+
+
+def test_every_optimiser_is_fused_and_steps_as_the_per_tensor_adamw(tiny_factory, source_file):  # noqa: F811
+    stage = make_stage("unidad", tiny_factory, source_file, target_teacher="online", ratio=2, gen_steps=2)
+    stage.build()
+    optims = build_optimizers(stage)
+    assert optims and all(o.optimizer.defaults["fused"] for o in optims)
+
+    params = [p for p in optims[0].params if p.requires_grad][:4]
+    grads = [torch.randn_like(p) for p in params]
+    stepped = {}
+    for fused in (True, False):
+        copies = [p.detach().clone().requires_grad_(True) for p in params]
+        opt = torch.optim.AdamW(copies, lr=1e-3, weight_decay=0.01, fused=fused)
+        for _ in range(3):
+            for c, g in zip(copies, grads):
+                c.grad = g.clone()
+            opt.step()
+        stepped[fused] = copies
+    for a, b in zip(stepped[True], stepped[False]):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
